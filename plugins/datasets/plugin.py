@@ -1,0 +1,7 @@
+"""Registration of the datasets plugin (light: no torch import)."""
+from samfx import hookimpl
+
+
+@hookimpl
+def samfx_register(registry):
+    pass

@@ -1,0 +1,1 @@
+"""samfx plugin 'sam'."""

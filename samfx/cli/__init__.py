@@ -1,0 +1,1 @@
+"""The `samfx` command line (typer). Subcommand modules import torch only inside commands."""

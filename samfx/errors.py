@@ -1,0 +1,43 @@
+"""One exception type for every user-facing error: one line naming what and where, plus a hint."""
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class SamfxError(Exception):
+    """A user-facing error. `str(err)` is one line: what went wrong, where, and a suggestion."""
+
+
+class RecipeError(SamfxError):
+    """A recipe (file or command-line override) is invalid."""
+
+
+class RegistryError(SamfxError):
+    """A component name cannot be resolved, or two plugins claim the same name."""
+
+
+class CheckpointError(SamfxError):
+    """A checkpoint file cannot be read or does not fit the model."""
+
+
+class DataError(SamfxError):
+    """A dataset file or folder is missing, corrupt or inconsistent."""
+
+
+def did_you_mean(word: str, choices: Iterable[str], n: int = 3) -> str:
+    """Return ", did you mean 'x'?" (or 'x' or 'y') for close matches, else ""."""
+    choices = sorted(set(choices))
+    close = difflib.get_close_matches(word, choices, n=n, cutoff=0.6)
+    if not close:
+        return ""
+    if len(close) == 1:
+        return f", did you mean '{close[0]}'?"
+    return ", did you mean " + " or ".join(f"'{c}'" for c in close) + "?"
+
+
+def nearest(word: str, choices: Iterable[str], n: int = 5) -> list[str]:
+    """Closest names to `word` (best first), falling back to all choices when nothing is close."""
+    choices = sorted(set(choices))
+    close = difflib.get_close_matches(word, choices, n=n, cutoff=0.4)
+    return close or choices[:n]

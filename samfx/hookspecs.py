@@ -1,0 +1,34 @@
+"""The plugin contract: every hook a samfx plugin may implement.
+
+A plugin is any importable object (usually a module) named by an entry point in the
+``samfx.plugins`` group. It implements hooks with ``@samfx.hookimpl``. Keep that module light:
+import torch and build models lazily inside factories, so listing plugins stays fast.
+
+docs/plugins.md documents these hooks; a test keeps that page in sync with this module.
+"""
+from __future__ import annotations
+
+import pluggy
+
+PROJECT = "samfx"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+class SamfxHooks:
+    """Hook specifications of samfx."""
+
+    @hookspec
+    def samfx_register(self, registry):
+        """Register this plugin's components.
+
+        Call ``registry.add(kind, name, factory, schema=..., description=...)`` once per component.
+        ``kind`` is one of ``samfx.registry.KINDS``; ``factory`` is a callable or a lazy
+        ``"module:attribute"`` string (imported only when the component is built); ``schema`` is a
+        dataclass whose fields are the component's recipe keys with their types and defaults.
+        The registry records which plugin registered what; do not resolve names here.
+        """
+
+    @hookspec
+    def samfx_doctor(self):
+        """Return a dict of extra diagnostics for ``samfx doctor`` (versions, optional features)."""

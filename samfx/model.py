@@ -1,0 +1,113 @@
+"""The composed model: encoder (+ adapters on its sites) -> prompt generator -> mask decoder,
+optionally wrapped per frame by a temporal module. Built from a recipe by ``samfx.build``.
+
+Parameter names are stable and checkpoint-compatible with SAM: ``image_encoder.*``,
+``prompt_encoder.*``, ``mask_decoder.*``; samfx adds ``prompt_generators.<name>.*``,
+``adapters.<name>-<site>.*`` and ``temporal.*``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from samfx.interfaces import (Adapter, ImageEncoder, MaskDecoderBase, PromptContext, PromptEncoderBase,
+                              PromptGenerator, Prompts, TemporalModule)
+
+
+@dataclass
+class SegOutput:
+    logits: Tensor          # (B,1,S,S) full-resolution mask logits
+    low_res: Tensor         # (B,1,h',w') decoder logits
+    iou: Tensor             # (B,1) predicted IoU
+    prompts: Prompts
+
+
+def _run_adapter(adapter: Adapter, module: nn.Module, inputs: tuple[Any, ...], output: Tensor) -> Tensor:
+    return adapter(inputs[0] if inputs else None, output)
+
+
+class SegmentationModel(nn.Module):
+    def __init__(self, image_encoder: ImageEncoder, prompt_encoder: PromptEncoderBase,
+                 mask_decoder: MaskDecoderBase, prompt_generators: dict[str, PromptGenerator],
+                 active_prompt: str, adapters: dict[str, tuple[Adapter, nn.Module]] | None = None,
+                 temporal: TemporalModule | None = None):
+        super().__init__()
+        self.image_encoder = image_encoder
+        self.prompt_encoder = prompt_encoder
+        self.mask_decoder = mask_decoder
+        self.prompt_generators = nn.ModuleDict(prompt_generators)
+        self.adapters = nn.ModuleDict({k: a for k, (a, _) in (adapters or {}).items()})
+        for key, (adapter, site_module) in (adapters or {}).items():
+            site_module.register_forward_hook(partial(_run_adapter, adapter))
+        self.temporal = temporal
+        self.active_prompt = active_prompt
+        self.image_size = image_encoder.image_size
+
+    # -- components ---------------------------------------------------------------------------
+    def component_modules(self) -> dict[str, nn.Module]:
+        """Top-level components by the names used in stages' ``trainable`` lists and reports."""
+        out: dict[str, nn.Module] = {"image_encoder": self.image_encoder, "prompt_encoder": self.prompt_encoder,
+                                     "mask_decoder": self.mask_decoder}
+        for name, gen in self.prompt_generators.items():
+            out[f"prompt:{name}"] = gen
+        for name, ad in self.adapters.items():
+            out[f"adapter:{name}"] = ad
+        if self.temporal is not None:
+            out["temporal"] = self.temporal
+        return out
+
+    def use_prompt(self, name: str) -> None:
+        if name not in self.prompt_generators:
+            known = ", ".join(self.prompt_generators)
+            raise KeyError(f"prompt generator '{name}' is not part of this model; it has: {known}")
+        self.active_prompt = name
+
+    @property
+    def prompt_generator(self) -> PromptGenerator:
+        return self.prompt_generators[self.active_prompt]
+
+    # -- forward ------------------------------------------------------------------------------
+    def encode(self, images: Tensor) -> Tensor:
+        return self.image_encoder(images)
+
+    def decode(self, embedding: Tensor, class_ids: Tensor, targets: Tensor | None = None,
+               extra_dense: Tensor | None = None, prompt: str | None = None) -> SegOutput:
+        gen = self.prompt_generators[prompt or self.active_prompt]
+        image_pe = self.prompt_encoder.get_dense_pe()
+        ctx = PromptContext(embedding, image_pe, self.prompt_encoder, self.mask_decoder, self.image_size,
+                            class_ids, targets)
+        prompts = gen(ctx)
+        emb = prompts.image_embedding if prompts.image_embedding is not None else embedding
+        dense = prompts.dense if extra_dense is None else prompts.dense + extra_dense
+        low_res, iou = self.mask_decoder(emb, image_pe, prompts.sparse, dense)
+        logits = F.interpolate(low_res, size=(self.image_size, self.image_size), mode="bilinear",
+                               align_corners=False)
+        return SegOutput(logits, low_res, iou, prompts)
+
+    def forward(self, images: Tensor, class_ids: Tensor | None = None, targets: Tensor | None = None,
+                prompt: str | None = None) -> SegOutput:
+        """One query per image: images (B,3,S,S), class_ids (B,) (default all 1), targets (B,1,S,S)."""
+        if class_ids is None:
+            class_ids = torch.ones(images.shape[0], dtype=torch.long, device=images.device)
+        return self.decode(self.encode(images), class_ids, targets, prompt=prompt)
+
+    def forward_classes(self, images: Tensor, classes: list[int], label_map: Tensor | None = None,
+                        prompt: str | None = None) -> tuple[Tensor, SegOutput]:
+        """All classes of each image with one encoder pass.
+
+        Returns (targets (B*K,1,S,S) or empty, output over B*K queries ordered image-major).
+        label_map (B,S,S) long gives per-class binary targets (needed by simulated prompts).
+        """
+        emb = self.encode(images)
+        b, k = images.shape[0], len(classes)
+        emb = emb.repeat_interleave(k, dim=0)
+        cls = torch.tensor(classes, device=images.device, dtype=torch.long).repeat(b)
+        targets = None
+        if label_map is not None:
+            targets = (label_map.repeat_interleave(k, dim=0) == cls[:, None, None]).unsqueeze(1).float()
+        return (targets if targets is not None else torch.empty(0)), self.decode(emb, cls, targets, prompt=prompt)

@@ -1,0 +1,327 @@
+"""Load, merge, override and validate recipes.
+
+``load_recipe(path, overrides)`` returns a :class:`Recipe`: the resolved, fully-defaulted config as
+a plain dict, plus where each value came from so errors can name the file (or "command line").
+Components are named by registry name only; nothing here imports or calls code from a recipe.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from samfx.errors import RecipeError, did_you_mean
+from samfx.registry import Registry
+from samfx.schema import COMPONENT_SLOTS, RecipeSchema
+
+CLI = "command line"
+RESERVED = {"name", "site"}  # keys every component ref may carry besides its schema's
+
+
+@dataclass
+class Recipe:
+    """A resolved recipe. ``config`` is plain data (dicts/lists/scalars), safe to dump as YAML."""
+
+    config: dict[str, Any]
+    path: str | None = None
+    sources: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    def get(self, dotted: str, default: Any = None) -> Any:
+        node: Any = self.config
+        for part in dotted.split("."):
+            if isinstance(node, dict) and part in node:
+                node = node[part]
+            elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]
+            else:
+                return default
+        return node
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.config, sort_keys=False)
+
+
+def _read_yaml(path: Path, where: str) -> dict[str, Any]:
+    if not path.is_file():
+        raise RecipeError(f"{where}: recipe file '{path}' not found; list the recipes with `ls recipes/`")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        loc = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise RecipeError(f"{loc}: invalid YAML: {problem}; check indentation and quoting") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path}: a recipe must be a mapping of sections (model, data, train, eval), "
+                          f"got {type(data).__name__}")
+    return data
+
+
+def _layers(path: Path, chain: tuple[Path, ...] = ()) -> list[tuple[str, dict[str, Any]]]:
+    """The recipe and its bases, base first: [(file, raw mapping)]."""
+    path = path.resolve()
+    if path in chain:
+        cycle = " -> ".join(str(p) for p in (*chain, path))
+        raise RecipeError(f"{path}: 'base:' inheritance loops ({cycle}); remove one of the bases")
+    data = _read_yaml(path, str(chain[-1]) if chain else "recipe")
+    bases = data.pop("base", None)
+    if bases is None:
+        bases = []
+    elif isinstance(bases, str):
+        bases = [bases]
+    elif not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
+        raise RecipeError(f"{path}: base: must be a file name or a list of file names")
+    out: list[tuple[str, dict[str, Any]]] = []
+    for base in bases:
+        out += _layers((path.parent / base), (*chain, path))
+    out.append((_display(path), data))
+    return out
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _deep_merge(a: Any, b: Any) -> Any:
+    """Mappings merge key by key; anything else (lists included) is replaced by b."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = dict(a)
+        for k, v in b.items():
+            out[k] = _deep_merge(a[k], v) if k in a else copy.deepcopy(v)
+        return out
+    return copy.deepcopy(b)
+
+
+def _parse_override(item: str) -> tuple[str, Any]:
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise RecipeError(f"{CLI}: override '{item}' must look like key.path=value (e.g. train.seed=1)")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def _set_path(cfg: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node: Any = cfg
+    for i, part in enumerate(parts[:-1]):
+        nxt = node[int(part)] if isinstance(node, list) and part.isdigit() and int(part) < len(node) else (
+            node.get(part) if isinstance(node, dict) else None)
+        if nxt is None:
+            if isinstance(node, list):
+                raise RecipeError(f"{'.'.join(parts[:i + 1])}: index out of range ({len(node)} items) ({CLI})")
+            nxt = node[part] = {}
+        elif not isinstance(nxt, (dict, list)):
+            nxt = node[part] = {} if not isinstance(node, list) else nxt
+        node = nxt
+    last = parts[-1]
+    if isinstance(node, list):
+        if not last.isdigit() or int(last) >= len(node):
+            raise RecipeError(f"{key}: index out of range ({len(node)} items) ({CLI})")
+        node[int(last)] = value
+    elif isinstance(value, dict) and isinstance(node.get(last), dict):
+        node[last] = _deep_merge(node[last], value)
+    else:
+        node[last] = value
+
+
+def _has_path(cfg: Any, parts: list[str]) -> bool:
+    node = cfg
+    for part in parts:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return False
+    return True
+
+
+class _Validator:
+    def __init__(self, sources: list[tuple[str, dict[str, Any]]], registry: Registry | None):
+        self.sources = sources
+        self.registry = registry
+
+    def source_of(self, path: str) -> str:
+        parts = path.split(".")
+        for i in range(len(parts), 0, -1):
+            for name, layer in reversed(self.sources):
+                if _has_path(layer, parts[:i]):
+                    return name
+        return self.sources[-1][0] if self.sources else CLI
+
+    def fail(self, path: str, msg: str) -> RecipeError:
+        return RecipeError(f"{path}: {msg} (in {self.source_of(path)})")
+
+    def typed(self, schema: type, data: Any, path: str, ignore: set[str] = frozenset()) -> dict[str, Any]:
+        """Validate `data` against dataclass `schema`; return a plain dict with defaults filled."""
+        where = path or "recipe"
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise self.fail(where, f"expected a mapping of {schema.__name__} keys, got {type(data).__name__} {data!r}")
+        self._unknown_keys(schema, data, path, ignore)
+        clean = {k: v for k, v in data.items() if k not in ignore}
+        try:
+            node = OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.create(clean))
+            return OmegaConf.to_container(node, resolve=True)  # type: ignore[return-value]
+        except OmegaConfBaseException as exc:
+            key = (path + "." if path else "") + str(exc.full_key or exc.key or "")
+            first = str(getattr(exc, "msg", exc)).splitlines()[0]
+            raise self.fail(key.rstrip("."), _type_message(first)) from None
+
+    def _unknown_keys(self, schema: type, data: dict[str, Any], path: str, ignore: set[str]) -> None:
+        fields = {f.name: f for f in dataclasses.fields(schema)}
+        for key, value in data.items():
+            sub = f"{path}.{key}" if path else str(key)
+            if key in ignore:
+                continue
+            if key not in fields:
+                raise self.fail(sub, "unknown key" + (did_you_mean(str(key), fields) or
+                                                      f"; known keys: {', '.join(fields)}"))
+            ftype = _dataclass_type(schema, key)
+            if ftype is not None and isinstance(value, dict):
+                self._unknown_keys(ftype, value, sub, set())
+            elif ftype is not None and value is not None and not isinstance(value, dict):
+                raise self.fail(sub, f"expected a mapping of {ftype.__name__} keys, got {value!r}")
+            lt = _list_dataclass_type(schema, key)
+            if lt is not None and isinstance(value, list):
+                for i, item in enumerate(value):
+                    if isinstance(item, dict):
+                        self._unknown_keys(lt, item, f"{sub}.{i}", set())
+
+    def component(self, kind: str, data: Any, path: str) -> Any:
+        if data is None:
+            return None
+        if isinstance(data, str):
+            data = {"name": data}
+        if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+            raise self.fail(path, f"expected a {kind} as {{name: ..., <options>}}, got {data!r}")
+        if self.registry is None:
+            return dict(data)
+        comp = self.registry.get(kind, data["name"], where=f"{path}.name ({self.source_of(path + '.name')})")
+        ignore = {k for k in RESERVED if k in data}
+        if comp.schema is None:
+            extra = [k for k in data if k not in RESERVED]
+            if extra:
+                raise self.fail(f"{path}.{extra[0]}", f"unknown key; {kind} '{comp.qualname}' takes no options")
+            out = {}
+        else:
+            out = self.typed(comp.schema, data, path, ignore)
+        head = {"name": comp.qualname if "/" in data["name"] else data["name"]}
+        head.update({k: data[k] for k in ignore if k != "name"})
+        return {**head, **out}
+
+
+def _dataclass_type(schema: type, key: str) -> type | None:
+    import typing
+    hints = typing.get_type_hints(schema)
+    t = hints.get(key)
+    return t if isinstance(t, type) and dataclasses.is_dataclass(t) else None
+
+
+def _list_dataclass_type(schema: type, key: str) -> type | None:
+    import typing
+    t = typing.get_type_hints(schema).get(key)
+    if typing.get_origin(t) is list:
+        (arg,) = typing.get_args(t) or (None,)
+        if isinstance(arg, type) and dataclasses.is_dataclass(arg):
+            return arg
+    return None
+
+
+def _type_message(first: str) -> str:
+    # omegaconf: "Value 'abc' of type 'str' could not be converted to Integer"
+    if "could not be converted to" in first:
+        target = first.rsplit(" ", 1)[-1].lower()
+        value = first.split("'")[1] if "'" in first else "?"
+        return f"expected {target}, got {value!r}"
+    if "is not a subclass" in first or "Invalid type" in first:
+        return f"wrong type: {first}"
+    return first
+
+
+def _validate(raw: dict[str, Any], sources: list[tuple[str, dict[str, Any]]],
+              registry: Registry | None) -> dict[str, Any]:
+    v = _Validator(sources, registry)
+    # 1) core sections, with component slots left as raw data
+    cfg = v.typed(RecipeSchema, raw, "")
+    # 2) component slots, through each plugin's schema
+    for slot, kind in COMPONENT_SLOTS.items():
+        parts = slot.split(".")
+        _walk_slots(cfg, raw, parts, "", kind, v)
+    return cfg
+
+
+def _walk_slots(cfg: Any, raw: Any, parts: list[str], path: str, kind: str, v: _Validator) -> None:
+    head, rest = parts[0], parts[1:]
+    if head == "*":
+        if not isinstance(cfg, list):
+            return
+        for i in range(len(cfg)):
+            sub_raw = raw[i] if isinstance(raw, list) and i < len(raw) else cfg[i]
+            _descend(cfg, i, sub_raw, rest, f"{path}.{i}", kind, v)
+        return
+    if not isinstance(cfg, dict) or head not in cfg:
+        return
+    sub_raw = raw.get(head, cfg[head]) if isinstance(raw, dict) else cfg[head]
+    _descend(cfg, head, sub_raw, rest, f"{path}.{head}" if path else head, kind, v)
+
+
+def _descend(container: Any, key: Any, raw: Any, rest: list[str], path: str, kind: str, v: _Validator) -> None:
+    if rest:
+        _walk_slots(container[key], raw, rest, path, kind, v)
+    else:
+        container[key] = v.component(kind, raw, path)
+
+
+def load_recipe(path: str | Path | None, overrides: list[str] | tuple[str, ...] = (),
+                registry: Registry | None = None) -> Recipe:
+    """Read `path` (and its bases), apply ``key=value`` overrides, validate, fill defaults.
+
+    With `registry` None, component options are not checked (used by light commands).
+    """
+    sources = _layers(Path(path)) if path is not None else []
+    merged: dict[str, Any] = {}
+    for _, layer in sources:
+        merged = _deep_merge(merged, layer)
+    for item in overrides:
+        key, value = _parse_override(item)
+        _set_path(merged, key, value)
+    all_sources = [*sources, (CLI, _cli_tree(overrides))] if overrides else sources
+    config = _validate(merged, all_sources, registry)
+    return Recipe(config=config, path=str(path) if path else None, sources=all_sources)
+
+
+def _cli_tree(overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Overrides as a nested mapping (list indices as mapping keys) for source lookup."""
+    tree: dict[str, Any] = {}
+    for item in overrides:
+        key, _ = _parse_override(item)
+        node = tree
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                break
+        else:
+            node[parts[-1]] = True
+    return tree
+
+
+def to_omegaconf(recipe: Recipe) -> DictConfig | ListConfig:
+    return OmegaConf.create(recipe.config)

@@ -1,0 +1,27 @@
+"""`samfx show`: resolved recipe + parameter counts (the JSON contract documented in docs/recipes.md)."""
+from __future__ import annotations
+
+from typing import Any
+
+
+def summarize(recipe_path: str, overrides: list[str]) -> dict[str, Any]:
+    from samfx.build import build_model
+    from samfx.pluginmanager import get_registry
+    from samfx.recipe import load_recipe
+    from samfx.trainable import apply_stage, count_params
+
+    registry = get_registry()
+    recipe = load_recipe(recipe_path, overrides, registry)
+    model = build_model(recipe, registry, load_checkpoint=False)
+    stages = []
+    for i, stage in enumerate(recipe.config["train"]["stages"]):
+        apply_stage(model, recipe, i)
+        stages.append({"name": stage["name"], "params": {"trainable": count_params(model)[1]}})
+    apply_stage(model, recipe, len(recipe.config["train"]["stages"]) - 1)
+    total, trainable = count_params(model)
+    by_component = {}
+    for name, module in model.component_modules().items():
+        t, tr = count_params(module)
+        by_component[name] = {"total": t, "trainable": tr}
+    return {"recipe": recipe.config, "params": {"total": total, "trainable": trainable,
+                                                "by_component": by_component}, "stages": stages}

@@ -1,0 +1,76 @@
+"""Which parameters train in a stage.
+
+A stage's ``trainable`` entries are, in order of precedence:
+- a component: ``image_encoder``, ``prompt_encoder``, ``mask_decoder``, ``prompt`` (all prompt
+  generators), ``prompt:<key>``, ``adapters``, ``adapter:<key>``, ``temporal``;
+- a component's own default set: ``image_encoder:default`` (the method's paper freezing);
+- a glob over full parameter names: ``image_encoder.blocks.*.attn.qkv.*``.
+Everything not selected is frozen.
+"""
+from __future__ import annotations
+
+import fnmatch
+
+from torch import nn
+
+from samfx.errors import RecipeError
+
+
+def count_params(module: nn.Module) -> tuple[int, int]:
+    total = trainable = 0
+    seen: set[int] = set()
+    for p in module.parameters():
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        total += p.numel()
+        if p.requires_grad:
+            trainable += p.numel()
+    return total, trainable
+
+
+def select(model: nn.Module, entries: list[str], where: str = "trainable") -> set[str]:
+    names = [n for n, _ in model.named_parameters()]
+    comps = model.component_modules()
+    chosen: set[str] = set()
+    for entry in entries:
+        hit: set[str] = set()
+        if entry.endswith(":default") and entry[: -len(":default")] in comps:
+            comp = entry[: -len(":default")]
+            hit = {f"{comp}.{n}" for n in getattr(comps[comp], "default_trainable")()}
+        elif entry == "prompt":
+            hit = {n for n in names if n.startswith("prompt_generators.")}
+        elif entry == "adapters":
+            hit = {n for n in names if n.startswith("adapters.")}
+        elif entry in comps:
+            prefix = {"temporal": "temporal."}.get(entry)
+            if entry.startswith("prompt:"):
+                prefix = f"prompt_generators.{entry[7:]}."
+            elif entry.startswith("adapter:"):
+                prefix = f"adapters.{entry[8:]}."
+            prefix = prefix or f"{entry}."
+            hit = {n for n in names if n.startswith(prefix)}
+        else:
+            hit = {n for n in names if fnmatch.fnmatchcase(n, entry)}
+            if not hit and not any(ch in entry for ch in "*?["):
+                known = ", ".join(sorted(comps) + ["prompt", "adapters"])
+                raise RecipeError(f"{where}: '{entry}' names no component or parameter; components: {known}; "
+                                  f"or use a glob such as 'image_encoder.blocks.*'")
+        chosen |= hit
+    return chosen
+
+
+def set_trainable(model: nn.Module, entries: list[str], where: str = "trainable") -> set[str]:
+    chosen = select(model, entries, where)
+    for name, p in model.named_parameters():
+        p.requires_grad_(name in chosen)
+    return chosen
+
+
+def apply_stage(model: nn.Module, recipe, index: int) -> set[str]:
+    """Freeze/unfreeze for stage `index` and switch the model to that stage's prompt generator."""
+    from samfx.build import prompt_key
+
+    stage = recipe.config["train"]["stages"][index]
+    model.use_prompt(prompt_key(recipe, stage.get("prompt")))
+    return set_trainable(model, stage["trainable"], f"train.stages.{index}.trainable")
