@@ -149,3 +149,14 @@ class TemporalModule(nn.Module):
 
 class Loss(nn.Module):
     """``forward(logits (B,1,S,S), targets (B,1,S,S)) -> scalar``."""
+
+
+class DataSource:
+    """What a ``dataset`` component builds: a way to get a samfx HDF5 store (see docs/data.md).
+
+    ``path(cache_dir)`` returns the store file, creating it on first use when the source is
+    generated or imported (synthetic data, CAMUS folder...), and reusing it afterwards.
+    """
+
+    def path(self, cache_dir: str) -> "Path":  # noqa: F821
+        raise NotImplementedError

@@ -94,8 +94,10 @@ def _display(path: Path) -> str:
 
 
 def _deep_merge(a: Any, b: Any) -> Any:
-    """Mappings merge key by key; anything else (lists included) is replaced by b."""
-    if isinstance(a, dict) and isinstance(b, dict):
+    """Mappings merge key by key; anything else (lists included) is replaced by b.
+    A component mapping whose ``name`` changes is replaced whole (its old options do not apply)."""
+    if isinstance(a, dict) and isinstance(b, dict) and not (
+            "name" in a and "name" in b and a["name"] != b["name"]):
         out = dict(a)
         for k, v in b.items():
             out[k] = _deep_merge(a[k], v) if k in a else copy.deepcopy(v)
@@ -296,7 +298,8 @@ def load_recipe(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
     With `registry` None, component options are not checked (used by light commands).
     """
     sources = _layers(Path(path)) if path is not None else []
-    merged: dict[str, Any] = {}
+    # start from the defaults so overrides can address default list items (train.stages.0.epochs=3)
+    merged: dict[str, Any] = OmegaConf.to_container(OmegaConf.structured(RecipeSchema))  # type: ignore
     for _, layer in sources:
         merged = _deep_merge(merged, layer)
     for item in overrides:

@@ -1,7 +1,18 @@
-"""Registration of the prompts plugin (light: no torch import)."""
+"""Simulated prompts from ground truth: clicks and boxes (train: random, eval: deterministic), and
+`none` (no prompt: SAM's learned no-mask embedding only)."""
 from samfx import hookimpl
+from samfx_plugins.prompts.config import BoxesConfig, ClicksConfig, NoPromptConfig
 
 
 @hookimpl
 def samfx_register(registry):
-    pass
+    registry.add("prompt_generator", "clicks", "samfx_plugins.prompts.simulated:build_clicks",
+                 schema=ClicksConfig,
+                 description="Clicks from the target: random foreground pixel in training (background "
+                             "click if empty), the deepest interior pixel at eval.")
+    registry.add("prompt_generator", "boxes", "samfx_plugins.prompts.simulated:build_boxes",
+                 schema=BoxesConfig,
+                 description="Bounding box of the target, jittered in training, exact at eval.")
+    registry.add("prompt_generator", "none", "samfx_plugins.prompts.simulated:build_none",
+                 schema=NoPromptConfig,
+                 description="No prompt: empty sparse set and the no-mask dense embedding.")

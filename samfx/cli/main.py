@@ -114,6 +114,10 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) ->
             typer.echo(p["traceback"])
 
 
+# Subcommand modules register themselves on `app` / `data_app`; they import torch lazily.
+from samfx.cli import bench_cmds, data_cmds, run_cmds  # noqa: E402,F401
+
+
 def main() -> None:
     try:
         app()

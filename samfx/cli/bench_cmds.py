@@ -1,0 +1,1 @@
+"""`samfx bench` command. Filled by the performance work."""

@@ -1,0 +1,1 @@
+"""`samfx train | eval | predict` commands. Filled by the engine work."""

@@ -1,0 +1,33 @@
+"""Shared test set-up: few threads (CI has 2 cores), a private samfx cache per session."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("SAMFX_CACHE", str(ROOT / ".cache" / "test-cache"))
+
+
+def pytest_configure(config):
+    try:
+        import torch
+
+        torch.set_num_threads(2)
+    except ImportError:
+        pass
+
+
+def run_samfx(*args: str, env: dict | None = None, cwd: Path | None = None, timeout: int = 600):
+    """Run the CLI in a subprocess (fresh interpreter, as a user would)."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "samfx.cli.main", *args], capture_output=True, text=True,
+                          env=full_env, cwd=cwd or ROOT, timeout=timeout)
+
+
+@pytest.fixture
+def samfx_cli():
+    return run_samfx
