@@ -1,0 +1,1 @@
+"""An example third-party samfx plugin (see README.md)."""

@@ -1,0 +1,27 @@
+"""Docs that must stay in sync with code."""
+import inspect
+import re
+
+from samfx.hookspecs import SamfxHooks
+from samfx.registry import KINDS
+from tests.conftest import ROOT
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"\s+", " ", text.replace("``", "`")).strip()
+
+
+def test_hook_reference_matches_hookspecs():
+    doc = _norm((ROOT / "docs" / "plugins.md").read_text())
+    hooks = [n for n, f in inspect.getmembers(SamfxHooks, inspect.isfunction) if n.startswith("samfx_")]
+    documented = re.findall(r"### `(samfx_\w+)\(", (ROOT / "docs" / "plugins.md").read_text())
+    assert sorted(documented) == sorted(hooks)
+    for name in hooks:
+        docstring = _norm(inspect.getdoc(getattr(SamfxHooks, name)))
+        assert docstring in doc, f"docs/plugins.md: docstring of {name} is out of date"
+
+
+def test_every_kind_is_documented():
+    doc = (ROOT / "docs" / "plugins.md").read_text()
+    for kind in KINDS:
+        assert f"| `{kind}` |" in doc

@@ -1,0 +1,43 @@
+"""A third-party plugin installs with pip (offline) and works with no change to samfx."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT, run_samfx
+
+EXAMPLE = ROOT / "examples" / "samfx-example-plugin"
+
+
+@pytest.fixture(scope="module")
+def example_env(tmp_path_factory):
+    target = tmp_path_factory.mktemp("site")
+    res = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
+                          "--no-build-isolation", "--target", str(target), str(EXAMPLE)],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    return {"PYTHONPATH": os.pathsep.join([str(target), str(ROOT)])}
+
+
+def test_example_plugin_is_listed(example_env):
+    res = run_samfx("list-plugins", "--json", env=example_env)
+    rows = {r["name"]: r for r in json.loads(res.stdout)}
+    assert rows["example"] == {"name": "example", "version": "0.2.0", "status": "ok",
+                               "target": "samfx_example.plugin",
+                               "components": {"prompt_generator": ["center_click"]}}
+
+
+def test_example_plugin_is_usable_from_a_recipe(example_env, tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("model:\n  image_encoder: {name: samus, size: tiny}\n  prompt: {name: center_click}\n"
+                      "train:\n  stages:\n    - {name: apg, trainable: [mask_decoder]}\n")
+    res = run_samfx("show", str(recipe), "--json", env=example_env)
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout)
+    assert report["recipe"]["model"]["prompt"] == {"name": "center_click", "label": 1}
+    assert "prompt:center_click" in report["params"]["by_component"]
+    assert report["stages"][0]["params"]["trainable"] == report["params"]["by_component"]["mask_decoder"]["total"]
