@@ -64,7 +64,10 @@ def build_model(recipe: Recipe, registry: Registry | None = None, load_checkpoin
 
     registry = registry or get_registry()
     m = recipe.config["model"]
-    ctx = BuildContext(num_classes=len(recipe.config["data"]["classes"]))
+    # extra["load_weights"]: components with their own weight files (e.g. apg's `weights`) load them
+    # only when the model's checkpoint would load too (not when rebuilding a trained run's model).
+    ctx = BuildContext(num_classes=len(recipe.config["data"]["classes"]),
+                       extra={"load_weights": load_checkpoint})
     encoder = build_component(registry, "image_encoder", m["image_encoder"], ctx, "model.image_encoder")
     ctx.image_size, ctx.embed_dim = encoder.image_size, encoder.embed_dim
     ctx.embed_size, ctx.encoder_dim = tuple(encoder.embed_size), encoder.encoder_dim

@@ -1,7 +1,10 @@
 """Registration of the apg plugin (light: no torch import)."""
 from samfx import hookimpl
 
+from samfx_plugins.apg.config import APGConfig
+
 
 @hookimpl
 def samfx_register(registry):
-    pass
+    registry.add("prompt_generator", "apg", "samfx_plugins.apg.module:build_apg", schema=APGConfig,
+                 description="AutoSAMUS Auto Prompt Generator: prompts from decoder tokens + image embedding")

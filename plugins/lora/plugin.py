@@ -1,7 +1,10 @@
 """Registration of the lora plugin (light: no torch import)."""
 from samfx import hookimpl
 
+from samfx_plugins.lora.config import LoRAConfig
+
 
 @hookimpl
 def samfx_register(registry):
-    pass
+    registry.add("adapter", "lora", "samfx_plugins.lora.module:build_lora", schema=LoRAConfig,
+                 description="LoRA on a ViT's qkv projection (SAMed); attach at blocks.*.attn.qkv")

@@ -1,7 +1,11 @@
 """Registration of the msa_adapter plugin (light: no torch import)."""
 from samfx import hookimpl
 
+from samfx_plugins.msa_adapter.config import MSAAdapterConfig
+
 
 @hookimpl
 def samfx_register(registry):
-    pass
+    registry.add("adapter", "msa_adapter", "samfx_plugins.msa_adapter.module:build_msa_adapter",
+                 schema=MSAAdapterConfig,
+                 description="Medical SAM Adapter (down-act-up) in ViT blocks; attach at blocks.* or blocks.*.mlp")

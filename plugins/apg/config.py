@@ -1,0 +1,32 @@
+"""Recipe schema of the ``apg`` prompt generator (torch-free, imported by plugin.py)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+FORMS = ("paper", "reference")
+# Keys that fix the APG's architecture: a saved APG loads only where these agree.
+ARCH_KEYS = ("form", "tokens", "tasks", "mlp_dim", "residual")
+
+
+@dataclass
+class APGConfig:
+    """AutoSAMUS's Auto Prompt Generator (docs/apg.md).
+
+    form: ``paper`` (the paper's equations, default) or ``reference`` (the SAMUS authors' code).
+    tokens: k learnable task tokens per task set.
+    sparse_tokens: how many tokens of T' go to the decoder (None: k for paper, 1 for reference).
+    tasks: independent task-token sets; query i uses set ``class_ids[i]-1`` (1: all classes share).
+    mlp_dim: hidden width of the MLPs / FFNs (None: 4 x embedding width).
+    residual: paper form only: F_i' = F_i + C(..) and T' = T + C(..) (false: the literal equations).
+    weights: an APG file written by ``save_apg`` / ``python -m samfx_plugins.apg export``,
+        loaded when the APG is built (path, ``~`` expanded).
+    """
+
+    form: str = "paper"
+    tokens: int = 50
+    sparse_tokens: Optional[int] = None
+    tasks: int = 1
+    mlp_dim: Optional[int] = None
+    residual: bool = True
+    weights: Optional[str] = None

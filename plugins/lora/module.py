@@ -1,0 +1,51 @@
+"""LoRA adapter (SAMed): y + scale·B(A(x)) on the output of an nn.Linear site, B zero-initialised."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from samfx.errors import RecipeError
+from samfx.interfaces import Adapter, BuildContext, Site
+from samfx_plugins.lora.config import LoRAConfig
+
+
+class LoRA(Adapter):
+    """One (A, B) pair per target slice of the output; starts as the identity (B = 0)."""
+
+    def __init__(self, in_dim: int, out_dim: int, rank: int = 4, scale: float = 1.0, targets: str = "qv"):
+        super().__init__()
+        if targets == "all":
+            self.slices = [(0, out_dim)]
+        else:
+            part = out_dim // 3
+            self.slices = [("qkv".index(t) * part, part) for t in targets]
+        self.scale = scale
+        self.a = nn.ModuleList(nn.Linear(in_dim, rank, bias=False) for _ in self.slices)
+        self.b = nn.ModuleList(nn.Linear(rank, size, bias=False) for _, size in self.slices)
+        for b in self.b:
+            nn.init.zeros_(b.weight)
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        if len(self.slices) == 1 and self.slices[0][1] == y.shape[-1]:
+            return y + self.scale * self.b[0](self.a[0](x))
+        delta = torch.zeros_like(y)
+        for (start, size), a, b in zip(self.slices, self.a, self.b):
+            delta[..., start:start + size] = self.scale * b(a(x))
+        return y + delta
+
+def build_lora(config: LoRAConfig, ctx: BuildContext, site: Site) -> LoRA:
+    where = f"adapter 'lora' at site '{site.name}'"
+    if site.layout != "linear":
+        raise RecipeError(f"{where}: needs a 'linear' site (an nn.Linear such as blocks.N.attn.qkv), "
+                          f"this one is '{site.layout}'")
+    if config.rank < 1:
+        raise RecipeError(f"{where}: rank must be >= 1, got {config.rank}")
+    t = config.targets
+    if t != "all":
+        if not t or any(c not in "qkv" for c in t) or len(set(t)) != len(t):
+            raise RecipeError(f"{where}: targets '{t}' must be distinct letters of 'qkv' (e.g. 'qv') or 'all'")
+        if site.out_dim % 3:
+            raise RecipeError(f"{where}: targets '{t}' need a fused qkv output (width divisible by 3), "
+                              f"got width {site.out_dim}; use targets: all")
+    scale = 1.0 if config.alpha is None else config.alpha / config.rank
+    return LoRA(site.in_dim, site.out_dim, config.rank, scale, t)
