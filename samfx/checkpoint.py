@@ -58,6 +58,8 @@ def model_state(obj: dict[str, Any], path: str | Path) -> dict[str, Tensor]:
     state = obj["model"] if obj.get("format") == FORMAT else obj
     if not isinstance(state, dict) or not state:
         raise CheckpointError(f"{path}: checkpoint holds no weights")
+    if all(isinstance(k, str) and k.startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}  # saved from (Distributed)DataParallel
     bad = [k for k, v in state.items() if not isinstance(v, Tensor)]
     if bad:
         raise CheckpointError(f"{path}: not a state dict: '{bad[0]}' is a {type(state[bad[0]]).__name__}, "

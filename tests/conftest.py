@@ -16,7 +16,8 @@ def pytest_configure(config):
     try:
         import torch
 
-        torch.set_num_threads(2)
+        # tiny models: one thread is as fast and does not fight parallel test processes
+        torch.set_num_threads(int(os.environ.get("SAMFX_TEST_THREADS", "1")))
     except ImportError:
         pass
 

@@ -1,7 +1,16 @@
 """Registration of the sam plugin (light: no torch import)."""
 from samfx import hookimpl
+from samfx_plugins.sam.config import SamEncoderConfig, SamMaskDecoderConfig, SamPromptEncoderConfig
 
 
 @hookimpl
 def samfx_register(registry):
-    pass
+    registry.add("image_encoder", "sam", "samfx_plugins.sam.encoder:build_sam_encoder", schema=SamEncoderConfig,
+                 description="SAM's ViT image encoder (vit_b/l/h, tiny); official SAM weights load unchanged; "
+                             "all parameters trainable by default (MedSAM-style).")
+    registry.add("prompt_encoder", "sam", "samfx_plugins.sam.decoder:build_prompt_encoder",
+                 schema=SamPromptEncoderConfig,
+                 description="SAM's prompt encoder (points, boxes, masks), sized to the image encoder.")
+    registry.add("mask_decoder", "sam", "samfx_plugins.sam.decoder:build_mask_decoder",
+                 schema=SamMaskDecoderConfig,
+                 description="SAM's mask decoder, batched one prompt set per image, single-mask output.")

@@ -1,7 +1,11 @@
 """Registration of the samus plugin (light: no torch import)."""
 from samfx import hookimpl
+from samfx_plugins.samus.config import SamusEncoderConfig
 
 
 @hookimpl
 def samfx_register(registry):
-    pass
+    registry.add("image_encoder", "samus", "samfx_plugins.samus.encoder:build_samus_encoder",
+                 schema=SamusEncoderConfig,
+                 description="SAMUS encoder: SAM's ViT at 256² + CNN branch, cross-branch attention, position "
+                             "and feature adapters; loads official SAM and SAMUS-authors weights.")
