@@ -1,7 +1,19 @@
 """Registration of the datasets plugin (light: no torch import)."""
 from samfx import hookimpl
+from samfx_plugins.datasets.config import CamusConfig, EchoNetConfig, H5Config, SyntheticEchoConfig, US30KConfig
+
+_SRC = "samfx_plugins.datasets.sources"
 
 
 @hookimpl
 def samfx_register(registry):
-    pass
+    registry.add("dataset", "synthetic_echo", f"{_SRC}:synthetic_echo", schema=SyntheticEchoConfig,
+                 description="Synthetic apical 2CH/4CH echo sequences (LV/MYO/LA), generated once into the cache.")
+    registry.add("dataset", "h5", f"{_SRC}:h5", schema=H5Config,
+                 description="An existing samfx HDF5 store file.")
+    registry.add("dataset", "camus", f"{_SRC}:camus", schema=CamusConfig,
+                 description="CAMUS NIfTI release folder, imported once into the cache.")
+    registry.add("dataset", "us30k", f"{_SRC}:us30k", schema=US30KConfig,
+                 description="SAMUS US30K PNG folder, imported once into the cache.")
+    registry.add("dataset", "echonet", f"{_SRC}:echonet", schema=EchoNetConfig,
+                 description="EchoNet-Dynamic folder, imported once into the cache.")

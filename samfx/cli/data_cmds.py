@@ -1,1 +1,148 @@
-"""`samfx data ...` commands (registered on the `data` sub-app). Filled by the data work."""
+"""`samfx data ...`: create, import, inspect and preview samfx HDF5 stores (docs/data.md).
+
+Heavy imports (h5py, numpy, nibabel, av) stay inside the commands so `samfx --help` stays fast.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from samfx.cli.main import data_app, emit_json, fail
+from samfx.errors import SamfxError
+
+_OUT = typer.Option(..., "--out", "-o", help="Store file to write (.h5); replaced atomically when done.")
+_JSON = typer.Option(False, "--json", help="Print JSON.")
+
+
+def _report(report, as_json: bool) -> None:
+    if as_json:
+        emit_json(report.to_json())
+    else:
+        for line in report.summary_lines():
+            typer.echo(line)
+
+
+@data_app.command()
+def synth(out: Path = _OUT,
+          patients: int = typer.Option(50, "--patients", help="Number of patients (each: 2CH and 4CH)."),
+          seed: int = typer.Option(0, "--seed", help="Random seed: same seed, same data."),
+          frames: int = typer.Option(12, "--frames", help="Frames per ED->ES sequence (>= 2)."),
+          size: tuple[int, int] = typer.Option((256, 288), "--size", help="Frame size H W in pixels."),
+          as_json: bool = _JSON) -> None:
+    """Generate synthetic apical 2CH/4CH echocardiography sequences (labels LV=1, MYO=2, LA=3)."""
+    from samfx.data.synth import generate
+
+    start = time.perf_counter()
+    try:
+        path = generate(out, patients=patients, seed=seed, frames=frames, size=size, show_progress=not as_json)
+    except SamfxError as exc:
+        fail(exc)
+    info = {"out": str(path), "patients": patients, "sequences": 2 * patients, "frames": frames,
+            "size": list(size), "seed": seed, "seconds": round(time.perf_counter() - start, 2)}
+    if as_json:
+        emit_json(info)
+    else:
+        typer.echo(f"wrote {path}: {patients} patients, {2 * patients} sequences of {frames} frames "
+                   f"{size[0]}x{size[1]} in {info['seconds']} s")
+
+
+@data_app.command()
+def stats(path: Path = typer.Argument(..., help="Store file (.h5)."), as_json: bool = _JSON) -> None:
+    """Counts, splits, shapes, spacing, class area fractions and the EF distribution of a store."""
+    from samfx.data.stats import store_stats
+
+    try:
+        report = store_stats(path)
+    except SamfxError as exc:
+        fail(exc)
+    if as_json:
+        emit_json(report)
+        return
+    c = report["counts"]
+    typer.echo(f"{report['path']} (source: {report['source']})")
+    typer.echo(f"  classes: {', '.join(f'{k}={v}' for k, v in report['classes'].items())}")
+    typer.echo(f"  patients {c['patients']}, samples {c['samples']}, sequences {c['sequences']}, frames "
+               f"{c['frames']} ({c['labeled_frames']} labeled), label maps {c['label_maps']}")
+    typer.echo("  views: " + ", ".join(f"{k} {v}" for k, v in report["views"].items()))
+    for name, s in report["splits"].items():
+        typer.echo(f"  split {name}: {s['patients']} patients, {s['samples']} samples, {s['sequences']} sequences")
+    if report["image_shape"]:
+        typer.echo(f"  image shape (H, W): min {tuple(report['image_shape']['min'])}, "
+                   f"max {tuple(report['image_shape']['max'])}")
+    sp = report["spacing_mm"]
+    typer.echo(f"  spacing mm/px: {sp['min'] if sp['min'] is None else round(sp['min'], 4)} .. "
+               f"{sp['max'] if sp['max'] is None else round(sp['max'], 4)} (unknown: {sp['unknown_items']} items)")
+    typer.echo("  area fraction: " + ", ".join(f"{k} {v:.4f}" for k, v in report["area_fraction"].items()))
+    ef = report["ef"]
+    typer.echo("  EF %: " + ("unknown" if ef is None else
+               f"mean {ef['mean']:.1f}, std {ef['std']:.1f}, min {ef['min']:.1f}, max {ef['max']:.1f} (n={ef['n']})"))
+
+
+@data_app.command()
+def camus(root: Path = typer.Argument(..., help="CAMUS folder (holding database_nifti/ and database_split/)."),
+          out: Path = _OUT,
+          seed: int = typer.Option(0, "--seed", help="Seed of the patient split when no split files exist."),
+          sequences: bool = typer.Option(True, "--sequences/--no-sequences", help="Import half sequences."),
+          skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip and report unreadable files."),
+          as_json: bool = _JSON) -> None:
+    """Import CAMUS (NIfTI release): ED/ES images, half sequences, cfg fields, official splits."""
+    from samfx.data.importers.camus import import_camus
+
+    try:
+        report = import_camus(root, out, seed=seed, sequences=sequences, skip_bad=skip_bad, show_progress=not as_json)
+    except SamfxError as exc:
+        fail(exc)
+    _report(report, as_json)
+
+
+@data_app.command()
+def us30k(root: Path = typer.Argument(..., help="US30K folder (holding MainPatient/ and dataset folders)."),
+          out: Path = _OUT,
+          dataset: Optional[list[str]] = typer.Option(None, "--dataset", help="Only this dataset (repeatable)."),
+          strict: bool = typer.Option(False, "--strict", help="Fail on the first listed-but-missing file."),
+          skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip and report unreadable files."),
+          as_json: bool = _JSON) -> None:
+    """Import the SAMUS authors' US30K PNG layout; listed-but-missing files are reported."""
+    from samfx.data.importers.us30k import import_us30k
+
+    try:
+        report = import_us30k(root, out, datasets=dataset or None, strict=strict, skip_bad=skip_bad,
+                              show_progress=not as_json)
+    except SamfxError as exc:
+        fail(exc)
+    _report(report, as_json)
+
+
+@data_app.command()
+def echonet(root: Path = typer.Argument(..., help="EchoNet-Dynamic folder (FileList.csv, VolumeTracings.csv, Videos/)."),
+            out: Path = _OUT,
+            limit: Optional[int] = typer.Option(None, "--limit", help="Import only the first N videos."),
+            skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip and report undecodable videos."),
+            as_json: bool = _JSON) -> None:
+    """Import EchoNet-Dynamic: AVI sequences with filled LV masks on the traced ED/ES frames."""
+    from samfx.data.importers.echonet import import_echonet
+
+    try:
+        report = import_echonet(root, out, limit=limit, skip_bad=skip_bad, show_progress=not as_json)
+    except SamfxError as exc:
+        fail(exc)
+    _report(report, as_json)
+
+
+@data_app.command()
+def preview(path: Path = typer.Argument(..., help="Store file (.h5)."),
+            out: Path = typer.Option(..., "--out", "-o", help="PNG to write."),
+            count: int = typer.Option(4, "--count", help="Labeled images to show."),
+            frames: int = typer.Option(6, "--frames", help="Frames of one sequence to show."),
+            seed: int = typer.Option(0, "--seed", help="Which images / sequence (random draw).")) -> None:
+    """Write a PNG of a few labeled images with their labels and frames of one sequence."""
+    from samfx.data.preview import write_preview
+
+    try:
+        written = write_preview(path, out, count=count, frames=frames, seed=seed)
+    except SamfxError as exc:
+        fail(exc)
+    typer.echo(f"wrote {written}")

@@ -1,0 +1,6 @@
+"""samfx data: the HDF5 store (store), torch datasets (datasets, augment), the synthetic echo
+generator (synth), importers (importers.camus / us30k / echonet), stats and preview.
+
+This package never imports plugins; import submodules directly (torch is needed only by
+``datasets`` and ``augment``).
+"""

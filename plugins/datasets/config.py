@@ -1,0 +1,43 @@
+"""Recipe schemas of the dataset components (torch-free)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+# cache_dir: None -> the cache_dir the caller passes, else $SAMFX_CACHE, else ~/.cache/samfx
+
+
+@dataclass
+class SyntheticEchoConfig:
+    patients: int = 50
+    seed: int = 0
+    frames: int = 12                  # frames per ED->ES sequence
+    size: list[int] = field(default_factory=lambda: [256, 288])  # frame H, W in pixels
+    cache_dir: Optional[str] = None
+
+
+@dataclass
+class H5Config:
+    path: str = ""                    # an existing samfx store (.h5); ~ expanded
+
+
+@dataclass
+class CamusConfig:
+    root: str = ""                    # folder holding database_nifti/ (and database_split/)
+    seed: int = 0                     # patient split seed when there are no split files
+    sequences: bool = True            # import half sequences too
+    cache_dir: Optional[str] = None
+
+
+@dataclass
+class US30KConfig:
+    root: str = ""                    # folder holding MainPatient/ and the dataset folders
+    datasets: list[str] = field(default_factory=list)  # empty: every listed dataset
+    cache_dir: Optional[str] = None
+
+
+@dataclass
+class EchoNetConfig:
+    root: str = ""                    # folder holding FileList.csv, VolumeTracings.csv, Videos/
+    limit: Optional[int] = None       # first N videos only
+    cache_dir: Optional[str] = None

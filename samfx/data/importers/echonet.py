@@ -1,0 +1,151 @@
+"""Import EchoNet-Dynamic into a samfx store.
+
+Layout: ``ROOT/FileList.csv`` (FileName, EF, FPS, NumberOfFrames, Split, ...),
+``ROOT/VolumeTracings.csv`` (FileName, X1, Y1, X2, Y2, Frame) and ``ROOT/Videos/<FileName>.avi``
+(112×112). Each video becomes a sequence (grayscale frames). Its traced frames get filled LV masks
+(label 1): per frame, the first row of VolumeTracings is the long axis and the following rows are
+chords across the LV; the polygon through the chords' first end points and, reversed, their
+second end points is filled. Of the two traced frames the one with the larger LV area is ED, the
+other ES (independent of row order). Spacing is unknown (NaN). AVIs are decoded with PyAV.
+"""
+from __future__ import annotations
+
+import csv
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from samfx.data.importers.common import ImportReport, safe_id
+from samfx.data.progress import progress_bar
+from samfx.data.store import StoreWriter
+from samfx.errors import DataError
+
+SPLITS = {"TRAIN": "train", "VAL": "val", "TEST": "test"}
+
+
+def read_avi(path: Path) -> np.ndarray:
+    """Decode a video to grayscale frames (T,H,W) uint8; DataError when it cannot be decoded."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise DataError(f"{path}: no video stream; is this an EchoNet AVI?")
+            frames = [f.to_ndarray(format="gray") for f in container.decode(video=0)]
+    except DataError:
+        raise
+    except Exception as exc:  # PyAV raises FFmpeg errors of many types
+        raise DataError(f"{path}: cannot decode video ({type(exc).__name__}: {exc}); the file is damaged, "
+                        f"download it again") from None
+    if not frames:
+        raise DataError(f"{path}: the video has no decodable frame; the file is damaged")
+    return np.stack(frames).astype(np.uint8)
+
+
+def _read_csv(path: Path, need: tuple[str, ...]) -> list[dict[str, str]]:
+    if not path.is_file():
+        raise DataError(f"{path}: not found; expected the EchoNet-Dynamic layout (FileList.csv, "
+                        f"VolumeTracings.csv, Videos/)")
+    with path.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    cols = set(rows[0]) if rows else set()
+    lacking = [c for c in need if c not in cols]
+    if lacking:
+        raise DataError(f"{path}: missing column(s) {lacking}; found {sorted(cols)}")
+    return rows
+
+
+def trace_mask(lines: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Filled LV mask (H,W) uint8 from one frame's tracing rows (N,4) = X1, Y1, X2, Y2."""
+    from PIL import Image, ImageDraw
+
+    chords = lines[1:]
+    xs = np.concatenate([chords[:, 0], chords[::-1, 2]])
+    ys = np.concatenate([chords[:, 1], chords[::-1, 3]])
+    canvas = Image.new("L", (shape[1], shape[0]), 0)
+    ImageDraw.Draw(canvas).polygon([(float(x), float(y)) for x, y in zip(xs, ys)], fill=1, outline=1)
+    return np.asarray(canvas, dtype=np.uint8)
+
+
+def _stem(name: str) -> str:
+    return name[:-4] if name.lower().endswith(".avi") else name
+
+
+def import_echonet(root: str | Path, out: str | Path, *, limit: int | None = None, skip_bad: bool = False,
+                   show_progress: bool = False) -> ImportReport:
+    """Import the EchoNet-Dynamic folder `root` into the store `out` (first `limit` videos if set)."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DataError(f"{root}: EchoNet-Dynamic folder not found")
+    files = _read_csv(root / "FileList.csv", ("FileName", "EF", "Split"))
+    tracings = _read_csv(root / "VolumeTracings.csv", ("FileName", "X1", "Y1", "X2", "Y2", "Frame"))
+    traces: dict[str, dict[int, list[list[float]]]] = defaultdict(lambda: defaultdict(list))
+    for i, row in enumerate(tracings, start=2):
+        try:
+            traces[_stem(row["FileName"])][int(float(row["Frame"]))].append(
+                [float(row[k]) for k in ("X1", "Y1", "X2", "Y2")])
+        except ValueError:
+            raise DataError(f"{root / 'VolumeTracings.csv'}:{i}: non-numeric coordinate or frame in {row}") from None
+    files = files[:limit] if limit else files
+    report = ImportReport(str(out), f"echonet:{root}")
+    counts = {"sequences": 0, "labeled_frames": 0}
+    split_ids: dict[str, list[str]] = {s: [] for s in SPLITS.values()}
+    with StoreWriter(out, [1], ["LV"], source="echonet", description=f"EchoNet-Dynamic from {root}") as w, \
+            progress_bar(len(files), "importing EchoNet", show_progress) as advance:
+        for row in files:
+            stem = _stem(row["FileName"])
+            path = root / "Videos" / f"{stem}.avi"
+            if not path.is_file():
+                report.missing.append(f"Videos/{stem}.avi")
+                advance()
+                continue
+            try:
+                n_labeled = _one(w, stem, path, row, traces.get(stem, {}), report)
+            except DataError as exc:
+                if not skip_bad:
+                    raise
+                report.skipped.append(str(exc))
+                advance()
+                continue
+            split = SPLITS.get(row["Split"].strip().upper())
+            if split:
+                split_ids[split].append(safe_id(stem))
+            counts["sequences"] += 1
+            counts["labeled_frames"] += n_labeled
+            advance()
+        if not counts["sequences"]:
+            raise DataError(f"{root}: no video of FileList.csv was found under Videos/")
+        for split, ids in split_ids.items():
+            w.set_split(split, ids=ids)
+    report.counts = counts
+    return report
+
+
+def _one(w: StoreWriter, stem: str, path: Path, row: dict[str, str], traces: dict[int, list], report: ImportReport) -> int:
+    frames = read_avi(path)
+    n, shape = frames.shape[0], frames.shape[1:]
+    labels = np.zeros(frames.shape, np.uint8)
+    labeled = np.zeros(n, bool)
+    areas = {}
+    for frame, lines in sorted(traces.items()):
+        if not 0 <= frame < n:
+            report.notes.append(f"{path.name}: tracing of frame {frame} beyond the {n} decoded frames; ignored")
+            continue
+        if len(lines) < 3:
+            report.notes.append(f"{path.name}: frame {frame} has {len(lines)} tracing rows (< 3); ignored")
+            continue
+        labels[frame] = trace_mask(np.asarray(lines), shape)
+        labeled[frame] = True
+        areas[frame] = int(labels[frame].sum())
+    ed = es = -1
+    if len(areas) >= 2:
+        ed, es = max(areas, key=areas.get), min(areas, key=areas.get)
+    try:
+        ef = float(row["EF"])
+    except ValueError:
+        ef = float("nan")
+    fps = float(row.get("FPS") or "nan")
+    w.add_sequence(safe_id(stem), frames, labels, labeled, patient=stem, view="4CH", spacing=None, ed=ed, es=es,
+                   ef=ef, fps=fps, source=str(path))
+    return int(labeled.sum())

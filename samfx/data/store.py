@@ -1,0 +1,343 @@
+"""samfx's one on-disk dataset format: an HDF5 file (h5py), chunked and gzip-compressed.
+
+Layout (format version 1; docs/data.md is the reference)::
+
+    /                      attrs: samfx_format="samfx-store", format_version=1, classes (int[]),
+                                  class_names (str[]), source (str), description (str)
+    /samples/<id>/image    (H,W) uint8      one 2-D image at native resolution
+    /samples/<id>/label    (H,W) uint8      one class id per pixel (0 = background)
+                           attrs: patient, view, phase, source (str), spacing (2,) mm (row, col)
+    /sequences/<id>/frames (T,H,W) uint8
+    /sequences/<id>/labels (T,H,W) uint8    zeros where a frame is not labeled
+    /sequences/<id>/labeled (T,) bool
+                           attrs: patient, view, source, spacing, ed, es (frame index, -1 unknown),
+                                  ef (percent, NaN unknown), fps (NaN unknown)
+    /splits/<name>/patients, /splits/<name>/ids   str[] (either or both; an item is in the split
+                                  when its patient or its id is listed)
+
+Unknown spacing is NaN. Extra per-item attrs (e.g. CAMUS ``age``) may be added freely.
+:class:`StoreWriter` writes to a temporary name and renames on success, so an interrupted import
+never leaves a file at the final path. :func:`read_index` validates a file and returns a picklable
+:class:`StoreIndex`; array data is read with :func:`read_sample` / :func:`read_sequence`.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from samfx.errors import DataError
+
+FORMAT = "samfx-store"
+FORMAT_VERSION = 1
+_ID = re.compile(r"^[A-Za-z0-9_.:+=@,()\-]+$")
+_SAMPLE_ATTRS = ("patient", "view", "phase", "spacing")
+_SEQ_ATTRS = ("patient", "view", "spacing", "ed", "es", "ef")
+
+
+def _h5py():
+    import h5py
+
+    return h5py
+
+
+def _as_uint8(arr: Any, what: str, where: str) -> np.ndarray:
+    a = np.asarray(arr)
+    if a.dtype == np.uint8:
+        return a
+    if a.dtype == bool:
+        return a.astype(np.uint8)
+    if a.size and (not np.all(np.isfinite(a)) or a.min() < 0 or a.max() > 255 or np.any(a != np.round(a))):
+        raise DataError(f"{where}: {what} must hold integers in 0..255, got {a.dtype} in "
+                        f"[{a.min()}, {a.max()}]; rescale it before writing")
+    return a.astype(np.uint8)
+
+
+def _check_labels(label: np.ndarray, allowed: set[int], where: str) -> None:
+    present = set(np.unique(label).tolist())
+    bad = sorted(present - allowed)
+    if bad:
+        raise DataError(f"{where}: label ids {bad} are outside the declared set {sorted(allowed)}; "
+                        f"remap them or declare the classes")
+
+
+def _spacing(spacing: Any, where: str) -> np.ndarray:
+    sp = np.asarray(spacing if spacing is not None else (np.nan, np.nan), dtype=np.float64).reshape(-1)
+    if sp.shape != (2,):
+        raise DataError(f"{where}: spacing must be (row_mm, col_mm), got {spacing!r}")
+    if np.any(sp <= 0):
+        raise DataError(f"{where}: spacing must be positive mm per pixel (NaN if unknown), got {sp.tolist()}")
+    return sp
+
+
+class StoreWriter:
+    """Create a store: ``with StoreWriter(path, classes, class_names) as w: w.add_image(...)``.
+
+    Data goes to ``<path>.partial-<pid>``; the file is renamed to ``path`` only when the ``with``
+    block ends without an exception (otherwise the partial file is deleted).
+    """
+
+    def __init__(self, path: str | Path, classes: list[int], class_names: list[str], *,
+                 source: str = "", description: str = "", compression: str = "gzip"):
+        if len(classes) != len(class_names):
+            raise DataError(f"{path}: {len(classes)} classes but {len(class_names)} class names")
+        if any(c <= 0 or c > 255 for c in classes):
+            raise DataError(f"{path}: class ids must be in 1..255 (0 is background), got {classes}")
+        self.path = Path(path).expanduser()
+        self.tmp = self.path.with_name(f"{self.path.name}.partial-{os.getpid()}")
+        self.classes = [int(c) for c in classes]
+        self.allowed = {0, *self.classes}
+        self.class_names = list(class_names)
+        self.source, self.description = source, description
+        self.compression = {"gzip": dict(compression="gzip", compression_opts=4),
+                            "lzf": dict(compression="lzf"), "none": {}}[compression]
+        self.file = None
+        self.ids: set[str] = set()
+        self.splits: dict[str, dict[str, list[str]]] = {}
+
+    def __enter__(self) -> StoreWriter:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = _h5py().File(self.tmp, "w")
+        f = self.file
+        f.attrs["samfx_format"] = FORMAT
+        f.attrs["format_version"] = FORMAT_VERSION
+        f.attrs["classes"] = np.asarray(self.classes, dtype=np.int64)
+        f.attrs["class_names"] = np.asarray(self.class_names, dtype=object)
+        f.attrs["source"] = self.source
+        f.attrs["description"] = self.description
+        f.create_group("samples")
+        f.create_group("sequences")
+        f.create_group("splits")
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        ok = exc_type is None
+        try:
+            if ok:
+                self._write_splits()
+        except BaseException:
+            ok = False
+            raise
+        finally:
+            self.file.close()
+            if ok:
+                os.replace(self.tmp, self.path)
+            else:
+                self.tmp.unlink(missing_ok=True)
+
+    def _new_id(self, item_id: str, where: str) -> None:
+        if not _ID.match(item_id):
+            raise DataError(f"{where}: item id '{item_id}' may use only letters, digits and _.:+=@,()- "
+                            f"(no '/' or spaces)")
+        if item_id in self.ids:
+            raise DataError(f"{where}: item id '{item_id}' written twice; ids must be unique in a store")
+        self.ids.add(item_id)
+
+    @staticmethod
+    def _attrs(group, attrs: dict[str, Any]) -> None:
+        for k, v in attrs.items():
+            if v is None:
+                continue
+            group.attrs[k] = v
+
+    def add_image(self, item_id: str, image: Any, label: Any, *, patient: str, view: str = "",
+                  phase: str = "", spacing: Any = None, source: str = "", **extra: Any) -> None:
+        """One labeled 2-D image (H,W) with its label map (H,W) of declared class ids."""
+        where = source or item_id
+        self._new_id(item_id, where)
+        img = _as_uint8(image, "image", where)
+        lab = _as_uint8(label, "label", where)
+        if img.ndim != 2 or lab.shape != img.shape:
+            raise DataError(f"{where}: image must be (H,W) with a label of the same shape, got image "
+                            f"{img.shape} and label {lab.shape}")
+        _check_labels(lab, self.allowed, where)
+        g = self.file["samples"].create_group(item_id)
+        g.create_dataset("image", data=img, chunks=img.shape, **self.compression)
+        g.create_dataset("label", data=lab, chunks=lab.shape, **self.compression)
+        self._attrs(g, dict(patient=str(patient), view=str(view), phase=str(phase), source=str(source),
+                            spacing=_spacing(spacing, where), **extra))
+
+    def add_sequence(self, item_id: str, frames: Any, labels: Any = None, labeled: Any = None, *,
+                     patient: str, view: str = "", spacing: Any = None, ed: int = -1, es: int = -1,
+                     ef: float = float("nan"), fps: float = float("nan"), source: str = "",
+                     **extra: Any) -> None:
+        """A sequence: frames (T,H,W); labels (T,H,W) (zeros where unknown); labeled (T,) bool."""
+        where = source or item_id
+        self._new_id(item_id, where)
+        fr = _as_uint8(frames, "frames", where)
+        if fr.ndim != 3 or fr.shape[0] < 1:
+            raise DataError(f"{where}: frames must be (T,H,W), got shape {fr.shape}")
+        lab = np.zeros(fr.shape, np.uint8) if labels is None else _as_uint8(labels, "labels", where)
+        if lab.shape != fr.shape:
+            raise DataError(f"{where}: labels {lab.shape} do not match frames {fr.shape}")
+        flags = np.zeros(fr.shape[0], bool) if labeled is None and labels is None else (
+            np.ones(fr.shape[0], bool) if labeled is None else np.asarray(labeled, bool).reshape(-1))
+        if flags.shape != (fr.shape[0],):
+            raise DataError(f"{where}: labeled must have one flag per frame ({fr.shape[0]}), got {flags.shape}")
+        _check_labels(lab, self.allowed, where)
+        for name, idx in (("ed", ed), ("es", es)):
+            if not -1 <= int(idx) < fr.shape[0]:
+                raise DataError(f"{where}: {name} frame index {idx} outside 0..{fr.shape[0] - 1}")
+        g = self.file["sequences"].create_group(item_id)
+        chunk = (1, *fr.shape[1:])
+        g.create_dataset("frames", data=fr, chunks=chunk, **self.compression)
+        g.create_dataset("labels", data=lab, chunks=chunk, **self.compression)
+        g.create_dataset("labeled", data=flags)
+        self._attrs(g, dict(patient=str(patient), view=str(view), source=str(source),
+                            spacing=_spacing(spacing, where), ed=int(ed), es=int(es), ef=float(ef),
+                            fps=float(fps), **extra))
+
+    def set_split(self, name: str, *, patients: list[str] | None = None, ids: list[str] | None = None) -> None:
+        """Declare split `name` by patients and/or item ids (added to any earlier call)."""
+        entry = self.splits.setdefault(name, {"patients": [], "ids": []})
+        entry["patients"] += [str(p) for p in patients or []]
+        entry["ids"] += [str(i) for i in ids or []]
+
+    def _write_splits(self) -> None:
+        strs = _h5py().string_dtype()
+        for name, entry in self.splits.items():
+            g = self.file["splits"].create_group(name)
+            for key, values in entry.items():
+                g.create_dataset(key, data=np.asarray(sorted(set(values)), dtype=object), dtype=strs)
+
+
+@dataclass(frozen=True)
+class Item:
+    """Metadata of one sample (kind "sample") or sequence (kind "sequence") of a store."""
+
+    kind: str
+    id: str
+    patient: str
+    view: str
+    phase: str
+    spacing: tuple[float, float]
+    shape: tuple[int, ...]
+    ed: int = -1
+    es: int = -1
+    ef: float = float("nan")
+    labeled: tuple[bool, ...] = ()
+    attrs: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+@dataclass
+class StoreIndex:
+    """Everything about a store except its arrays (picklable; safe to send to workers)."""
+
+    path: str
+    classes: list[int]
+    class_names: list[str]
+    source: str
+    items: dict[str, Item]
+    splits: dict[str, tuple[set[str], set[str]]]  # name -> (patients, ids)
+
+    def in_split(self, split: str | None) -> list[Item]:
+        """Items of `split` (all items when None), in store order."""
+        if split is None:
+            return list(self.items.values())
+        if split not in self.splits:
+            raise DataError(f"{self.path}: no split '{split}'; splits are: {', '.join(sorted(self.splits)) or 'none'}")
+        patients, ids = self.splits[split]
+        return [it for it in self.items.values() if it.patient in patients or it.id in ids]
+
+
+def _str(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, bytes):
+        return v.decode()
+    if isinstance(v, np.ndarray):
+        return [_plain(x) for x in v.tolist()]
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def open_store(path: str | Path):
+    """Open `path` read-only as an h5py File, with a DataError when it is missing or not HDF5."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise DataError(f"{p}: store file not found; create one with `samfx data synth --out {p}` or an importer")
+    h5py = _h5py()
+    try:
+        return h5py.File(p, "r")
+    except OSError as exc:
+        raise DataError(f"{p}: not a readable HDF5 file ({exc}); re-create it with `samfx data ...`") from None
+
+
+def read_index(path: str | Path) -> StoreIndex:
+    """Validate the store at `path` and return its :class:`StoreIndex`."""
+    p = Path(path).expanduser()
+    with open_store(p) as f:
+        hint = "re-create it with `samfx data synth` or an importer"
+        if _str(f.attrs.get("samfx_format", "")) != FORMAT:
+            raise DataError(f"{p}: not a samfx store (root attribute 'samfx_format' missing); {hint}")
+        version = int(f.attrs.get("format_version", -1))
+        if version != FORMAT_VERSION:
+            raise DataError(f"{p}: store format version {version}, this samfx reads {FORMAT_VERSION}; {hint}")
+        for key in ("classes", "class_names"):
+            if key not in f.attrs:
+                raise DataError(f"{p}: missing root attribute '{key}'; {hint}")
+        for grp in ("samples", "sequences", "splits"):
+            if grp not in f:
+                raise DataError(f"{p}: missing group '/{grp}'; {hint}")
+        items: dict[str, Item] = {}
+        for sid, g in f["samples"].items():
+            _require(p, f"/samples/{sid}", g, ("image", "label"), _SAMPLE_ATTRS)
+            a = {k: _plain(v) for k, v in g.attrs.items()}
+            items[sid] = Item("sample", sid, a["patient"], a["view"], a["phase"], tuple(a["spacing"]),
+                              tuple(g["image"].shape), attrs=a)
+        for qid, g in f["sequences"].items():
+            _require(p, f"/sequences/{qid}", g, ("frames", "labels", "labeled"), _SEQ_ATTRS)
+            a = {k: _plain(v) for k, v in g.attrs.items()}
+            items[qid] = Item("sequence", qid, a["patient"], a["view"], "", tuple(a["spacing"]),
+                              tuple(g["frames"].shape), ed=int(a["ed"]), es=int(a["es"]), ef=float(a["ef"]),
+                              labeled=tuple(bool(x) for x in g["labeled"][()]), attrs=a)
+        splits = {}
+        for name, g in f["splits"].items():
+            pats = {_str(x) for x in g["patients"][()]} if "patients" in g else set()
+            ids = {_str(x) for x in g["ids"][()]} if "ids" in g else set()
+            splits[name] = (pats, ids)
+        return StoreIndex(str(p), [int(c) for c in f.attrs["classes"]],
+                          [_str(c) for c in f.attrs["class_names"]], _str(f.attrs.get("source", "")),
+                          items, splits)
+
+
+def _require(p: Path, where: str, g, datasets: tuple[str, ...], attrs: tuple[str, ...]) -> None:
+    for d in datasets:
+        if d not in g:
+            raise DataError(f"{p}: {where} has no dataset '{d}'; the file is incomplete or damaged, re-create it")
+    for a in attrs:
+        if a not in g.attrs:
+            raise DataError(f"{p}: {where} has no attribute '{a}'; the file is incomplete or damaged, re-create it")
+
+
+def read_sample(f, item_id: str) -> tuple[np.ndarray, np.ndarray]:
+    """(image, label) uint8 arrays of sample `item_id` from an open store file."""
+    g = f["samples"][item_id]
+    return g["image"][()], g["label"][()]
+
+
+def read_frames(f, item_id: str, index: Any = slice(None)) -> tuple[np.ndarray, np.ndarray]:
+    """(frames, labels) uint8 arrays (T',H,W) of sequence `item_id`, frames selected by `index`."""
+    g = f["sequences"][item_id]
+    if isinstance(index, (list, np.ndarray)):
+        idx = np.asarray(index)
+        uniq, inv = np.unique(idx, return_inverse=True)  # h5py wants increasing, unique indices
+        return g["frames"][uniq][inv], g["labels"][uniq][inv]
+    return g["frames"][index], g["labels"][index]
+
+
+def split_patients(patients: list[str], seed: int, val_frac: float = 0.1, test_frac: float = 0.2) -> dict[str, list[str]]:
+    """Seeded split by patient: at least one val and one test patient when there are >= 3."""
+    order = [patients[i] for i in np.random.default_rng([seed, 4242]).permutation(len(patients))]
+    n = len(order)
+    n_test = max(1, round(test_frac * n)) if n >= 3 else 0
+    n_val = max(1, round(val_frac * n)) if n >= 3 else 0
+    return {"test": sorted(order[:n_test]), "val": sorted(order[n_test:n_test + n_val]),
+            "train": sorted(order[n_test + n_val:])}

@@ -1,0 +1,261 @@
+"""Synthetic apical 2CH/4CH echocardiography sequences (ED -> ES) with CAMUS label ids.
+
+Each patient gets its own heart (size, position, tilt, wall thickness, shape irregularity, target
+ejection fraction) and two views. A frame is rendered as echogenicity maps (blood dark, myocardium
+bright with weak or missing wall segments, pericardium, valve leaflets, RV/RA in 4CH) plus haze
+near the apex, multiplied by temporally correlated Rayleigh speckle, attenuated with depth and
+partly compensated (TGC), log-compressed and masked to an ultrasound sector. Labels: 0 background,
+1 LV cavity, 2 myocardium, 3 LA (inside the sector only). The stored EF is the biplane area-length
+EF measured on the generated LV masks. Everything is a function of (seed, patient index), so a
+patient is the same whatever the number of patients generated.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+from scipy.ndimage import gaussian_filter
+
+from samfx.data.progress import progress_bar
+from samfx.data.store import StoreWriter, split_patients
+from samfx.errors import DataError
+
+GENERATOR_VERSION = 1
+CLASSES, CLASS_NAMES = [1, 2, 3], ["LV", "MYO", "LA"]
+VIEWS = ("2CH", "4CH")
+# CAMUS-like image quality: (probability, myocardium, blood, max apex haze, wall dropouts, noise)
+QUALITY = {
+    "Good": (0.35, (0.50, 0.70), (0.02, 0.05), (0.05, 0.30), (0, 2), 0.02),
+    "Medium": (0.45, (0.35, 0.55), (0.04, 0.09), (0.15, 0.50), (1, 3), 0.03),
+    "Poor": (0.20, (0.22, 0.40), (0.07, 0.14), (0.30, 0.80), (2, 4), 0.05),
+}
+
+
+_Q = np.linspace(0.0, 1.0, 2049)
+_PROFILE = (np.sqrt(1.0 - (1.0 - _Q) ** 2.2) * (1.0 - 0.18 * _Q**4) / 0.97).astype(np.float32)
+
+
+def _profile(q: np.ndarray) -> np.ndarray:
+    """LV half-width along the long axis, q = 0 at the apex .. 1 at the mitral plane (max 1)."""
+    idx = (np.clip(q, 0.0, 1.0) * (len(_Q) - 1)).astype(np.int32)  # table lookup: fast
+    return _PROFILE[idx]
+
+
+def _bullet(u, v, length, half_width, pert=0.0):
+    """Inside a bullet shape with apex at u=0 pointing up, base at u=length, |v| <= width."""
+    return (u >= 0) & (u <= length) & (np.abs(v) <= half_width * _profile(u / length) * (1.0 + pert))
+
+
+def _smooth_field(rng, shape, cells=6, lo=0.0, hi=1.0):
+    """Smooth random field in [lo, hi] (bicubic-ish upsampling of a coarse grid)."""
+    from scipy.ndimage import zoom
+
+    coarse = rng.random((cells, cells)).astype(np.float32)
+    f = zoom(coarse, (shape[0] / cells, shape[1] / cells), order=3, mode="reflect")[: shape[0], : shape[1]]
+    f = (f - f.min()) / max(float(f.max() - f.min()), 1e-6)
+    return (lo + (hi - lo) * f).astype(np.float32)
+
+
+def patient_params(seed: int, patient: int) -> dict:
+    """The heart of one patient (mm, degrees, fractions), shared by its views."""
+    rng = np.random.default_rng([seed, patient, 0])
+    ef = float(np.clip(rng.normal(0.54, 0.09), 0.30, 0.75))
+    s_long = float(np.clip(rng.normal(0.12, 0.03), 0.04, 0.2)) * math.sqrt(ef / 0.55)
+    th = rng.uniform(8.0, 12.0)
+    return dict(
+        ef=ef, s_long=s_long, width_ratio=math.sqrt((1 - ef) / (1 - s_long)),
+        length=rng.uniform(72.0, 92.0), half_width=rng.uniform(21.0, 27.0), thickness=th,
+        la_width=rng.uniform(30.0, 42.0), la_length=rng.uniform(34.0, 48.0), la_growth=rng.uniform(1.1, 1.3),
+        depth=rng.uniform(140.0, 170.0),
+        quality=str(rng.choice(list(QUALITY), p=[q[0] for q in QUALITY.values()])),
+    )
+
+
+def render_sequence(seed: int, patient: int, view: str, frames: int, size: tuple[int, int]):
+    """(frames uint8 (T,H,W), labels uint8 (T,H,W), spacing mm, LV length per frame mm)."""
+    H, W = size
+    T = frames
+    hp = patient_params(seed, patient)
+    rng = np.random.default_rng([seed, patient, 1 + VIEWS.index(view)])
+    sp = hp["depth"] / H
+    f32 = np.float32
+    # timing: phi 0 at ED .. 1 at ES (half sequence)
+    phi = ((1 - np.cos(np.pi * np.arange(T) / max(T - 1, 1))) / 2).astype(f32)[:, None, None]
+
+    # view geometry (mm); the transducer sits a few mm above the top row at the image centre
+    apex_depth = rng.uniform(16.0, 30.0)
+    apex_x = rng.uniform(-8.0, 8.0) + (9.0 if view == "4CH" else 0.0)
+    tilt = math.radians(rng.uniform(-12.0, 12.0))
+    L_ed = hp["length"] * rng.uniform(0.95, 1.05)
+    Wb_ed = hp["half_width"] * rng.uniform(0.9, 1.1)
+    L = L_ed * (1 - hp["s_long"] * phi)
+    Wb = Wb_ed * (1 - (1 - hp["width_ratio"]) * phi)
+    th_ed = hp["thickness"] * rng.uniform(0.9, 1.1)
+    th = np.minimum(th_ed * (L_ed + Wb_ed) / (L + Wb), 1.8 * th_ed)
+
+    y = (np.arange(H, dtype=f32) + 0.5) * sp
+    x = (np.arange(W, dtype=f32) + 0.5 - W / 2) * sp
+    Y, X = np.meshgrid(y, x, indexing="ij")
+    y0 = -rng.uniform(2.0, 8.0)
+    r = np.hypot(X, Y - y0)
+    ang = np.arctan2(X, Y - y0)
+    half = math.radians(rng.uniform(33.0, 40.0))
+    sector = (np.abs(ang) < half) & (r < hp["depth"] - 2.0)
+
+    dX, dY = X - apex_x, Y - apex_depth
+    u = (dX * math.sin(tilt) + dY * math.cos(tilt))[None]
+    v = (dX * math.cos(tilt) - dY * math.sin(tilt))[None]
+    q = np.clip(u / L, 0, 1)
+    tables = np.zeros((2, len(_Q)), f32)  # smooth boundary irregularity, different on each wall
+    for k in (1, 2, 3):
+        amp = rng.normal(0, 0.035, 2)[:, None]
+        tables += (amp * np.sin(k * np.pi * _Q + rng.uniform(0, 2 * np.pi))).astype(f32)
+    qi = (q * (len(_Q) - 1)).astype(np.int32)
+    pert = np.where(v > 0, tables[0][qi], tables[1][qi])
+    # the visible borders differ from the labeled ones by ~1 mm (annotation ambiguity)
+    seen = np.zeros((2, len(_Q)), f32)
+    for k in (2, 3, 5):
+        seen += (rng.normal(0, 0.02, 2)[:, None] * np.sin(k * np.pi * _Q + rng.uniform(0, 2 * np.pi))).astype(f32)
+    pert_seen = pert + np.where(v > 0, seen[0][qi], seen[1][qi])
+
+    lv = _bullet(u, v, L, Wb, pert)
+    th_apex = 0.8 * th
+    outer = _bullet(u + th_apex, v, L + th_apex, Wb + th, pert) & (u <= L + 1.0)
+    myo = outer & ~lv
+    lv_seen = _bullet(u, v, L, Wb, pert_seen)
+    outer_seen = _bullet(u + th_apex, v, L + th_apex, Wb + th * rng.uniform(0.9, 1.1), pert_seen) & (u <= L + 1.0)
+    peri = _bullet(u + th_apex + 3.0, v, L + th_apex + 3.0, Wb + th + 3.0, pert) & ~outer & (u <= L - 5.0)
+
+    # LA: ellipse beyond the mitral plane along a slightly different axis
+    la_tilt = rng.uniform(-0.2, 0.2)
+    g = 1 + (math.sqrt(hp["la_growth"]) - 1) * phi
+    la_a, la_b = hp["la_length"] / 2 * g, hp["la_width"] / 2 * g * rng.uniform(0.9, 1.1)
+    uc = L + 1.5 + la_a * 0.95
+    lu, lv_ = (u - uc) * math.cos(la_tilt) + v * math.sin(la_tilt), v * math.cos(la_tilt) - (u - uc) * math.sin(la_tilt)
+    la = ((lu / la_a) ** 2 + (lv_ / la_b) ** 2 <= 1.0) & (u > L + 1.0) & ~outer
+    la_s = rng.uniform(0.94, 1.06)
+    la_seen = ((lu / (la_a * la_s)) ** 2 + (lv_ / la_b) ** 2 <= 1.0) & (u > L + 1.0) & ~outer_seen
+
+    blood = lv_seen | la_seen
+    tissue_extra = np.zeros_like(lv)
+    if view == "4CH":  # right heart on the image left (v < 0), unlabeled
+        wrv = rng.uniform(13.0, 19.0) * (1 - 0.12 * phi)
+        vc = -(Wb_ed + th_ed + wrv * 0.95)
+        u_rv0 = 0.25 * L_ed
+        rv = _bullet(u - u_rv0, v - vc, L - u_rv0, wrv) & ~outer
+        rv_wall = _bullet(u - u_rv0 + 3.5, v - vc, L - u_rv0 + 3.5, wrv + 3.5) & ~rv & ~outer & (u <= L)
+        ra = (((u - (L + 22.0)) / (20.0 * g)) ** 2 + ((v - vc * 1.05) / (17.0 * g)) ** 2 <= 1) & (u > L + 2.0) & ~outer & ~la
+        blood = blood | rv | ra
+        tissue_extra = rv_wall
+
+    # echogenicity
+    _, myo_range, blood_range, haze_range, drops, noise_sd = QUALITY[hp["quality"]]
+    tex = _smooth_field(rng, (H, W), 7, 0.5, 1.5)
+    e = np.broadcast_to(rng.uniform(0.06, 0.16) * tex, (T, H, W)).astype(f32).copy()
+    wall_gain = np.ones_like(q)
+    for _ in range(int(rng.integers(drops[0], drops[1] + 1))):  # weak or missing wall segments
+        c, wdt, loss = rng.uniform(0.1, 1.0), rng.uniform(0.06, 0.18), rng.uniform(0.4, 1.0)
+        bump = loss * np.exp(-(((q - c) / wdt) ** 2)).astype(f32)
+        wall_gain = np.where(v * rng.choice([-1.0, 1.0]) > 0, wall_gain * (1 - bump), wall_gain)
+    e = np.where(outer_seen & ~lv_seen, rng.uniform(*myo_range) * tex, e)
+    peri_seen = peri if view == "2CH" else peri & (v > -0.5 * Wb_ed)  # 4CH: septum borders the RV
+    e = np.where(peri_seen, rng.uniform(0.7, 1.0) * tex, e)
+    e = np.where(outer_seen | peri, e * wall_gain, e)
+    e = np.where(tissue_extra, 0.45 * tex, e)
+    e = np.where(blood, rng.uniform(*blood_range), e)
+    for _ in range(int(rng.integers(0, 3))):  # papillary muscles: echogenic, labeled LV cavity
+        pq, ps = rng.uniform(0.45, 0.75), rng.choice([-1.0, 1.0])
+        pu, pv = pq * L, ps * 0.6 * Wb * _profile(np.full_like(L, pq))
+        pap = (((u - pu) / rng.uniform(5.0, 9.0)) ** 2 + ((v - pv) / rng.uniform(2.5, 4.0)) ** 2 <= 1) & lv
+        e = np.where(pap, rng.uniform(0.25, 0.45), e)
+    # mitral leaflets: closed line across the annulus in systole, open flaps into the LV in diastole
+    closed = (np.abs(u - L) < 0.9) & (np.abs(v) < la_b * 0.9)
+    flaps = (np.abs(np.abs(v) - la_b * 0.8) < 0.7) & (u > L - 11.0) & (u < L)
+    e = np.where(closed, np.maximum(e, 0.75 * phi), e)
+    e = np.where(flaps, np.maximum(e, 0.6 * (1 - phi)), e)
+    e = gaussian_filter(e, (0, 0.7 / sp, 0.7 / sp))
+
+    # haze / clutter near the apex (additive, fades with depth)
+    haze = rng.uniform(*haze_range) * np.exp(-r / rng.uniform(15.0, 40.0)) * _smooth_field(rng, (H, W), 5, 0.3, 1.0)
+    e = e + haze[None]
+
+    # temporally correlated, spatially smoothed complex Gaussian -> Rayleigh speckle (mean 1)
+    a = 0.6
+    noise = rng.standard_normal((2, T, H, W), dtype=f32)
+    for t in range(1, T):
+        noise[:, t] = a * noise[:, t - 1] + math.sqrt(1 - a * a) * noise[:, t]
+    sig_r, sig_c = 0.35 / sp, 0.9 / sp
+    noise = gaussian_filter(noise, (0, 0, sig_r, sig_c))
+    speckle = np.hypot(noise[0], noise[1])
+    speckle /= speckle.mean()
+
+    alpha = rng.uniform(0.008, 0.016)  # attenuation per mm (both ways)
+    comp = np.exp(-alpha * r * (1 - rng.uniform(0.55, 0.9)))  # what the TGC leaves
+    lateral = np.clip(1 - 0.4 * (np.abs(ang) / half) ** 4, 0, 1)
+    env = e * speckle * (comp * lateral)[None]
+    k = rng.uniform(8.0, 20.0)
+    img = np.log1p(k * env) / math.log1p(k * rng.uniform(0.6, 0.9))
+    img = img + noise_sd * rng.standard_normal(img.shape, dtype=f32)
+    img = np.clip(img, 0, 1) * sector[None]
+    frames_u8 = np.round(img * 255).astype(np.uint8)
+
+    labels = np.zeros((T, H, W), np.uint8)
+    labels[la] = 3
+    labels[myo] = 2
+    labels[lv] = 1
+    labels *= sector[None].astype(np.uint8)
+    return frames_u8, labels, sp, L[:, 0, 0].astype(float)
+
+
+def _ef(areas: dict[str, tuple[float, float]], lengths: dict[str, tuple[float, float]]) -> float:
+    """Ejection fraction (%) by the area-length method (biplane when both views exist)."""
+    vols = []
+    for i in (0, 1):  # ED, ES
+        if len(areas) >= 2:
+            a2, a4 = areas["2CH"][i], areas["4CH"][i]
+            length = min(lengths["2CH"][i], lengths["4CH"][i])
+            vols.append(8 / (3 * math.pi) * a2 * a4 / length)
+        else:
+            (a,), (length,) = [v[i] for v in areas.values()], [v[i] for v in lengths.values()]
+            vols.append(8 / (3 * math.pi) * a * a / length)
+    return 100.0 * (vols[0] - vols[1]) / vols[0]
+
+
+def generate(out: str | Path, patients: int = 50, seed: int = 0, frames: int = 12,
+             size: tuple[int, int] = (256, 288), views: tuple[str, ...] = VIEWS,
+             show_progress: bool = False) -> Path:
+    """Write a synthetic store with `patients` × `views` sequences of `frames` frames (H,W)=`size`."""
+    if patients < 1 or frames < 2:
+        raise DataError(f"synthetic data needs patients >= 1 and frames >= 2 (ED and ES), got {patients} and {frames}")
+    H, W = (int(s) for s in size)
+    if min(H, W) < 32:
+        raise DataError(f"synthetic frames must be at least 32×32 pixels, got {H}×{W}")
+    bad = [v for v in views if v not in VIEWS]
+    if bad or not views:
+        raise DataError(f"unknown view(s) {bad}; synthetic views are {', '.join(VIEWS)}")
+    names = [f"patient{p:04d}" for p in range(1, patients + 1)]
+    desc = f"synthetic echo: {patients} patients × {len(views)} views × {frames} frames ({H}×{W}), seed {seed}"
+    with StoreWriter(out, CLASSES, CLASS_NAMES, source="synthetic_echo", description=desc) as w, \
+            progress_bar(patients, "synthesising", show_progress) as advance:
+        w.file.attrs["generator_version"] = GENERATOR_VERSION
+        w.file.attrs["seed"] = seed
+        for p, name in enumerate(names, start=1):
+            seqs, areas, lengths = {}, {}, {}
+            for view in views:
+                fr, lab, sp, length = render_sequence(seed, p, view, frames, (H, W))
+                lv_area = (lab == 1).sum(axis=(1, 2)) * sp * sp
+                areas[view] = (float(lv_area[0]), float(lv_area[-1]))
+                lengths[view] = (float(length[0]), float(length[-1]))
+                seqs[view] = (fr, lab, sp)
+            ef = _ef(areas, lengths)
+            target = patient_params(seed, p)["ef"] * 100
+            for view, (fr, lab, sp) in seqs.items():
+                w.add_sequence(f"{name}_{view}", fr, lab, np.ones(frames, bool), patient=name, view=view,
+                               spacing=(sp, sp), ed=0, es=frames - 1, ef=ef, fps=frames / 0.35,
+                               source=f"synthetic_echo seed={seed} patient={p}", ef_target=target,
+                               image_quality=patient_params(seed, p)["quality"])
+            advance()
+        for split, members in split_patients(names, seed).items():
+            w.set_split(split, patients=members)
+    return Path(out)
