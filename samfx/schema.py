@@ -94,6 +94,7 @@ class TrainSection:
     grad_clip: Optional[float] = None
     log_every: int = 10
     val_every: int = 1                # epochs
+    save_every: int = 0               # also write last.pt every N optimizer steps (0: at epoch ends only)
     out_dir: str = "runs"
     compile: bool = False
     channels_last: bool = False

@@ -127,4 +127,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # `python -m samfx.cli.main`: subcommand modules registered on the imported samfx.cli.main's app,
+    # not on this __main__ copy, so run that one.
+    from samfx.cli.main import main as _main
+
+    _main()

@@ -1,1 +1,135 @@
-"""`samfx train | eval | predict` commands. Filled by the engine work."""
+"""`samfx train | eval | predict` (torch is imported inside the commands)."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from samfx.cli.main import app, emit_json, fail
+from samfx.errors import SamfxError
+
+
+def _split_recipe_args(recipe: Optional[str], overrides: list[str], resume: Optional[str]) -> tuple[str, list[str]]:
+    """With --resume the recipe file is optional: default to the run's recipe.yaml."""
+    if resume is not None:
+        if recipe is not None and "=" in recipe and not Path(recipe).exists():
+            overrides = [recipe, *overrides]
+            recipe = None
+        if recipe is None:
+            stored = Path(resume).expanduser() / "recipe.yaml"
+            if not stored.is_file():
+                raise SamfxError(f"--resume {resume}: no recipe.yaml in that folder; is it a samfx run folder?")
+            recipe = str(stored)
+    if recipe is None:
+        raise SamfxError("train: missing RECIPE; e.g. `samfx train recipes/samus.yaml` (or `--resume RUN_DIR`)")
+    return recipe, overrides
+
+
+def _without_nproc(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--nproc-per-node":
+            skip = True
+        elif not a.startswith("--nproc-per-node="):
+            out.append(a)
+    return out
+
+
+@app.command()
+def train(recipe: Optional[str] = typer.Argument(None, help="Recipe YAML (optional with --resume: the run's own)."),
+          overrides: Optional[list[str]] = typer.Argument(None, help="key.path=value overrides."),
+          resume: Optional[str] = typer.Option(None, "--resume", help="Continue this run folder where it stopped."),
+          out: Optional[str] = typer.Option(None, "--out", help="Run folder (default: train.out_dir/<recipe>-<time>)."),
+          nproc_per_node: int = typer.Option(1, "--nproc-per-node",
+                                             help="DDP processes on this machine (re-runs itself under torchrun)."),
+          quiet: bool = typer.Option(False, "--quiet", help="No progress output.")) -> None:
+    """Train a recipe's stages into a run folder; `--resume RUN` continues a stopped run exactly."""
+    from samfx.engine import distributed as D
+
+    if nproc_per_node > 1 and "LOCAL_RANK" not in os.environ:
+        D.launch(nproc_per_node, _without_nproc(sys.argv[1:]))
+    from samfx.engine.trainer import Trainer
+    from samfx.pluginmanager import get_plugins
+    from samfx.recipe import load_recipe
+
+    try:
+        path, extra = _split_recipe_args(recipe, list(overrides or []), resume)
+        plugins = get_plugins()
+        rec = load_recipe(path, extra, plugins.registry)
+        run_dir = resume or out
+        if resume is not None:
+            if out is not None and Path(out).resolve() != Path(resume).resolve():
+                raise SamfxError(f"--out {out} and --resume {resume} name different folders; give only --resume")
+        trainer = Trainer(rec, run_dir, registry=plugins.registry, plugin_versions=plugins.versions(),
+                          resume=resume is not None, quiet=quiet)
+        try:
+            result = trainer.fit()
+        except KeyboardInterrupt:
+            fail(SamfxError(f"interrupted; continue with `samfx train --resume {trainer.run_dir}`"), code=130)
+        if not quiet and D.env_info().is_main:
+            typer.echo(f"run folder: {trainer.run_dir}")
+            for st in result["stages"]:
+                best = st.get("best") or {}
+                if best:
+                    typer.echo(f"  stage {st['stage']}: best {best['metric']} {best['value']:.4f} "
+                               f"(epoch {best['epoch'] + 1}, step {best['step']})")
+    except SamfxError as exc:
+        fail(exc)
+    finally:
+        D.cleanup()
+
+
+@app.command("eval")
+def eval_cmd(target: str = typer.Argument(..., help="Run folder (uses best.pt, else last.pt) or checkpoint file."),
+             data: Optional[str] = typer.Option(None, "--data",
+                                                help="Store file (.h5) or dataset as YAML, e.g. '{name: camus, root: DIR}'."),
+             split: Optional[str] = typer.Option(None, "--split", help="Split to evaluate (default: eval.split)."),
+             prompt: Optional[str] = typer.Option(None, "--prompt", help="Prompt generator (default: eval.prompt, "
+                                                                         "else the last stage's)."),
+             device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
+             compat_row_hd: bool = typer.Option(False, "--compat-row-hd",
+                                                help="Also report the SAMUS authors' row-Hamming 'HD' (not a distance)."),
+             limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N images."),
+             as_json: bool = typer.Option(False, "--json", help="Print the JSON report (docs/metrics.md).")) -> None:
+    """Dice, IoU, HD and HD95 per class, per image and per patient; writes eval-<split>.json."""
+    from samfx.engine.evaluate import evaluate, print_table
+
+    try:
+        report = evaluate(target, split=split, data=data, prompt=prompt, device=device,
+                          compat=True if compat_row_hd else None, limit=limit)
+    except SamfxError as exc:
+        fail(exc)
+    if as_json:
+        emit_json(report)
+        return
+    print_table(report)
+    typer.echo(f"report: {report['written']}")
+
+
+@app.command()
+def predict(checkpoint: str = typer.Argument(..., help="Run folder or checkpoint file."),
+            inputs: list[str] = typer.Argument(..., help="PNG/JPEG/TIFF images, NIfTI (.nii/.nii.gz), samfx .h5 stores."),
+            out: str = typer.Option(..., "--out", help="Output folder."),
+            prompt: Optional[str] = typer.Option(None, "--prompt", help="Automatic prompt generator to use "
+                                                                        "(clicks/boxes need ground truth)."),
+            device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
+            as_json: bool = typer.Option(False, "--json", help="Print predictions.json.")) -> None:
+    """Label maps + overlays per image; per-frame masks and the LV area curve per sequence."""
+    from samfx.engine.predict import predict as run_predict
+
+    try:
+        report = run_predict(checkpoint, inputs, out, prompt=prompt, device=device)
+    except SamfxError as exc:
+        fail(exc)
+    if as_json:
+        emit_json(report)
+        return
+    for r in report["results"]:
+        what = r.get("label") or r.get("lv_area_csv")
+        typer.echo(f"{r['name']}: {r['frames']} frame(s) -> {what}")
+    typer.echo(f"written to {report['out']} (predictions.json)")

@@ -1,0 +1,69 @@
+"""samfx checkpoints: what they hold and how eval / predict / resume read them.
+
+    {"format": "samfx", "version": 1,
+     "model": state_dict (CPU tensors), "recipe": resolved recipe (plain data),
+     "prompt": active prompt generator key, "samfx_version": str,
+     "progress": {stage, epoch, batch, step, global_step, ... , finished},
+     "metric": {name, value} (best.pt), "train_state": {optimizer, scheduler, scaler,
+     rng: [per-rank RNG states]} (last.pt only)}
+
+Files are written with :func:`samfx.checkpoint.atomic_save` (temp file + fsync + rename) and read
+with ``weights_only=True``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from samfx.checkpoint import FORMAT, atomic_save, read_checkpoint
+from samfx.errors import CheckpointError
+from samfx.recipe import Recipe
+
+VERSION = 1
+
+
+def make(model: torch.nn.Module, recipe: Recipe, **extra: Any) -> dict[str, Any]:
+    import samfx
+
+    state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    return {"format": FORMAT, "version": VERSION, "model": state, "recipe": recipe.config,
+            "prompt": getattr(model, "active_prompt", None), "samfx_version": samfx.__version__, **extra}
+
+
+def save(obj: dict[str, Any], path: Path) -> None:
+    atomic_save(obj, path)
+
+
+def load(path: str | Path) -> dict[str, Any]:
+    obj = read_checkpoint(path)
+    if obj.get("format") != FORMAT or "recipe" not in obj:
+        raise CheckpointError(f"{path}: not a samfx checkpoint (no stored recipe); eval and predict need a "
+                              f"checkpoint written by `samfx train` (last.pt / best.pt)")
+    return obj
+
+
+def recipe_of(obj: dict[str, Any]) -> Recipe:
+    return Recipe(config=obj["recipe"], path=None)
+
+
+def load_model(path: str | Path, registry=None, device: str | torch.device = "cpu"):
+    """Rebuild the model from the checkpoint's own recipe and load its weights.
+
+    Returns (model in eval mode, recipe, checkpoint object).
+    """
+    from samfx.build import build_model
+
+    obj = load(path)
+    recipe = recipe_of(obj)
+    model = build_model(recipe, registry, load_checkpoint=False)
+    missing, unexpected = model.load_state_dict(obj["model"], strict=False)
+    if missing or unexpected:
+        first = (missing or unexpected)[:3]
+        raise CheckpointError(f"{path}: weights do not fit the model rebuilt from its recipe "
+                              f"({len(missing)} missing, {len(unexpected)} unexpected, e.g. {', '.join(first)}); "
+                              f"was a plugin changed since training?")
+    if obj.get("prompt") and obj["prompt"] in model.prompt_generators:
+        model.use_prompt(obj["prompt"])
+    return model.to(device).eval(), recipe, obj

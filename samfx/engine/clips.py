@@ -1,0 +1,125 @@
+"""Clip training and sequence evaluation for temporal models (``data.clip_length > 0``).
+
+- :func:`clip_loss`: the stage's loss over every labeled frame of every clip and every class
+  (queries (N*K,1,S,S)); frames marked unlabeled (padding, unknown labels) do not count.
+- :class:`ClipStep`: forward + loss in one module, the clip counterpart of the trainer's ``_Step``
+  (``step(frames (B,T,3,S,S), labels (B,T,S,S), labeled (B,T)) -> (loss, logits (B,T,K,S,S))``).
+- :func:`evaluate_sequences`: whole sequences through ``forward_clip`` (streamed frame by frame),
+  per-frame Dice, LV area curves, area jitter and EF (samfx.clinical) per sequence.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from samfx.errors import SamfxError
+
+
+def clip_batch_to_device(batch: dict[str, Any], device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+    """(frames float, labels long, labeled bool) of a ClipDataset batch on `device`."""
+    for key in ("frames", "labels", "labeled"):
+        if key not in batch:
+            raise SamfxError(f"clip batch has no '{key}': temporal training needs a ClipDataset "
+                             f"(set data.clip_length > 0)")
+    return (batch["frames"].to(device, non_blocking=True).float(),
+            batch["labels"].to(device, non_blocking=True).long(),
+            batch["labeled"].to(device, non_blocking=True).bool())
+
+
+def clip_loss(out: Any, loss_fn: nn.Module) -> Tensor:
+    """``loss_fn(logits, targets)`` over all labeled (clip, frame) pairs and all classes of a ClipOutput."""
+    if out.logits is None or out.targets is None:
+        raise SamfxError("clip_loss: the ClipOutput has no logits/targets; call forward_clip with labels "
+                         "and without on_frame")
+    sel = out.labeled
+    if not bool(sel.any()):
+        # no labeled frame in the batch: a zero loss that still touches the graph (DDP-safe)
+        return out.logits.float().sum() * 0.0
+    logits = out.logits[sel].flatten(0, 1).unsqueeze(1)       # (N*K,1,S,S)
+    targets = out.targets[sel].flatten(0, 1).unsqueeze(1)
+    return loss_fn(logits.float(), targets)
+
+
+class ClipStep(nn.Module):
+    """Forward + clip loss in one module, so DDP sees the whole computation through ``__call__``."""
+
+    def __init__(self, model: nn.Module, classes: list[int], loss_fn: nn.Module):
+        super().__init__()
+        self.model, self.classes, self.loss_fn = model, classes, loss_fn
+
+    def forward(self, frames: Tensor, labels: Tensor, labeled: Tensor) -> tuple[Tensor, Tensor]:
+        out = self.model.forward_clip(frames, self.classes, labels, labeled)
+        return clip_loss(out, self.loss_fn), out.logits
+
+
+@torch.no_grad()
+def segment_sequence(model: nn.Module, frames: Tensor, classes: list[int], labels: Tensor | None = None,
+                     prompt: str | None = None, precision: str = "fp32") -> Tensor:
+    """Label maps (T,S,S) uint8 of one sequence (frames (T,3,S,S)), streamed frame by frame."""
+    from samfx.engine.inference import autocast, label_map
+
+    maps: list[Tensor] = []
+
+    def keep(t: int, out: Any) -> None:
+        logits = out.logits.float().reshape(1, len(classes), *out.logits.shape[-2:])
+        maps.append(label_map(logits, classes)[0].to(torch.uint8).cpu())
+
+    with autocast(precision, frames.device):
+        model.forward_clip(frames[None], classes, None if labels is None else labels[None], prompt=prompt,
+                           on_frame=keep)
+    return torch.stack(maps)
+
+
+def evaluate_sequences(model: nn.Module, dataset: Any, classes: list[int], device: torch.device,
+                       prompt: str | None = None, lv_label: int = 1, precision: str = "fp32",
+                       limit: int | None = None) -> dict[str, Any]:
+    """Per-sequence and mean metrics of a SequenceDataset: per-frame Dice per class on labeled frames,
+    LV-area jitter (predicted vs ground-truth frame-to-frame change, mm^2), EF from the predicted masks
+    (single-plane area-length) against the EF of the ground-truth masks and the stored EF."""
+    from samfx.clinical import analyze_clip, area_jitter
+    from samfx.metrics import dice
+
+    model.eval()
+    rows = []
+    n = len(dataset) if limit is None else min(limit, len(dataset))
+    for i in range(n):
+        item = dataset[i]
+        frames, labels = item["frames"].to(device).float(), item["labels"].long()
+        labeled = item["labeled"].bool()
+        needs = model.prompt_generators[prompt or model.active_prompt].needs_targets
+        pred = segment_sequence(model, frames, classes, labels.to(device) if needs else None, prompt, precision)
+        spacing = item["spacing"].double().reshape(-1).numpy()
+        per_class = {c: [dice(pred[t] == c, labels[t] == c) for t in range(len(pred)) if labeled[t]]
+                     for c in classes}
+        row: dict[str, Any] = {"id": item.get("id"), "frames": int(len(pred)),
+                               "dice": {c: float(np.mean(v)) if v else math.nan for c, v in per_class.items()}}
+        if lv_label in classes and labeled.all() and bool(np.all(np.isfinite(spacing))):
+            p = analyze_clip(pred.numpy(), spacing, lv_label)
+            g = analyze_clip(labels.numpy(), spacing, lv_label)
+            row.update(jitter_mm2=area_jitter(p.areas, g.areas), ef_pred=p.ef, ef_gt_masks=g.ef,
+                       ef_stored=float(item["ef"]) if "ef" in item else math.nan,
+                       ed_pred=p.ed, es_pred=p.es, ed_gt=g.ed, es_gt=g.es)
+        rows.append(row)
+    return {"sequences": rows, "summary": summarize_sequences(rows, classes)}
+
+
+def summarize_sequences(rows: list[dict[str, Any]], classes: list[int]) -> dict[str, Any]:
+    """Means over sequences (NaN-free values only; counts of NaN reported)."""
+    def mean(values: list[float]) -> float:
+        v = [x for x in values if x is not None and math.isfinite(x)]
+        return float(np.mean(v)) if v else math.nan
+
+    out: dict[str, Any] = {"n": len(rows)}
+    for c in classes:
+        out[f"dice_{c}"] = mean([r["dice"][c] for r in rows])
+    if any("jitter_mm2" in r for r in rows):
+        ef = [r for r in rows if "ef_pred" in r]
+        out["jitter_mm2"] = mean([r["jitter_mm2"] for r in ef])
+        out["ef_mae_vs_gt_masks"] = mean([abs(r["ef_pred"] - r["ef_gt_masks"]) for r in ef])
+        out["ef_mae_vs_stored"] = mean([abs(r["ef_pred"] - r["ef_stored"]) for r in ef])
+        out["ef_undefined"] = sum(1 for r in ef if not math.isfinite(r["ef_pred"]))
+    return out

@@ -1,0 +1,76 @@
+"""Datasets of a run: the recipe's ``data.source`` component -> HDF5 store -> torch datasets.
+
+Temporal hook: with ``data.clip_length > 0`` the training split is a :class:`ClipDataset` (items
+``frames`` (T,3,S,S) / ``labels`` (T,S,S) / ``labeled`` (T,)); the trainer hands such batches to
+``clip_step`` (see trainer.py), which a temporal model implements through ``model.forward_clip``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset, default_collate
+
+from samfx.errors import SamfxError
+from samfx.recipe import Recipe
+from samfx.registry import Registry
+
+
+def cache_dir() -> str:
+    """Where generated / imported stores live (samfx.data.cache: $SAMFX_CACHE, else ~/.cache/samfx)."""
+    from samfx.data.cache import cache_dir as resolve
+
+    return str(resolve())
+
+
+def store_path(source_cfg: dict[str, Any], registry: Registry, where: str = "data.source") -> Path:
+    """Build the dataset component and return its store file (created on first use)."""
+    from samfx.build import build_component
+    from samfx.interfaces import BuildContext
+
+    if isinstance(source_cfg, (str, Path)) and Path(source_cfg).suffix in {".h5", ".hdf5"}:
+        return Path(source_cfg).expanduser()
+    source = build_component(registry, "dataset", source_cfg, BuildContext(), where)
+    if not hasattr(source, "path"):
+        raise SamfxError(f"{where}: dataset '{source_cfg['name']}' built a {type(source).__name__}, not a "
+                         f"DataSource with .path(cache_dir)")
+    return Path(source.path(cache_dir()))
+
+
+def open_split(recipe: Recipe, registry: Registry, split: str, image_size: int, train: bool,
+               store: Path | None = None) -> Dataset:
+    """The dataset of `split`: augmented clips/images for training, plain images otherwise."""
+    from samfx.data.datasets import ClipDataset, ImageDataset
+
+    data = recipe.config["data"]
+    path = store or store_path(data["source"], registry)
+    seed = int(recipe.config["train"]["seed"])
+    augment = data["augment"] if train else None
+    if train and int(data.get("clip_length") or 0) > 0:
+        return ClipDataset(path, split, image_size, int(data["clip_length"]), augment=augment, seed=seed)
+    return ImageDataset(path, split, image_size, augment=augment, seed=seed)
+
+
+def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """default_collate, with string / mixed metadata kept as lists."""
+    out: dict[str, Any] = {}
+    for key in items[0]:
+        values = [it[key] for it in items]
+        if isinstance(values[0], (str, type(None))):
+            out[key] = values
+        else:
+            out[key] = default_collate(values)
+    return out
+
+
+def has_split(recipe: Recipe, registry: Registry, split: str) -> bool:
+    """Whether the store has a non-empty `split` (used to decide if validation runs)."""
+    from samfx.data.store import read_index
+
+    index = read_index(store_path(recipe.config["data"]["source"], registry))
+    return bool(index.in_split(split))
+
+
+def as_tensor_spacing(spacing: Any) -> torch.Tensor:
+    return torch.as_tensor(spacing, dtype=torch.float64).reshape(-1, 2)

@@ -1,0 +1,113 @@
+"""DDP through torchrun: process-group set-up, rank helpers and the ``--nproc-per-node`` launcher.
+
+Under ``torchrun`` (``WORLD_SIZE`` > 1 in the environment) the trainer joins the process group:
+NCCL on CUDA, gloo on CPU. Only rank 0 writes the run folder; the others compute.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from samfx.errors import SamfxError
+
+
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def env_info() -> DistInfo:
+    return DistInfo(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
+                    int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def resolve_device(pref: str, info: DistInfo) -> torch.device:
+    """``auto`` -> cuda (the local rank's GPU under DDP) when available, else cpu."""
+    if pref == "auto":
+        pref = "cuda" if torch.cuda.is_available() else "cpu"
+    if pref.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise SamfxError(f"train.device: '{pref}' requested but CUDA is not available; use device=cpu")
+        if info.enabled:
+            return torch.device("cuda", info.local_rank)
+        return torch.device(pref)
+    if pref != "cpu":
+        raise SamfxError(f"train.device: unknown device '{pref}'; use auto, cpu, cuda or cuda:N")
+    return torch.device("cpu")
+
+
+def setup(device: torch.device) -> DistInfo:
+    """Join the process group when launched by torchrun (idempotent); no-op for one process."""
+    info = env_info()
+    if info.enabled and not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend=backend)
+    return info
+
+
+def cleanup() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def active() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def all_reduce_mean(t: torch.Tensor) -> torch.Tensor:
+    if active():
+        t = t.clone()
+        dist.all_reduce(t)
+        t /= dist.get_world_size()
+    return t
+
+
+def broadcast_object(obj: Any) -> Any:
+    if not active():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def gather_lists(items: list[Any]) -> list[Any]:
+    """Concatenate every rank's list (on every rank)."""
+    if not active():
+        return items
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, items)
+    return [x for part in out for x in part]
+
+
+def barrier() -> None:
+    if active():
+        dist.barrier()
+
+
+def torchrun_argv(nproc: int, argv: list[str]) -> list[str]:
+    """The torchrun command that reruns ``samfx`` with `argv` on `nproc` local processes."""
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+            "-m", "samfx.cli.main", *argv]
+
+
+def launch(nproc: int, argv: list[str]) -> None:
+    """Replace this process with torchrun (never returns)."""
+    cmd = torchrun_argv(nproc, argv)
+    os.execv(cmd[0], cmd)

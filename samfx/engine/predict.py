@@ -1,0 +1,236 @@
+"""``samfx predict``: label maps and overlays for PNG / NIfTI / HDF5 inputs, LV area curves for sequences.
+
+Inputs: 2-D images (PNG/JPEG/BMP/TIFF, any mode -> grayscale), NIfTI (.nii / .nii.gz: 2-D, or
+3-D = a sequence of frames on the last axis; axes (x, y[, t]) as CAMUS stores them), samfx HDF5
+stores (every sample and sequence). Outputs in OUT:
+
+    <name>_label.png      uint8 label map (class ids) at the input's own resolution
+    <name>_overlay.png    prediction over the image (ground truth contours when the store has them)
+    <name>/frame_NNN_label.png, <name>/frame_NNN_overlay.png   per frame of a sequence
+    <name>_lv_area.csv / .png   LV area per frame (mm² when the spacing is known, else px²)
+    predictions.json      what was written, per input
+
+The prompt must be automatic (e.g. ``apg``, ``none``): simulated clicks and boxes need ground
+truth, which unlabeled inputs do not have.
+"""
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from samfx.engine import checkpointing as ckpt
+from samfx.engine import rundir
+from samfx.engine.distributed import DistInfo, resolve_device
+from samfx.engine.evaluate import choose_prompt
+from samfx.engine.inference import autocast, label_map, resolve_precision
+from samfx.engine.overlays import save_overlay
+from samfx.errors import SamfxError
+
+IMAGE_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+
+
+@dataclass
+class Input:
+    name: str
+    frames: np.ndarray                  # (T,H,W) uint8; T=1 for a single image
+    spacing: tuple[float, float] | None  # (row mm, col mm)
+    sequence: bool
+    labels: np.ndarray | None = None    # (T,H,W) ground truth when known (overlays only)
+    source: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _to_uint8(arr: np.ndarray) -> np.ndarray:
+    if arr.dtype == np.uint8:
+        return arr
+    a = arr.astype(np.float64)
+    lo, hi = float(np.nanmin(a)), float(np.nanmax(a))
+    if lo >= 0 and hi <= 255 and np.allclose(a, np.round(a)):
+        return a.astype(np.uint8)
+    return np.clip((a - lo) / (hi - lo if hi > lo else 1.0) * 255.0, 0, 255).astype(np.uint8)
+
+
+def read_inputs(path: str | Path) -> list[Input]:
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise SamfxError(f"{p}: input not found")
+    name = p.name
+    for suffix in (".nii.gz", ".nii", ".h5", ".hdf5", *IMAGE_EXT):
+        if name.lower().endswith(suffix):
+            stem = name[: -len(suffix)]
+            break
+    else:
+        raise SamfxError(f"{p}: unsupported input type; use PNG/JPEG/TIFF images, NIfTI (.nii, .nii.gz) or a "
+                         f"samfx HDF5 store (.h5)")
+    low = name.lower()
+    if low.endswith((".nii", ".nii.gz")):
+        import nibabel as nib
+
+        img = nib.load(str(p))
+        data = np.asarray(img.dataobj)
+        zooms = tuple(float(z) for z in img.header.get_zooms())
+        if data.ndim == 2 or (data.ndim == 3 and data.shape[2] == 1):
+            frames = data.reshape(data.shape[0], data.shape[1])[None]
+        elif data.ndim == 3:
+            frames = np.moveaxis(data, 2, 0)
+        else:
+            raise SamfxError(f"{p}: NIfTI with shape {data.shape}; expected (x, y) or (x, y, t)")
+        frames = np.transpose(frames, (0, 2, 1))  # (t, x, y) -> (t, row=y, col=x)
+        spacing = (zooms[1], zooms[0]) if len(zooms) >= 2 and min(zooms[:2]) > 0 else None
+        return [Input(stem, _to_uint8(frames), spacing, frames.shape[0] > 1, source=str(p))]
+    if low.endswith((".h5", ".hdf5")):
+        return _read_store(p, stem)
+    from PIL import Image
+
+    with Image.open(p) as im:
+        arr = np.asarray(im.convert("L"))
+    return [Input(stem, arr[None], None, False, source=str(p))]
+
+
+def _read_store(p: Path, stem: str) -> list[Input]:
+    from samfx.data.store import open_store, read_frames, read_index, read_sample
+
+    index = read_index(p)
+    out = []
+    with open_store(p) as f:
+        for item in index.items.values():
+            sp = tuple(float(v) for v in item.spacing)
+            spacing = sp if all(math.isfinite(v) and v > 0 for v in sp) else None
+            if item.kind == "sample":
+                image, label = read_sample(f, item.id)
+                out.append(Input(f"{stem}-{item.id}", image[None], spacing, False, label[None], str(p)))
+            else:
+                frames, labels = read_frames(f, item.id)
+                labels = np.where(np.asarray(item.labeled)[:, None, None], labels, 0)
+                out.append(Input(f"{stem}-{item.id}", frames, spacing, True, labels, str(p),
+                                 {"ed": item.ed, "es": item.es}))
+    return out
+
+
+class Predictor:
+    """Holds the model; ``run(input)`` segments one Input and writes its files."""
+
+    def __init__(self, checkpoint: str | Path, out_dir: str | Path, *, prompt: str | None = None,
+                 device: str = "auto", registry=None):
+        from samfx.pluginmanager import get_registry
+
+        self.registry = registry or get_registry()
+        self.path = rundir.find_checkpoint(checkpoint)
+        self.device = resolve_device(device, DistInfo())
+        self.model, self.recipe, _ = ckpt.load_model(self.path, self.registry, self.device)
+        cfg = self.recipe.config
+        self.classes = [int(c) for c in cfg["data"]["classes"]]
+        self.names = list(cfg["data"]["class_names"])
+        self.prompt = choose_prompt(self.model, self.recipe, prompt, self.registry, False, "--prompt")
+        self.precision = resolve_precision(cfg["train"]["precision"], self.device)
+        self.out = Path(out_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.lv = self.classes[self.names.index("LV")] if "LV" in self.names else self.classes[0]
+
+    def _prep(self, frames: np.ndarray) -> torch.Tensor:
+        s = self.model.image_size
+        x = torch.tensor(np.asarray(frames), dtype=torch.float32).div(255.0).unsqueeze(1).to(self.device)
+        x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
+        return x.expand(-1, 3, -1, -1)
+
+    def _labels(self, logits: torch.Tensor, hw: tuple[int, int]) -> np.ndarray:
+        """Per-class logits (N,K,S,S) -> label maps (N,H,W) at the input resolution."""
+        up = F.interpolate(logits.float(), size=hw, mode="bilinear", align_corners=False)
+        return label_map(up, self.classes).cpu().numpy().astype(np.uint8)
+
+    @torch.no_grad()
+    def segment(self, frames: np.ndarray, sequence: bool) -> np.ndarray:
+        """(T,H,W) uint8 -> label maps (T,H,W); sequences go through forward_clip frame by frame."""
+        hw = frames.shape[1:]
+        k = len(self.classes)
+        if not sequence:
+            x = self._prep(frames)
+            with autocast(self.precision, self.device):
+                _, out = self.model.forward_classes(x, self.classes, None, prompt=self.prompt)
+            return self._labels(out.logits.reshape(x.shape[0], k, *out.logits.shape[-2:]), hw)
+        labels: list[np.ndarray] = []
+
+        def on_frame(t: int, out) -> None:
+            labels.append(self._labels(out.logits.reshape(1, k, *out.logits.shape[-2:]), hw)[0])
+
+        x = self._prep(frames).unsqueeze(0)  # (1,T,3,S,S)
+        with autocast(self.precision, self.device):
+            self.model.forward_clip(x, self.classes, prompt=self.prompt, on_frame=on_frame)
+        return np.stack(labels)
+
+    def run(self, item: Input) -> dict[str, Any]:
+        pred = self.segment(item.frames, item.sequence)
+        rec: dict[str, Any] = {"input": item.source, "name": item.name, "frames": int(pred.shape[0]),
+                               "spacing": list(item.spacing) if item.spacing else None}
+        from PIL import Image
+
+        if not item.sequence:
+            label_path = self.out / f"{item.name}_label.png"
+            Image.fromarray(pred[0]).save(label_path)
+            gt = item.labels[0] if item.labels is not None else None
+            ov = save_overlay(self.out / f"{item.name}_overlay.png", item.frames[0] / 255.0, pred[0], gt)
+            rec.update(label=str(label_path), overlay=str(ov))
+            return rec
+        folder = self.out / item.name
+        folder.mkdir(parents=True, exist_ok=True)
+        for t in range(pred.shape[0]):
+            Image.fromarray(pred[t]).save(folder / f"frame_{t:03d}_label.png")
+            gt = item.labels[t] if item.labels is not None and item.labels[t].any() else None
+            save_overlay(folder / f"frame_{t:03d}_overlay.png", item.frames[t] / 255.0, pred[t], gt)
+        area_px = (pred == self.lv).reshape(pred.shape[0], -1).sum(1)
+        unit = "mm2" if item.spacing else "px2"
+        scale = item.spacing[0] * item.spacing[1] if item.spacing else 1.0
+        areas = area_px * scale
+        csv_path = self.out / f"{item.name}_lv_area.csv"
+        with csv_path.open("w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["frame", "lv_area_px", f"lv_area_{unit}"])
+            for t in range(pred.shape[0]):
+                w.writerow([t, int(area_px[t]), f"{float(areas[t]):.4f}"])
+        png_path = self._plot_area(item, areas, unit)
+        rec.update(folder=str(folder), lv_area_csv=str(csv_path), lv_area_png=str(png_path),
+                   lv_area_max=float(areas.max()), lv_area_min=float(areas.min()), area_unit=unit)
+        return rec
+
+    def _plot_area(self, item: Input, areas: np.ndarray, unit: str) -> Path:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6, 3))
+        ax.plot(np.arange(len(areas)), areas, marker="o", ms=3)
+        for key in ("ed", "es"):
+            f = item.extra.get(key, -1)
+            if f is not None and 0 <= f < len(areas):
+                ax.axvline(f, ls="--", color="gray")
+                ax.text(f, ax.get_ylim()[1], key.upper(), ha="center", va="bottom", fontsize=8)
+        ax.set_xlabel("frame")
+        ax.set_ylabel(f"LV area ({unit.replace('2', '²')})")
+        ax.set_title(item.name, fontsize=9)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        path = self.out / f"{item.name}_lv_area.png"
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+        return path
+
+
+def predict(checkpoint: str | Path, inputs: list[str], out_dir: str | Path, *, prompt: str | None = None,
+            device: str = "auto", registry=None) -> dict[str, Any]:
+    """Segment every input; write files and predictions.json; return its content."""
+    if not inputs:
+        raise SamfxError("predict: no inputs; pass image, NIfTI or .h5 files")
+    items = [it for p in inputs for it in read_inputs(p)]  # read all first: fail before any work
+    predictor = Predictor(checkpoint, out_dir, prompt=prompt, device=device, registry=registry)
+    results = [predictor.run(it) for it in items]
+    report = {"checkpoint": str(predictor.path), "prompt": predictor.prompt, "out": str(predictor.out),
+              "classes": dict(zip(predictor.names, predictor.classes)), "results": results}
+    rundir.write_json(predictor.out / "predictions.json", report)
+    return report

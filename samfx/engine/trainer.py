@@ -1,0 +1,427 @@
+"""The training loop: stages in order, exact resume, DDP, mixed precision, NaN stop.
+
+Per stage (``train.stages.N``): :func:`samfx.trainable.apply_stage` picks the trainable set and
+the prompt generator; the optimizer gets only trainable parameters; the schedule is per step;
+the loss is the stage's ``loss`` component. A batch of images (B,3,S,S) and label maps (B,S,S)
+goes through ``model.forward_classes`` (encoder once, one decoder query per class).
+
+Resume: ``last.pt`` holds weights, optimizer, scheduler, scaler, every rank's RNG states and the
+position (stage, epoch, batch within the epoch, steps). The data order is a function of
+(seed, epoch) and each item's augmentation of (seed, epoch, index), so a run resumed from a
+mid-epoch checkpoint sees exactly the batches it would have seen and ends with the same weights.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from samfx.engine import checkpointing as ckpt
+from samfx.engine import distributed as D
+from samfx.engine import rundir
+from samfx.engine.data import collate, open_split
+from samfx.engine.inference import autocast, resolve_precision, to_device
+from samfx.engine.optim import build_optimizer, build_scheduler
+from samfx.engine.runlog import RunLog
+from samfx.engine.sampler import ResumableBatchSampler
+from samfx.engine.seeding import EpochSeeded, derive_seed, rng_state, seed_everything, set_rng_state
+from samfx.errors import RecipeError, SamfxError
+from samfx.recipe import Recipe
+
+SELECT = {"val/dice": max, "val/loss": min, "train/loss": min}
+
+
+class TrainingError(SamfxError):
+    """Training had to stop (non-finite loss or gradient); the last good checkpoint is kept."""
+
+
+@dataclass
+class Progress:
+    stage: int = 0
+    epoch: int = 0            # current epoch within the stage (0-based)
+    batch: int = 0            # micro-batches of the current epoch already trained on
+    step: int = 0             # optimizer steps in the current stage
+    global_step: int = 0      # optimizer steps over all stages
+    loss_sum: float = 0.0     # running sums for the epoch mean and the log window
+    loss_count: int = 0
+    window_sum: float = 0.0
+    window_count: int = 0
+    best: dict[str, Any] | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)  # per-stage summaries
+    finished: bool = False
+
+
+class _Step(nn.Module):
+    """Forward + loss in one module, so DDP sees the whole computation through ``__call__``."""
+
+    def __init__(self, model: nn.Module, classes: list[int], loss_fn: nn.Module):
+        super().__init__()
+        self.model, self.classes, self.loss_fn = model, classes, loss_fn
+
+    def forward(self, images: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        targets, out = self.model.forward_classes(images, self.classes, label)
+        return self.loss_fn(out.logits.float(), targets), out.logits
+
+
+class Trainer:
+    """Train `recipe` into `run_dir`. ``datasets`` ({"train": ds, "val": ds or None}) replaces the
+    recipe's data source (tests, notebooks). ``callbacks`` are called as ``cb(trainer, event)`` with
+    event "step" after each optimizer step and "epoch" after each epoch."""
+
+    def __init__(self, recipe: Recipe, run_dir: str | Path | None = None, *, registry=None,
+                 plugin_versions: dict[str, str] | None = None, datasets: dict[str, Dataset | None] | None = None,
+                 resume: bool = False, callbacks: list[Callable[[Trainer, str], None]] = (), quiet: bool = False):
+        from samfx.pluginmanager import get_plugins
+
+        plugins = get_plugins() if registry is None else None
+        self.registry = registry or plugins.registry
+        self.plugin_versions = plugin_versions or (plugins.versions() if plugins else {})
+        self.recipe, self.resume, self.callbacks, self.quiet = recipe, resume, list(callbacks), quiet
+        self.cfg = recipe.config
+        self.train_cfg = self.cfg["train"]
+        self.info = D.env_info()
+        self.device = D.resolve_device(self.train_cfg["device"], self.info)
+        self.info = D.setup(self.device)
+        self.precision = resolve_precision(self.train_cfg["precision"], self.device)
+        self.clips = int(self.cfg["data"].get("clip_length") or 0) > 0
+        self.classes = [int(c) for c in self.cfg["data"]["classes"]]
+        self.class_names = list(self.cfg["data"]["class_names"])
+        self._check_recipe()
+        run_dir = D.broadcast_object(str(run_dir or rundir.default_run_dir(recipe)))
+        self.run_dir = Path(run_dir)
+        self.main = self.info.is_main
+        self._datasets = datasets
+        self.progress = Progress()
+        self.model: nn.Module | None = None
+        self.metrics: dict[str, float] = {}
+
+    # -- set-up -----------------------------------------------------------------------------------
+    def _check_recipe(self) -> None:
+        for i, st in enumerate(self.train_cfg["stages"]):
+            if st["select_metric"] not in SELECT:
+                raise RecipeError(f"train.stages.{i}.select_metric: unknown '{st['select_metric']}'; use "
+                                  f"{', '.join(SELECT)}")
+            if self.clips and st["select_metric"] == "val/loss":
+                raise RecipeError(f"train.stages.{i}.select_metric: val/loss is not computed for clip training "
+                                  f"(validation runs whole sequences); use val/dice or train/loss")
+            if st["epochs"] < 1 and not st.get("max_steps"):
+                raise RecipeError(f"train.stages.{i}.epochs: must be >= 1 (or set max_steps)")
+        if int(self.train_cfg["grad_accum"]) < 1:
+            raise RecipeError("train.grad_accum: must be >= 1")
+        if len(self.classes) != len(self.class_names):
+            raise RecipeError(f"data.class_names: {len(self.class_names)} names for {len(self.classes)} classes")
+
+    def _build(self) -> None:
+        from samfx.build import build_model
+
+        seed_everything(int(self.train_cfg["seed"]))
+        self.model = build_model(self.recipe, self.registry).to(self.device)
+        if self.train_cfg.get("channels_last"):
+            self.model = self.model.to(memory_format=torch.channels_last)
+        enc = self.model.image_encoder
+        if self.train_cfg.get("activation_checkpointing") and hasattr(enc, "set_activation_checkpointing"):
+            enc.set_activation_checkpointing(True)
+        image_size = self.model.image_size
+        if self._datasets is not None:
+            train_ds, val_ds = self._datasets["train"], self._datasets.get("val")
+        else:
+            data = self.cfg["data"]
+            train_ds = open_split(self.recipe, self.registry, data["train_split"], image_size, train=True)
+            val_ds = self._optional_split(data["val_split"], image_size)
+        self.train_ds = EpochSeeded(train_ds, int(self.train_cfg["seed"]))
+        self.val_ds = val_ds
+        self.sampler = ResumableBatchSampler(len(self.train_ds), int(self.cfg["data"]["batch_size"]),
+                                             int(self.train_cfg["seed"]), shuffle=True, drop_last=True,
+                                             rank=self.info.rank, world_size=self.info.world_size)
+
+    def _optional_split(self, split: str, image_size: int) -> Dataset | None:
+        from samfx.errors import DataError
+
+        try:
+            if self.clips:  # temporal models validate on whole sequences
+                from samfx.data.datasets import SequenceDataset
+                from samfx.engine.data import store_path
+
+                return SequenceDataset(store_path(self.cfg["data"]["source"], self.registry), split, image_size)
+            return open_split(self.recipe, self.registry, split, image_size, train=False)
+        except DataError as exc:
+            if "no split" in str(exc) or "has no" in str(exc):
+                if self.main and not self.quiet:
+                    print(f"note: no validation split '{split}' ({exc}); selecting checkpoints by train/loss")
+                return None
+            raise
+
+    # -- checkpoints --------------------------------------------------------------------------------
+    def _save_last(self, opt=None, sched=None, scaler=None) -> None:
+        states = D.gather_lists([rng_state()])  # every rank takes part
+        if not self.main:
+            return
+        train_state = {"rng": states}
+        if opt is not None:
+            train_state.update(optimizer=opt.state_dict(), scheduler=sched.state_dict(),
+                               scaler=scaler.state_dict() if scaler is not None else None)
+        obj = ckpt.make(self.model, self.recipe, progress=asdict(self.progress), train_state=train_state)
+        ckpt.save(obj, self.run_dir / rundir.LAST)
+
+    def _load_last(self) -> dict[str, Any] | None:
+        path = self.run_dir / rundir.LAST
+        if not path.exists():
+            raise SamfxError(f"{self.run_dir}: nothing to resume (no last.pt); start it without --resume")
+        obj = ckpt.load(path)
+        rundir.check_resume(obj["recipe"], self.recipe.config, self.run_dir)
+        self.model.load_state_dict(obj["model"])
+        self.progress = Progress(**obj["progress"])
+        return obj["train_state"]
+
+    # -- main loop ------------------------------------------------------------------------------------
+    def fit(self) -> dict[str, Any]:
+        """Run (or continue) every stage; returns the metrics.json content."""
+        error = None
+        if self.main:
+            try:
+                rundir.prepare(self.run_dir, self.recipe, self.registry, self.plugin_versions, self.resume)
+            except SamfxError as exc:
+                error = str(exc)
+            for stale in self.run_dir.glob(".*.pt.*.tmp"):  # left by a writer that was killed
+                stale.unlink(missing_ok=True)
+        error = D.broadcast_object(error)  # every rank stops, none waits forever
+        if error:
+            raise SamfxError(error)
+        self._build()
+        state = self._load_last() if self.resume else None
+        self.log = RunLog(self.run_dir if self.main else None,
+                          resume_step=self.progress.global_step if self.resume else None)
+        try:
+            if self.progress.finished:
+                self._say(f"{self.run_dir}: run already finished; nothing to do")
+            stages = self.train_cfg["stages"]
+            while not self.progress.finished and self.progress.stage < len(stages):
+                self._run_stage(self.progress.stage, state)
+                state = None
+                p = self.progress
+                p.stage, p.epoch, p.batch, p.step, p.best = p.stage + 1, 0, 0, 0, None
+                p.finished = p.stage >= len(stages)
+                self._save_last()
+            return self._write_metrics()
+        finally:
+            self.log.close()
+
+    def _run_stage(self, index: int, state: dict[str, Any] | None) -> None:
+        from samfx.build import build_component
+        from samfx.interfaces import BuildContext
+        from samfx.trainable import apply_stage
+
+        st, where, p = self.train_cfg["stages"][index], f"train.stages.{index}", self.progress
+        model = self.model
+        apply_stage(model, self.recipe, index)
+        params = [q for q in model.parameters() if q.requires_grad]
+        if not params:
+            raise RecipeError(f"{where}.trainable: selects no parameters; name a component (e.g. 'prompt')")
+        ctx = BuildContext(image_size=model.image_size, num_classes=len(self.classes))
+        loss_fn = build_component(self.registry, "loss", st["loss"], ctx, f"{where}.loss").to(self.device)
+        opt = build_optimizer(params, st["optimizer"], f"{where}.optimizer")
+        self.optimizer = opt  # for callbacks / inspection
+        accum = int(self.train_cfg["grad_accum"])
+        per_epoch = self.sampler.batches_per_epoch()
+        steps_per_epoch = math.ceil(per_epoch / accum)
+        total = int(st["epochs"]) * steps_per_epoch
+        if st.get("max_steps"):
+            total = min(total, int(st["max_steps"])) if st["epochs"] >= 1 else int(st["max_steps"])
+        sched = build_scheduler(opt, st["schedule"], total, f"{where}.schedule")
+        scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
+        if state is not None and "optimizer" in state:
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            if scaler is not None and state.get("scaler"):
+                scaler.load_state_dict(state["scaler"])
+        if state is not None:
+            rngs = state["rng"]
+            set_rng_state(rngs[self.info.rank] if len(rngs) == self.info.world_size else rngs[0])
+        clips = self.clips
+        if clips:  # temporal hook: clips through model.forward_clip, loss over labeled frames
+            from samfx.engine.clips import ClipStep
+
+            step_mod: nn.Module = ClipStep(model, self.classes, loss_fn)
+        else:
+            step_mod = _Step(model, self.classes, loss_fn)
+        if D.active():
+            step_mod = nn.parallel.DistributedDataParallel(
+                step_mod, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=True)
+        if self.train_cfg.get("compile"):
+            step_mod = torch.compile(step_mod)
+        grad_clip = self.train_cfg.get("grad_clip")
+        save_every = int(self.train_cfg.get("save_every") or 0)
+        log_every = max(1, int(self.train_cfg["log_every"]))
+        self._say(f"stage {index + 1}/{len(self.train_cfg['stages'])} '{st['name']}': "
+                  f"{sum(q.numel() for q in params):,} trainable parameters, {total} steps, "
+                  f"{self.precision} on {self.device}")
+
+        def step_done() -> bool:
+            return p.step >= total
+
+        epochs = max(1, int(st["epochs"])) if not st.get("max_steps") else max(int(st["epochs"]),
+                                                                               math.ceil(total / steps_per_epoch))
+        while p.epoch < epochs and not step_done():
+            epoch = p.epoch
+            self.train_ds.set_epoch(epoch)
+            self.sampler.set_epoch(epoch, skip=p.batch)
+            loader = DataLoader(self.train_ds, batch_sampler=self.sampler, collate_fn=collate,
+                                num_workers=int(self.cfg["data"]["num_workers"]),
+                                generator=torch.Generator().manual_seed(derive_seed("loader", self.train_cfg["seed"],
+                                                                                    index, epoch)),
+                                pin_memory=self.device.type == "cuda")
+            model.train()
+            with self._bar(len(self.sampler), f"{st['name']} epoch {epoch + 1}/{epochs}") as advance:
+                for batch in loader:
+                    if clips:
+                        from samfx.engine.clips import clip_batch_to_device
+
+                        inputs = clip_batch_to_device(batch, self.device)
+                    else:
+                        inputs = to_device(batch, self.device)
+                    group_start = p.batch - p.batch % accum
+                    group = min(accum, per_epoch - group_start)
+                    last_in_group = p.batch + 1 - group_start == group
+                    sync = contextlib.nullcontext()
+                    if D.active() and not last_in_group:
+                        sync = step_mod.no_sync()
+                    with sync:
+                        with autocast(self.precision, self.device):
+                            loss, _ = step_mod(*inputs)
+                        value = float(D.all_reduce_mean(loss.detach().float()))
+                        if not math.isfinite(value):
+                            self._stop(f"loss is {value}", index, st)
+                        scaled = loss / group
+                        (scaler.scale(scaled) if scaler is not None else scaled).backward()
+                    p.batch += 1
+                    p.loss_sum += value
+                    p.loss_count += 1
+                    p.window_sum += value
+                    p.window_count += 1
+                    advance(value)
+                    if not last_in_group:
+                        continue
+                    if scaler is not None:
+                        scaler.unscale_(opt)
+                    norm = torch.nn.utils.clip_grad_norm_(params, float(grad_clip) if grad_clip else math.inf)
+                    if scaler is None and not math.isfinite(float(norm)):
+                        self._stop(f"gradient norm is {float(norm)}", index, st)
+                    if scaler is not None:
+                        scaler.step(opt)
+                        scaler.update()
+                    else:
+                        opt.step()
+                    opt.zero_grad(set_to_none=True)
+                    lr = opt.param_groups[0]["lr"]
+                    sched.step()
+                    p.step += 1
+                    p.global_step += 1
+                    if p.step % log_every == 0:
+                        self.log.log({"train/step_loss": p.window_sum / p.window_count, "train/lr": lr},
+                                     p.global_step, st["name"], epoch, p.step)
+                        p.window_sum, p.window_count = 0.0, 0
+                    for cb in self.callbacks:
+                        cb(self, "step")
+                    if step_done():
+                        break
+                    if save_every and p.step % save_every == 0:
+                        self._save_last(opt, sched, scaler)
+            self._end_epoch(index, st, epoch, epochs, opt, sched, scaler, loss_fn, done=step_done())
+            for cb in self.callbacks:
+                cb(self, "epoch")
+        if self.main:
+            self.log.curves()
+            if self.val_ds is not None and not self.clips and int(self.cfg["eval"]["overlays"]) > 0:
+                self._overlays(st["name"])
+
+    def _end_epoch(self, index, st, epoch, epochs, opt, sched, scaler, loss_fn, done: bool) -> None:
+        p = self.progress
+        metrics = {"train/loss": p.loss_sum / max(1, p.loss_count)}
+        p.epoch, p.batch, p.loss_sum, p.loss_count = epoch + 1, 0, 0.0, 0
+        val_every = max(1, int(self.train_cfg["val_every"]))
+        if self.val_ds is not None and ((epoch + 1) % val_every == 0 or epoch + 1 >= epochs or done):
+            metrics.update(self.validate(loss_fn))
+        self.metrics = metrics
+        self.log.log(metrics, p.global_step, st["name"], epoch, p.step)
+        # without a validation split, val/* selection falls back to train/loss; epochs skipped by
+        # val_every leave best.pt alone
+        name = st["select_metric"] if self.val_ds is not None else "train/loss"
+        value = metrics.get(name)
+        is_best = value is not None and (p.best is None or SELECT[name](value, p.best["value"]) != p.best["value"])
+        if is_best:
+            p.best = {"metric": name, "value": value, "epoch": epoch, "step": p.step, "global_step": p.global_step}
+            if self.main:
+                obj = ckpt.make(self.model, self.recipe, progress=asdict(p), metric=dict(p.best, stage=st["name"]))
+                ckpt.save(obj, self.run_dir / rundir.BEST)
+        p.history = [h for h in p.history if h["stage"] != st["name"]] + [
+            {"stage": st["name"], "index": index, "best": p.best, "last": metrics, "epochs_done": p.epoch,
+             "steps_done": p.step}]
+        self._save_last(opt, sched, scaler)
+        if self.main:
+            self._write_metrics()
+        shown = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if "/dice_" not in k)
+        self._say(f"  {st['name']} epoch {epoch + 1}/{epochs} step {p.step}: {shown}" + ("  (best)" if is_best else ""))
+
+    def _stop(self, what: str, index: int, st: dict[str, Any]) -> None:
+        p = self.progress
+        last = self.run_dir / rundir.LAST
+        kept = f"last good checkpoint kept: {last}" if last.exists() else "no checkpoint was written yet"
+        raise TrainingError(f"train.stages.{index} '{st['name']}' epoch {p.epoch + 1} step {p.step + 1}: {what}; "
+                            f"training stopped, {kept}; lower the learning rate, set train.grad_clip or use "
+                            f"precision fp32/bf16")
+
+    # -- validation -------------------------------------------------------------------------------------
+    def validate(self, loss_fn: nn.Module | None = None) -> dict[str, float]:
+        """Validation metrics (samfx.engine.validation): images, or whole sequences for clip training."""
+        from samfx.engine.validation import validate_images, validate_sequences
+
+        if self.clips:
+            return validate_sequences(self.model, self.val_ds, self.classes, self.class_names, self.device,
+                                      self.precision)
+        return validate_images(self.model, self.val_ds, self.classes, self.class_names, self.device,
+                               self.precision, int(self.cfg["eval"]["batch_size"]),
+                               int(self.cfg["data"]["num_workers"]), loss_fn)
+
+    def _overlays(self, stage_name: str) -> None:
+        from samfx.engine.validation import write_overlays
+
+        write_overlays(self.model, self.val_ds, self.classes, self.run_dir / "overlays" / rundir.safe_name(stage_name),
+                       self.device, self.precision, int(self.cfg["eval"]["overlays"]))
+
+    # -- output -------------------------------------------------------------------------------------------
+    def _write_metrics(self) -> dict[str, Any]:
+        p = self.progress
+        out = {"run": str(self.run_dir), "finished": p.finished, "global_step": p.global_step,
+               "stages": p.history, "last": self.metrics}
+        if self.main:
+            rundir.write_json(self.run_dir / "metrics.json", out)
+        return out
+
+    def _say(self, text: str) -> None:
+        if self.main and not self.quiet:
+            print(text, flush=True)
+
+    @contextlib.contextmanager
+    def _bar(self, total: int, label: str):
+        """A rich progress bar on an interactive rank-0 console; a no-op otherwise."""
+        from rich.console import Console
+
+        console = Console(stderr=True)
+        if not self.main or self.quiet or not console.is_terminal:
+            yield lambda loss: None
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn(), console=console,
+                      transient=True) as bar:
+            task = bar.add_task(label, total=total, loss=float("nan"))
+            yield lambda loss: bar.update(task, advance=1, loss=loss)

@@ -1,0 +1,92 @@
+"""Validation during training (sharded over DDP ranks, gathered on all) and stage-end overlays."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from samfx.engine import distributed as D
+from samfx.engine.data import collate
+from samfx.engine.inference import autocast, label_map, per_class_logits, to_device
+
+
+def _shard(ds: Dataset) -> Subset:
+    info = D.env_info() if D.active() else D.DistInfo()
+    return Subset(ds, list(range(info.rank, len(ds), info.world_size)))
+
+
+def _summary(per_class: list[float], names: list[str]) -> dict[str, float]:
+    out = {"val/dice": sum(per_class) / len(per_class)}
+    out.update({f"val/dice_{name}": v for name, v in zip(names, per_class)})
+    return out
+
+
+@torch.no_grad()
+def validate_images(model: nn.Module, ds: Dataset, classes: list[int], names: list[str], device: torch.device,
+                    precision: str, batch_size: int, num_workers: int = 0,
+                    loss_fn: nn.Module | None = None) -> dict[str, float]:
+    """val/loss (the stage's loss, image-weighted), val/dice (mean over classes of per-image Dice
+    means) and val/dice_<class>, with the model's active prompt generator."""
+    from samfx.metrics import dice
+
+    was_training = model.training
+    model.eval()
+    loader = DataLoader(_shard(ds), batch_size=batch_size, shuffle=False, collate_fn=collate,
+                        num_workers=num_workers)
+    records: list[tuple[float, list[float]]] = []
+    for batch in loader:
+        images, label = to_device(batch, device)
+        with autocast(precision, device):
+            targets, out = model.forward_classes(images, classes, label)
+        loss = float(loss_fn(out.logits.float(), targets)) if loss_fn is not None else math.nan
+        pred = label_map(per_class_logits(out.logits, images.shape[0], len(classes)), classes).cpu().numpy()
+        gt = label.cpu().numpy()
+        for i in range(images.shape[0]):
+            records.append((loss, [dice(pred[i] == c, gt[i] == c) for c in classes]))
+    records = D.gather_lists(records)
+    model.train(was_training)
+    n = max(1, len(records))
+    out = {"val/loss": sum(r[0] for r in records) / n}
+    out.update(_summary([sum(r[1][k] for r in records) / n for k in range(len(classes))], names))
+    return out
+
+
+def validate_sequences(model: nn.Module, ds: Dataset, classes: list[int], names: list[str],
+                       device: torch.device, precision: str) -> dict[str, float]:
+    """Clip training: whole sequences through forward_clip; val/dice = mean over classes of the
+    per-sequence mean Dice on labeled frames (no val/loss)."""
+    from samfx.engine.clips import evaluate_sequences
+
+    was_training = model.training
+    rows = evaluate_sequences(model, _shard(ds), classes, device, precision=precision)["sequences"]
+    rows = D.gather_lists(rows)
+    model.train(was_training)
+    per_class = []
+    for c in classes:
+        vals = [r["dice"][c] for r in rows if math.isfinite(r["dice"][c])]
+        per_class.append(sum(vals) / len(vals) if vals else 0.0)
+    return _summary(per_class, names)
+
+
+@torch.no_grad()
+def write_overlays(model: nn.Module, ds: Dataset, classes: list[int], folder: Path, device: torch.device,
+                   precision: str, n: int) -> None:
+    """Overlay PNGs of the first `n` items of `ds` (prediction in colour, ground truth in white)."""
+    from samfx.engine.overlays import save_overlay
+    from samfx.engine.rundir import safe_name
+
+    was_training = model.training
+    model.eval()
+    for i in range(min(n, len(ds))):
+        item: dict[str, Any] = ds[i]
+        images, label = to_device(collate([item]), device)
+        with autocast(precision, device):
+            _, out = model.forward_classes(images, classes, label)
+        pred = label_map(per_class_logits(out.logits, 1, len(classes)), classes)[0]
+        save_overlay(folder / f"{i:03d}-{safe_name(item.get('id', item.get('index', i)))}.png",
+                     images[0, 0].float().cpu().numpy(), pred.cpu().numpy(), label[0].cpu().numpy())
+    model.train(was_training)
