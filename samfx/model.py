@@ -27,6 +27,17 @@ class SegOutput:
     prompts: Prompts
 
 
+@dataclass
+class ClipOutput:
+    """``forward_clip`` result. logits (B,T,K,S,S) and iou (B,T,K) are None when ``on_frame`` consumed
+    each frame; targets (B,T,K,S,S) binary per-class targets when labels were given."""
+    logits: Tensor | None
+    iou: Tensor | None
+    targets: Tensor | None
+    labeled: Tensor             # (B,T) bool: frames whose labels count in losses/metrics
+    classes: list[int]
+
+
 def _run_adapter(adapter: Adapter, module: nn.Module, inputs: tuple[Any, ...], output: Tensor) -> Tensor:
     return adapter(inputs[0] if inputs else None, output)
 
@@ -111,3 +122,73 @@ class SegmentationModel(nn.Module):
         if label_map is not None:
             targets = (label_map.repeat_interleave(k, dim=0) == cls[:, None, None]).unsqueeze(1).float()
         return (targets if targets is not None else torch.empty(0)), self.decode(emb, cls, targets, prompt=prompt)
+
+    def forward_clip(self, frames: Tensor, classes: list[int], labels: Tensor | None = None,
+                     labeled: Tensor | None = None, prompt: str | None = None,
+                     on_frame: Any = None) -> ClipOutput:
+        """Segment clips frame by frame through the temporal module (docs/temporal.md).
+
+        frames (B,T,3,S,S); classes: K class ids; labels (B,T,S,S) long label maps; labeled (B,T) bool.
+        Queries are (clip, class) pairs, so the temporal state is batched over B*K. Per frame: encode,
+        ``temporal.read`` (fused embedding, extra dense prompt), decode, ``temporal.write`` with the
+        sigmoid probabilities. Frame 0 is prompted by the prompt generator (clicks/boxes need frame-0
+        labels); later frames use it again when it is automatic (APG, none) and otherwise SAM's no-mask
+        prompt plus the memory readout. ``on_frame(t, SegOutput)``, when given, receives each frame's
+        B*K-query output instead of it being stacked (bounded memory for long clips).
+        """
+        from samfx.errors import SamfxError
+
+        if frames.ndim != 5 or frames.shape[2] != 3:
+            raise SamfxError(f"forward_clip: frames must be (B,T,3,S,S), got {tuple(frames.shape)}; "
+                             f"stack a clip's frames on dim 1")
+        b, t_len = frames.shape[:2]
+        k = len(classes)
+        if k == 0:
+            raise SamfxError("forward_clip: classes is empty; pass the class ids to segment (e.g. data.classes)")
+        if labels is not None and tuple(labels.shape) != (b, t_len, *frames.shape[3:]):
+            raise SamfxError(f"forward_clip: labels must be (B,T,S,S) = {(b, t_len, *frames.shape[3:])}, "
+                             f"got {tuple(labels.shape)}")
+        if labeled is None:
+            labeled = torch.full((b, t_len), labels is not None, dtype=torch.bool, device=frames.device)
+        elif tuple(labeled.shape) != (b, t_len):
+            raise SamfxError(f"forward_clip: labeled must be (B,T) = {(b, t_len)}, got {tuple(labeled.shape)}")
+        labeled = labeled.to(device=frames.device, dtype=torch.bool)
+        name = prompt or self.active_prompt
+        gen = self.prompt_generators[name]
+        if gen.needs_targets and (labels is None or not bool(labeled[:, 0].all())):
+            missing = "no labels were given" if labels is None else \
+                f"clip(s) {torch.nonzero(~labeled[:, 0]).flatten().tolist()} have frame 0 unlabeled"
+            raise SamfxError(f"forward_clip: prompt '{name}' needs frame-0 labels of every clip, but {missing}; "
+                             f"use an automatic prompt (e.g. apg) or label frame 0")
+        cls = torch.tensor(classes, device=frames.device, dtype=torch.long).repeat(b)
+        state = self.temporal.init_state(b * k, frames.device) if self.temporal is not None else None
+        logits, ious, targets = [], [], []
+        for t in range(t_len):
+            emb = self.encode(frames[:, t]).repeat_interleave(k, dim=0)
+            tgt = None
+            if labels is not None:
+                tgt = (labels[:, t].repeat_interleave(k, dim=0) == cls[:, None, None]).unsqueeze(1).float()
+                if on_frame is None:
+                    targets.append(tgt.view(b, k, *tgt.shape[2:]))
+            fused, extra = self.temporal.read(state, emb) if state is not None else (emb, None)
+            if t == 0 or not gen.needs_targets:
+                out = self.decode(fused, cls, tgt if gen.needs_targets else None, extra_dense=extra, prompt=name)
+            else:  # a simulated user prompts frame 0 only; later frames: no-mask prompt + memory
+                image_pe = self.prompt_encoder.get_dense_pe()
+                sparse, dense = self.prompt_encoder(points=None, boxes=None, masks=None)
+                n = fused.shape[0]
+                sparse, dense = sparse.expand(n, -1, -1), dense.expand(n, -1, -1, -1)
+                dense = dense if extra is None else dense + extra
+                low_res, iou = self.mask_decoder(fused, image_pe, sparse, dense)
+                full = F.interpolate(low_res, size=(self.image_size, self.image_size), mode="bilinear",
+                                     align_corners=False)
+                out = SegOutput(full, low_res, iou, Prompts(sparse, dense))
+            if state is not None:
+                state = self.temporal.write(state, emb, torch.sigmoid(out.logits))
+            if on_frame is not None:
+                on_frame(t, out)
+            else:
+                logits.append(out.logits.view(b, k, *out.logits.shape[2:]))
+                ious.append(out.iou.reshape(b, k))
+        return ClipOutput(torch.stack(logits, 1) if logits else None, torch.stack(ious, 1) if ious else None,
+                          torch.stack(targets, 1) if targets else None, labeled, list(classes))

@@ -1,0 +1,418 @@
+"""Space-time memory (plugin `stm`) and SegmentationModel.forward_clip, with tiny stand-in components."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from segment_anything.modeling import PromptEncoder
+from torch import nn
+
+from samfx.errors import SamfxError
+from samfx.interfaces import BuildContext, ImageEncoder, MaskDecoderBase, PromptGenerator, Prompts
+from samfx.model import SegmentationModel
+from samfx_plugins.prompts.simulated import Clicks, NoPrompt
+from samfx_plugins.stm.config import STMConfig
+from samfx_plugins.stm.memory import MemoryBank, SpaceTimeMemory, STMError, build_stm
+
+S, C, H = 32, 32, 8          # image side, embedding width, embedding side
+
+
+class TinyEncoder(ImageEncoder):
+    def __init__(self):
+        super().__init__()
+        self.image_size, self.embed_dim, self.embed_size, self.encoder_dim = S, C, (H, H), C
+        self.conv = nn.Conv2d(3, C, S // H, stride=S // H)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+class TinyDecoder(MaskDecoderBase):
+    """Batched stand-in for SAM's decoder: (emb + dense + pe + mean sparse) -> conv -> x4 logits."""
+
+    def __init__(self):
+        super().__init__()
+        self.transformer_dim = C
+        self.mix = nn.Conv2d(C, C, 3, padding=1)
+        self.up = nn.ConvTranspose2d(C, 1, 4, stride=4)
+        self.iou = nn.Linear(C, 1)
+
+    def forward(self, emb, pe, sparse, dense):
+        x = emb + dense + pe
+        if sparse.shape[1]:
+            x = x + sparse.mean(1)[:, :, None, None]
+        x = F.gelu(self.mix(x))
+        return self.up(x), self.iou(x.mean((2, 3)))
+
+    def output_tokens(self):
+        return torch.zeros(5, C)
+
+
+class TinyAuto(PromptGenerator):
+    """Automatic prompt (APG stand-in): needs no targets."""
+
+    def __init__(self):
+        super().__init__()
+        self.token = nn.Parameter(torch.randn(1, 1, C) * 0.1)
+        self.dense = nn.Conv2d(C, C, 1)
+
+    def forward(self, ctx):
+        n = ctx.image_embedding.shape[0]
+        return Prompts(self.token.expand(n, -1, -1), self.dense(ctx.image_embedding))
+
+
+def stm(**kw) -> SpaceTimeMemory:
+    cfg = STMConfig(**{"key_dim": 16, "value_dim": 16, "mask_channels": 8, **kw})
+    return build_stm(cfg, BuildContext(image_size=S, embed_dim=C, embed_size=(H, H)))
+
+
+def tiny_model(temporal=None, prompt="auto") -> SegmentationModel:
+    gens = {"auto": TinyAuto(), "clicks": Clicks(), "none": NoPrompt()}
+    pe = PromptEncoder(embed_dim=C, image_embedding_size=(H, H), input_image_size=(S, S), mask_in_chans=4)
+    return SegmentationModel(TinyEncoder(), pe, TinyDecoder(), gens, prompt, temporal=temporal)
+
+
+def clip_batch(b=2, t=10, seed=0):
+    """Frames with a moving disc (label 1) inside a ring (label 2)."""
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.arange(S), torch.arange(S), indexing="ij")
+    labels = torch.zeros(b, t, S, S, dtype=torch.long)
+    for i in range(b):
+        for j in range(t):
+            r = 6 + 3 * math.sin(j / 3 + i) + float(torch.rand(1, generator=g))
+            d = ((yy - 16) ** 2 + (xx - 16) ** 2).float().sqrt()
+            labels[i, j][d < r + 3] = 2
+            labels[i, j][d < r] = 1
+    frames = (labels.float() / 2 + 0.1 * torch.rand(b, t, S, S, generator=g)).unsqueeze(2).expand(-1, -1, 3, -1, -1)
+    return frames.contiguous(), labels
+
+
+def clip_loss(out, labeled):
+    """The engine's clip loss (every labeled frame and class) with the SAMUS authors' Dice + BCE."""
+    from samfx.engine.clips import clip_loss as engine_clip_loss
+    from samfx_plugins.losses.losses import DiceBCE
+
+    assert torch.equal(out.labeled, labeled)
+    return engine_clip_loss(out, DiceBCE(0.8, 0.2, 2.0, 1.0))
+
+
+# -- forward / backward -----------------------------------------------------------------------------
+@pytest.mark.parametrize("prompt", ["auto", "clicks"])
+def test_clip_forward_backward_b2_t10_reaches_every_memory_parameter(prompt):
+    torch.manual_seed(0)
+    model = tiny_model(stm(hidden_dim=8, memory_frames=3), prompt)
+    frames, labels = clip_batch(2, 10)
+    labeled = torch.ones(2, 10, dtype=torch.bool)
+    labeled[1, 4] = False
+    out = model.forward_clip(frames, [1, 2], labels, labeled)
+    assert out.logits.shape == (2, 10, 2, S, S)
+    assert out.iou.shape == (2, 10, 2)
+    assert out.targets.shape == (2, 10, 2, S, S)
+    assert torch.equal(out.targets[0, 3, 1], (labels[0, 3] == 2).float())
+    clip_loss(out, labeled).backward()
+    names = [n for n, _ in model.temporal.named_parameters()]
+    assert {n.split(".")[0] for n in names} == {"key_proj", "mask_encoder", "value_encoder", "gru_gates",
+                                              "gru_cand", "readout_proj"}
+    for name, p in model.temporal.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, f"no gradient reaches temporal.{name}"
+
+
+def test_loss_counts_every_labeled_frame_not_just_frame_0():
+    torch.manual_seed(0)
+    model = tiny_model(stm())
+    frames, labels = clip_batch(2, 5)
+    labeled = torch.tensor([[1, 0, 1, 1, 0], [1, 1, 0, 1, 1]], dtype=torch.bool)
+    out = model.forward_clip(frames, [1], labels, labeled)
+    out.logits.retain_grad()
+    clip_loss(out, labeled).backward()
+    per_frame = out.logits.grad.abs().sum((2, 3, 4))
+    assert torch.equal(per_frame > 0, labeled)
+
+
+def test_batched_clips_do_not_leak_into_each_other():
+    """State is batched over clips x classes: clip 0 alone == clip 0 next to another clip."""
+    torch.manual_seed(0)
+    model = tiny_model(stm(hidden_dim=4)).eval()
+    frames, labels = clip_batch(2, 6)
+    with torch.no_grad():
+        both = model.forward_clip(frames, [1, 2], labels)
+        alone = model.forward_clip(frames[1:], [1, 2], labels[1:])
+        again = model.forward_clip(frames, [1, 2], labels)
+    torch.testing.assert_close(both.logits[1], alone.logits[0], rtol=1e-4, atol=1e-5)
+    assert torch.equal(both.logits, again.logits)  # deterministic at inference
+
+
+def test_memory_changes_later_frames_but_not_frame_0():
+    torch.manual_seed(0)
+    frames, labels = clip_batch(1, 4)
+    model = tiny_model(stm()).eval()
+    with torch.no_grad():
+        with_mem = model.forward_clip(frames, [1], labels).logits
+        model.temporal = None
+        without = model.forward_clip(frames, [1], labels).logits
+    torch.testing.assert_close(with_mem[:, 0], without[:, 0])
+    assert (with_mem[:, 1:] - without[:, 1:]).abs().amax() > 1e-4
+
+
+def test_clicks_prompt_frame_0_only_then_memory():
+    torch.manual_seed(0)
+    model = tiny_model(stm(), "clicks").eval()
+    frames, labels = clip_batch(1, 3)
+    seen = []
+    out = model.forward_clip(frames, [1], labels, on_frame=lambda t, o: seen.append((t, o.prompts)))
+    assert out.logits is None and out.targets is None
+    assert [t for t, _ in seen] == [0, 1, 2]
+    assert seen[0][1].points is not None and seen[0][1].sparse.shape[1] >= 1
+    assert all(p.points is None and p.sparse.shape[1] == 0 for _, p in seen[1:])
+
+
+def test_clicks_without_frame0_labels_is_a_clear_error():
+    model = tiny_model(stm(), "clicks")
+    frames, labels = clip_batch(2, 3)
+    labeled = torch.ones(2, 3, dtype=torch.bool)
+    labeled[1, 0] = False
+    with pytest.raises(SamfxError, match=r"prompt 'clicks' needs frame-0 labels of every clip, but clip\(s\) \[1\] "
+                                         r"have frame 0 unlabeled; use an automatic prompt"):
+        model.forward_clip(frames, [1], labels, labeled)
+    with pytest.raises(SamfxError, match="but no labels were given"):
+        model.forward_clip(frames, [1])
+    auto = tiny_model(stm(), "auto")
+    assert auto.forward_clip(frames, [1]).targets is None  # automatic: nothing needed
+
+
+def test_forward_clip_shape_errors():
+    model = tiny_model(stm())
+    frames, labels = clip_batch(1, 2)
+    with pytest.raises(SamfxError, match=r"frames must be \(B,T,3,S,S\), got \(2, 3, 32, 32\)"):
+        model.forward_clip(frames[0], [1])
+    with pytest.raises(SamfxError, match=r"labels must be \(B,T,S,S\)"):
+        model.forward_clip(frames, [1], labels[:, :1])
+
+
+# -- the memory bank -------------------------------------------------------------------------------
+def _write(mem, state, n, value=0.5):
+    emb = torch.randn(state.batch_size, C, H, H)
+    return mem.write(state, emb, torch.full((state.batch_size, 1, S, S), value))
+
+
+def test_bank_keeps_first_plus_last_n_frames_and_stays_bounded():
+    mem = stm(memory_frames=3, hidden_dim=4)
+    state = mem.init_state(6, torch.device("cpu"))
+    sizes = []
+    with torch.no_grad():
+        for t in range(40):
+            state = _write(mem, state, t)
+            sizes.append((state.num_frames, state.nbytes()))
+            if t == 0:
+                first = state.first[0]
+    assert [n for n, _ in sizes[:6]] == [1, 2, 3, 4, 4, 4]
+    assert len({b for _, b in sizes[3:]}) == 1                 # bytes constant once full
+    assert state.first[0] is first                             # the prompted frame is never evicted
+    key_bytes = 6 * H * H * (16 + 1) * 4
+    value_bytes = 6 * H * H * 16 * 4
+    assert sizes[-1][1] == 4 * (key_bytes + value_bytes) + 6 * 4 * H * H * 4
+
+
+def test_bank_without_first_frame_and_write_every():
+    mem = stm(memory_frames=2, keep_first=False, write_every=3)
+    state = mem.init_state(1, torch.device("cpu"))
+    keys = []
+    with torch.no_grad():
+        for t in range(10):
+            state = _write(mem, state, t)
+            keys.append(state.recent[-1][0] if state.recent else None)
+    assert state.first is None and state.num_frames == 2 and state.frames_seen == 10
+    # stored frames are 0, 3, 6, 9 -> bank holds 6 and 9
+    assert state.recent[0][0] is keys[6] and state.recent[1][0] is keys[9]
+
+
+@pytest.mark.parametrize("affinity", ["l2", "dot"])
+def test_readout_matches_explicit_affinity(affinity):
+    torch.manual_seed(0)
+    mem = stm(affinity=affinity, memory_frames=2)
+    state = mem.init_state(2, torch.device("cpu"))
+    with torch.no_grad():
+        for _ in range(3):
+            state = _write(mem, state, 0, value=float(torch.rand(1)))
+        emb = torch.randn(2, C, H, H)
+        _, extra = mem.read(state, emb)
+        q = mem.key_proj(emb).flatten(2).transpose(1, 2)                    # (N,HW,Dk)
+        keys, values = state.memory()
+        k = keys[..., :16]
+        if affinity == "l2":
+            logits = -torch.cdist(q, k).pow(2) / math.sqrt(16)
+        else:
+            logits = q @ k.transpose(1, 2) / math.sqrt(16)
+        readout = (logits.softmax(-1) @ values).transpose(1, 2).reshape(2, 16, H, H)
+        torch.testing.assert_close(extra, mem.readout_proj(readout), rtol=1e-4, atol=1e-5)
+
+
+def test_read_on_empty_memory_is_identity_and_inject_modes():
+    emb = torch.randn(2, C, H, H)
+    for inject in ["dense", "embedding", "both"]:
+        mem = stm(inject=inject)
+        state = mem.init_state(2, torch.device("cpu"))
+        out, extra = mem.read(state, emb)
+        assert out is emb and extra is None
+        state = _write(mem, state, 0)
+        out, extra = mem.read(state, emb)
+        if inject == "dense":
+            assert out is emb and extra.shape == emb.shape
+        elif inject == "embedding":
+            assert extra is None and (out - emb).abs().amax() > 0
+        else:
+            torch.testing.assert_close(out, emb + extra)
+
+
+def test_written_probabilities_change_the_readout():
+    torch.manual_seed(0)
+    mem = stm()
+    emb = torch.randn(1, C, H, H)
+    reads = []
+    with torch.no_grad():
+        for p in (0.0, 1.0):
+            state = mem.write(mem.init_state(1, torch.device("cpu")), emb, torch.full((1, 1, S, S), p))
+            reads.append(mem.read(state, emb)[1])
+    assert (reads[0] - reads[1]).abs().amax() > 1e-4
+
+
+def test_memory_input_errors_are_one_line():
+    mem = stm()
+    state = mem.init_state(2, torch.device("cpu"))
+    with pytest.raises(STMError, match=r"image embedding has shape \(2, 16, 8, 8\), expected \(N,32,8,8\)"):
+        mem.read(state, torch.randn(2, 16, H, H))
+    with pytest.raises(STMError, match=r"embedding batch 3 != state batch 2"):
+        mem.read(state, torch.randn(3, C, H, H))
+    with pytest.raises(STMError, match=r"mask_probs must be \(N,1,H,W\) probabilities for N=2 queries"):
+        mem.write(state, torch.randn(2, C, H, H), torch.rand(2, S, S))
+    with pytest.raises(STMError, match="state must come from init_state"):
+        mem.read({}, torch.randn(2, C, H, H))
+
+
+@pytest.mark.parametrize("kw, msg", [
+    ({"affinity": "cos"}, "model.temporal.affinity: 'cos' is not one of l2, dot"),
+    ({"inject": "prompt"}, "model.temporal.inject: 'prompt' is not one of dense, embedding, both"),
+    ({"memory_frames": -1}, "model.temporal.memory_frames: must be >= 0, got -1"),
+    ({"memory_frames": 0, "keep_first": False}, "memory_frames=0 with keep_first=false keeps no frame"),
+    ({"write_every": 0}, "model.temporal.write_every: must be >= 1, got 0"),
+])
+def test_config_errors(kw, msg):
+    with pytest.raises(STMError, match=msg):
+        stm(**kw)
+
+
+def test_registered_with_schema_and_recipe_typos_are_caught():
+    from samfx.pluginmanager import get_registry
+    from samfx.recipe import load_recipe
+
+    reg = get_registry()
+    comp = reg.get("temporal_module", "stm")
+    assert comp.schema is STMConfig and comp.plugin == "stm"
+    from samfx.errors import RecipeError
+    with pytest.raises(RecipeError, match=r"model.temporal.memory_frame: unknown key, did you mean 'memory_frames'\?"):
+        load_recipe(None, ["model.temporal.name=stm", "model.temporal.memory_frame=3"], registry=reg)
+
+
+def test_default_parameter_count():
+    """Defaults at C=256 (SAMUS): key 256*64+64; mask enc (1->4 k2) 20 + (4->16 k2) 272;
+    value enc (272->64 3x3) 156,736 + LN 128 + (64->64 1x1) 4,160; readout (64->256 3x3) 147,712 +
+    (256->256 1x1) 65,792. Total 391,268."""
+    mem = build_stm(STMConfig(), BuildContext(image_size=256, embed_dim=256, embed_size=(32, 32)))
+    counts = {name: sum(p.numel() for p in m.parameters()) for name, m in mem.named_children()}
+    assert counts == {"key_proj": 16448, "mask_encoder": 292, "value_encoder": 161024, "readout_proj": 213504}
+    assert isinstance(mem.init_state(1, torch.device("cpu")), MemoryBank)
+
+
+def test_bf16_autocast_keeps_fp32_keys_and_finite_outputs():
+    torch.manual_seed(0)
+    model = tiny_model(stm(hidden_dim=4)).eval()
+    frames, _ = clip_batch(1, 3)
+    banks = []
+    write = model.temporal.write
+    model.temporal.write = lambda st, e, p: banks.append(write(st, e, p)) or banks[-1]
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model.forward_clip(frames, [1])
+    assert torch.isfinite(out.logits.float()).all()
+    assert banks[-1].first[0].dtype == torch.float32
+
+
+# -- engine helpers: clip step, sequence evaluation ---------------------------------------------
+def test_clip_step_and_zero_loss_without_labeled_frames():
+    from samfx.engine.clips import ClipStep, clip_loss as engine_clip_loss
+    from samfx_plugins.losses.losses import Dice
+
+    torch.manual_seed(0)
+    model = tiny_model(stm())
+    frames, labels = clip_batch(2, 3)
+    step = ClipStep(model, [1, 2], Dice(1.0))
+    loss, logits = step(frames, labels, torch.ones(2, 3, dtype=torch.bool))
+    assert logits.shape == (2, 3, 2, S, S) and 0 < float(loss.detach()) < 1
+    none = model.forward_clip(frames, [1], labels, torch.zeros(2, 3, dtype=torch.bool))
+    zero = engine_clip_loss(none, Dice(1.0))
+    assert float(zero.detach()) == 0.0 and zero.requires_grad
+
+
+def test_evaluate_sequences_on_a_synthetic_store(tmp_path):
+    from samfx.clinical import analyze_clip
+    from samfx.data.datasets import SequenceDataset
+    from samfx.data.synth import generate
+    from samfx.engine.clips import evaluate_sequences
+
+    store = generate(tmp_path / "s.h5", patients=3, frames=4, size=(48, 48))
+    ds = SequenceDataset(store, None, S)
+    torch.manual_seed(0)
+    res = evaluate_sequences(tiny_model(stm()), ds, [1, 2], torch.device("cpu"), limit=2)
+    rows = res["sequences"]
+    assert len(rows) == 2 and res["summary"]["n"] == 2
+    for row, i in zip(rows, range(2)):
+        assert row["frames"] == 4 and set(row["dice"]) == {1, 2}
+        assert all(0.0 <= d <= 1.0 for d in row["dice"].values())
+        item = ds[i]
+        gt = analyze_clip(item["labels"].numpy(), item["spacing"].double().numpy())
+        assert row["ef_gt_masks"] == pytest.approx(gt.ef, nan_ok=True)
+        assert row["ed_gt"] == gt.ed and "jitter_mm2" in row
+    assert set(res["summary"]) >= {"dice_1", "dice_2", "jitter_mm2", "ef_mae_vs_gt_masks", "ef_undefined"}
+
+
+# -- the shipped recipes with the real components --------------------------------------------------
+TINY = ["model.image_encoder.size=tiny", "model.image_encoder.image_size=128", "model.mask_decoder.mlp_dim=64",
+        "model.prompt.mlp_dim=64", "model.prompt.tokens=4", "data.classes=[1]", "data.class_names=[LV]"]
+
+
+def _recipe_model(name, extra=()):
+    from samfx.build import build_model
+    from samfx.pluginmanager import get_registry
+    from samfx.recipe import load_recipe
+    from tests.conftest import ROOT
+
+    reg = get_registry()
+    overrides = [o for o in TINY if not (name == "samus_stm.yaml" and o.startswith("model.prompt."))]
+    recipe = load_recipe(ROOT / "recipes" / name, [*overrides, *extra], registry=reg)
+    torch.manual_seed(0)
+    return recipe, build_model(recipe, reg)
+
+
+@pytest.mark.parametrize("name, prompt", [("samus_stm.yaml", "clicks"), ("autosamus_msff_stm.yaml", "apg")])
+def test_recipes_build_and_segment_a_clip(name, prompt):
+    recipe, model = _recipe_model(name)
+    assert recipe.config["data"]["clip_length"] > 0
+    assert recipe.config["model"]["temporal"]["name"] == "stm" and model.active_prompt == prompt
+    if name.startswith("autosamus"):
+        assert [a["name"] for a in recipe.config["model"]["adapters"]] == ["msff"]
+        assert recipe.config["train"]["stages"][-1]["trainable"] == ["prompt:apg", "temporal"]
+    frames, labels = torch.rand(1, 2, 3, 128, 128), torch.randint(0, 4, (1, 2, 128, 128))
+    with torch.no_grad():
+        out = model.eval().forward_clip(frames, [1], labels if prompt == "clicks" else None)
+    assert out.logits.shape == (1, 2, 1, 128, 128) and torch.isfinite(out.logits).all()
+
+
+@pytest.mark.slow
+def test_real_components_b2_t10_backward_reaches_memory():
+    _, model = _recipe_model("autosamus_msff_stm.yaml")
+    frames, labels = torch.rand(2, 10, 3, 128, 128), torch.randint(0, 4, (2, 10, 128, 128))
+    out = model.forward_clip(frames, [1], labels)
+    clip_loss(out, torch.ones(2, 10, dtype=torch.bool)).backward()
+    for name, p in model.temporal.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
