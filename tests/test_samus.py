@@ -230,3 +230,18 @@ def test_activation_checkpointing_gives_the_same_gradients(encoder, monkeypatch)
         grads.append(torch.cat([p.grad.flatten() for p in enc.parameters() if p.grad is not None]))
         assert len(calls) == (len(enc.blocks) + 2 * (encoder == "samus") if on else 0)  # + refine convs
     assert torch.allclose(grads[0], grads[1], atol=1e-6)
+
+
+def test_out_dim_sets_the_prompt_and_decoder_width():
+    """A narrower neck (CPU demos) flows through the prompt encoder, decoder and APG widths."""
+    from samfx.build import build_model
+    from samfx.recipe import load_recipe
+
+    recipe = load_recipe("recipes/autosamus.yaml", ["model.image_encoder.size=tiny",
+                                                    "model.image_encoder.image_size=128",
+                                                    "model.image_encoder.out_dim=64"])
+    model = build_model(recipe)
+    assert model.image_encoder.embed_dim == 64 and model.mask_decoder.transformer_dim == 64
+    images = torch.rand(2, 3, 128, 128)
+    out = model(images, targets=torch.ones(2, 1, 128, 128))
+    assert out.logits.shape == (2, 1, 128, 128) and out.low_res.shape == (2, 1, 64, 64)

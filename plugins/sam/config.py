@@ -23,6 +23,7 @@ class SamEncoderConfig:
     image_size: int = 1024         # input side S; tokens S/16 (pos_embed / rel-pos resized on load)
     fast_attention: bool = True    # scaled_dot_product_attention with rel-pos as additive bias
     pixel_norm: bool = True        # apply SAM's pixel mean/std to [0,1] inputs (official SAM weights expect it)
+    out_dim: int = PROMPT_DIM      # neck output = prompt/decoder width; SAM's is 256 (small values for CPU demos)
 
 
 @dataclass

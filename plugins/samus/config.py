@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from samfx_plugins.sam.config import PROMPT_DIM
+
 # Channels of the CNN branch's first three stages (the last stage outputs the ViT width).
 CNN_WIDTHS: dict[str, tuple[int, int, int]] = {"tiny": (16, 32, 64)}
 DEFAULT_CNN_WIDTHS = (64, 128, 256)   # the SAMUS authors'
@@ -15,3 +17,4 @@ class SamusEncoderConfig:
     image_size: int = 256          # input side S (SAMUS: 256 -> 32x32 tokens)
     fast_attention: bool = True    # scaled_dot_product_attention in the ViT blocks (CBA always uses it)
     pixel_norm: bool = False       # SAMUS feeds [0,1] intensities without SAM's mean/std (authors' choice)
+    out_dim: int = PROMPT_DIM      # neck output = prompt/decoder width; SAM's is 256 (small values for CPU demos)
