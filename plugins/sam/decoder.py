@@ -13,6 +13,8 @@ from torch import Tensor
 from samfx.errors import SamfxError
 from samfx.interfaces import BuildContext, MaskDecoderBase, PromptEncoderBase
 from samfx_plugins.sam.config import SamMaskDecoderConfig, SamPromptEncoderConfig
+from samfx_plugins.sam.encoder import FAST_PATH_KEY
+from samfx_plugins.sam.fast import set_fast_path
 
 
 class SamPromptEncoder(PromptEncoder, PromptEncoderBase):
@@ -21,6 +23,27 @@ class SamPromptEncoder(PromptEncoder, PromptEncoderBase):
     def __init__(self, embed_dim: int, embed_size: tuple[int, int], image_size: int, mask_in_chans: int = 16):
         super().__init__(embed_dim=embed_dim, image_embedding_size=tuple(embed_size),
                          input_image_size=(image_size, image_size), mask_in_chans=mask_in_chans)
+
+    def get_dense_pe(self) -> Tensor:
+        """SAM's dense positional encoding, in fp32 also under autocast (sin/cos of bf16 angles of
+        up to ~±40 rad would be off by a few hundredths)."""
+        with torch.autocast(self.no_mask_embed.weight.device.type, enabled=False):
+            return super().get_dense_pe()
+
+    def _embed_points(self, points: Tensor, labels: Tensor, pad: bool) -> Tensor:
+        """segment-anything's point embedding with ``torch.where`` instead of boolean-mask indexing
+        (same values: adding a zero is exact), which ``torch.compile`` traces without graph breaks;
+        the positional encoding in fp32 as in :meth:`get_dense_pe`."""
+        points = points.float() + 0.5  # pixel centres
+        if pad:
+            points = torch.cat([points, points.new_zeros(points.shape[0], 1, 2)], dim=1)
+            labels = torch.cat([labels, -labels.new_ones(labels.shape[0], 1)], dim=1)
+        with torch.autocast(points.device.type, enabled=False):
+            emb = self.pe_layer.forward_with_coords(points, self.input_image_size)
+        lab = labels[..., None]
+        emb = torch.where(lab == -1, self.not_a_point_embed.weight, emb)
+        emb = emb + torch.where(lab == 0, self.point_embeddings[0].weight, 0.0)
+        return emb + torch.where(lab == 1, self.point_embeddings[1].weight, 0.0)
 
 
 class SamMaskDecoder(MaskDecoder, MaskDecoderBase):
@@ -50,11 +73,15 @@ class SamMaskDecoder(MaskDecoder, MaskDecoderBase):
 
 
 def build_prompt_encoder(cfg: SamPromptEncoderConfig, ctx: BuildContext) -> SamPromptEncoder:
-    return SamPromptEncoder(ctx.embed_dim, ctx.embed_size, ctx.image_size, cfg.mask_in_chans)
+    enc = SamPromptEncoder(ctx.embed_dim, ctx.embed_size, ctx.image_size, cfg.mask_in_chans)
+    set_fast_path(enc, ctx.extra.get(FAST_PATH_KEY, True))
+    return enc
 
 
 def build_mask_decoder(cfg: SamMaskDecoderConfig, ctx: BuildContext) -> SamMaskDecoder:
     transformer = TwoWayTransformer(depth=cfg.transformer_depth, embedding_dim=ctx.embed_dim,
                                     mlp_dim=cfg.mlp_dim, num_heads=cfg.num_heads)
-    return SamMaskDecoder(transformer_dim=ctx.embed_dim, transformer=transformer, num_multimask_outputs=3,
-                          iou_head_depth=3, iou_head_hidden_dim=256)
+    dec = SamMaskDecoder(transformer_dim=ctx.embed_dim, transformer=transformer, num_multimask_outputs=3,
+                         iou_head_depth=3, iou_head_hidden_dim=256)
+    set_fast_path(dec, ctx.extra.get(FAST_PATH_KEY, True))  # follows the encoder's fast_attention
+    return dec

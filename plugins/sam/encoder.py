@@ -16,12 +16,14 @@ from torch.utils.checkpoint import checkpoint
 
 from samfx.errors import RecipeError, SamfxError, did_you_mean
 from samfx.interfaces import BuildContext, ImageEncoder, Site
-from samfx_plugins.sam.attention import set_fast_attention
+from samfx_plugins.sam.fast import set_fast_path
 from samfx_plugins.sam.config import PROMPT_DIM, SIZES, SamEncoderConfig
 
 # SAM's pixel statistics on the 0..255 scale (segment_anything.build_sam).
 PIXEL_MEAN = (123.675, 116.28, 103.53)
 PIXEL_STD = (58.395, 57.12, 57.375)
+# BuildContext.extra key: the encoder's `fast_attention` flag, which SAM's decoder and prompt encoder follow
+FAST_PATH_KEY = "sam.fast_path"
 
 
 def size_preset(size: str, who: str) -> dict:
@@ -32,12 +34,12 @@ def size_preset(size: str, who: str) -> dict:
     return SIZES[size]
 
 
-def vit_kwargs(preset: dict) -> dict:
+def vit_kwargs(preset: dict, out_dim: int = PROMPT_DIM) -> dict:
     """Keyword arguments of segment-anything's ``ImageEncoderViT`` for a size preset (as build_sam)."""
     return dict(embed_dim=preset["embed_dim"], depth=preset["depth"], num_heads=preset["num_heads"],
                 global_attn_indexes=tuple(preset["global_attn_indexes"]), window_size=preset["window_size"],
                 mlp_ratio=4, norm_layer=partial(nn.LayerNorm, eps=1e-6), qkv_bias=True, use_rel_pos=True,
-                out_chans=PROMPT_DIM)
+                out_chans=out_dim)
 
 
 def resize_pos_embed(pos: Tensor, grid: tuple[int, int]) -> Tensor:
@@ -97,7 +99,7 @@ class SamViTBase(ImageEncoderViT, ImageEncoder):
         preset = SIZES[size]
         self.who, self.size = who, size
         self.image_size = image_size
-        self.embed_dim = PROMPT_DIM
+        self.embed_dim = self.neck[0].out_channels
         self.encoder_dim = preset["embed_dim"]
         self.embed_size = (tokens, tokens)
         self.global_attn_indexes = tuple(preset["global_attn_indexes"])
@@ -141,14 +143,14 @@ class SamImageEncoder(SamViTBase):
     """
 
     def __init__(self, size: str = "vit_b", image_size: int = 1024, fast_attention: bool = True,
-                 pixel_norm: bool = True):
+                 pixel_norm: bool = True, out_dim: int = PROMPT_DIM):
         preset = size_preset(size, "sam")
         if image_size <= 0 or image_size % 16:
             raise RecipeError(f"image_encoder 'sam': image_size must be a positive multiple of 16 (the patch "
                               f"size), got {image_size}; SAM's default is 1024")
-        super().__init__(img_size=image_size, patch_size=16, **vit_kwargs(preset))
+        super().__init__(img_size=image_size, patch_size=16, **vit_kwargs(preset, out_dim))
         self._setup("sam", size, image_size, image_size // 16, pixel_norm)
-        set_fast_attention(self, fast_attention)
+        set_fast_path(self, fast_attention)
 
     def forward(self, x: Tensor) -> Tensor:
         self.check_input(x)
@@ -162,4 +164,5 @@ class SamImageEncoder(SamViTBase):
 
 
 def build_sam_encoder(cfg: SamEncoderConfig, ctx: BuildContext) -> SamImageEncoder:
-    return SamImageEncoder(cfg.size, cfg.image_size, cfg.fast_attention, cfg.pixel_norm)
+    ctx.extra[FAST_PATH_KEY] = cfg.fast_attention
+    return SamImageEncoder(cfg.size, cfg.image_size, cfg.fast_attention, cfg.pixel_norm, cfg.out_dim)

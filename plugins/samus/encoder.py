@@ -18,8 +18,9 @@ from torch import Tensor, nn
 
 from samfx.errors import RecipeError
 from samfx.interfaces import BuildContext, Site
-from samfx_plugins.sam.attention import set_fast_attention
-from samfx_plugins.sam.encoder import SamViTBase, fit_geometry, size_preset, vit_kwargs
+from samfx_plugins.sam.config import PROMPT_DIM
+from samfx_plugins.sam.encoder import FAST_PATH_KEY, SamViTBase, fit_geometry, size_preset, vit_kwargs
+from samfx_plugins.sam.fast import set_fast_path
 from samfx_plugins.samus.config import CNN_WIDTHS, DEFAULT_CNN_WIDTHS, IMAGE_SIZES, SamusEncoderConfig
 from samfx_plugins.samus.keys import from_authors, is_authors_layout
 
@@ -114,7 +115,7 @@ class SamusGlobalBlock(Block):
         xn = xn + self.cba(xn, c.permute(0, 2, 3, 1))
         x = x + self.attn(xn)
         n2 = self.norm2(x)
-        return x + self.mlp(n2) + 0.5 * self.mlp_adapter(n2)
+        return torch.add(x + self.mlp(n2), self.mlp_adapter(n2), alpha=0.5)
 
 
 class SamusImageEncoder(SamViTBase):
@@ -125,12 +126,12 @@ class SamusImageEncoder(SamViTBase):
     """
 
     def __init__(self, size: str = "vit_b", image_size: int = 256, fast_attention: bool = True,
-                 pixel_norm: bool = False):
+                 pixel_norm: bool = False, out_dim: int = PROMPT_DIM):
         preset = size_preset(size, "samus")
         if image_size not in IMAGE_SIZES:
             raise RecipeError(f"image_encoder 'samus': image_size must be one of {', '.join(map(str, IMAGE_SIZES))} "
                               f"(S/8 tokens pool SAM's 64x64 position grid), got {image_size}; SAMUS uses 256")
-        kwargs = vit_kwargs(preset)
+        kwargs = vit_kwargs(preset, out_dim)
         depth, dim, heads = kwargs.pop("depth"), preset["embed_dim"], preset["num_heads"]
         tokens = image_size // 8
         # SAM's encoder without blocks and without pos_embed; both are re-created below at SAMUS's shapes.
@@ -153,10 +154,16 @@ class SamusImageEncoder(SamViTBase):
         self.cnn_widths = CNN_WIDTHS.get(size, DEFAULT_CNN_WIDTHS)
         self.cnn = CnnBranch(self.cnn_widths, dim)
         self._pos_cache: tuple[tuple, Tensor] | None = None
-        set_fast_attention(self, fast_attention)
+        set_fast_path(self, fast_attention)
 
     def position_embedding(self) -> Tensor:
-        """(1,h,w,d) = position adapter(SAM's pos_embed); cached while gradients are off."""
+        """(1,h,w,d) = position adapter(SAM's pos_embed); cached while gradients are off.
+
+        Under ``torch.compile`` it is computed in the graph (the cache key reads data pointers,
+        which would break the graph; one adapter pass per batch is <1% of a vit_b forward).
+        """
+        if torch.compiler.is_compiling():
+            return self.pos_adapter(self.pos_embed.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
         if torch.is_grad_enabled():
             self._pos_cache = None
             return self.pos_adapter(self.pos_embed.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
@@ -182,7 +189,7 @@ class SamusImageEncoder(SamViTBase):
                 c = self.run_block(blk.refine, c)
             else:
                 t = self.run_block(blk, t)
-        t = t + 0.5 * c.permute(0, 2, 3, 1)
+        t = torch.add(t, c.permute(0, 2, 3, 1), alpha=0.5)
         return self.neck(t.permute(0, 3, 1, 2))
 
     # -- samfx contract ------------------------------------------------------------------------
@@ -218,4 +225,5 @@ class SamusImageEncoder(SamViTBase):
 
 
 def build_samus_encoder(cfg: SamusEncoderConfig, ctx: BuildContext) -> SamusImageEncoder:
-    return SamusImageEncoder(cfg.size, cfg.image_size, cfg.fast_attention, cfg.pixel_norm)
+    ctx.extra[FAST_PATH_KEY] = cfg.fast_attention
+    return SamusImageEncoder(cfg.size, cfg.image_size, cfg.fast_attention, cfg.pixel_norm, cfg.out_dim)
