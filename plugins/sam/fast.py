@@ -11,10 +11,12 @@ path (``fast_attention: false``: segment-anything's exact forward code):
 - ``LayerNorm2d`` -> :class:`FastLayerNorm2d`: one ``layer_norm`` kernel over channels-last
   instead of seven elementwise ops; under autocast it runs in the autocast dtype, so the CNN
   activations it feeds stay bf16 (segment-anything's version promotes them to fp32);
-- mask decoder ``Attention`` -> :class:`FastDecoderAttention` (SDPA instead of matmul/softmax);
-- convolution weights get channels-last strides (values, names and shapes unchanged): the maps
-  coming out of :class:`FastLayerNorm2d` are channels-last, and a channels-first weight would be
-  reordered on every call (forward and backward).
+- mask decoder ``Attention`` -> :class:`FastDecoderAttention` (SDPA instead of matmul/softmax).
+
+Convolution weights keep their layout: the convolutions follow the channels-last maps that
+:class:`FastLayerNorm2d` returns, and ``train.channels_last`` makes the weights channels-last too
+(measured on CPU: no difference; mkldnn's channels-first weight gradients then trigger torch's
+"gradient layout contract" warning).
 """
 from __future__ import annotations
 
@@ -98,12 +100,9 @@ def set_fast_path(module: nn.Module, enabled: bool = True, rel_pos_mode: str | N
     with their own forward (e.g. SAMUS's global block) are left alone. Returns the number switched.
     """
     count = set_fast_attention(module, enabled, rel_pos_mode)
-    fmt = torch.channels_last if enabled else torch.contiguous_format
     for m in module.modules():
         for ref, fast in _PAIRS:
             if type(m) in (ref, fast):
                 m.__class__ = fast if enabled else ref
                 count += 1
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-            m.weight.data = m.weight.data.contiguous(memory_format=fmt)
     return count
