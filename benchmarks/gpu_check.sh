@@ -58,6 +58,10 @@ bench() {  # bench NAME TIMEOUT_S ARGS...: one samfx bench process, its JSON int
     || echo "== $name: exit $?"
 }
 
+# 0. the fused attention kernels run under bf16 (flash for rel-pos fold, memory-efficient for the bias)
+echo "== pytest: CUDA kernel checks"
+timeout 120 "$PY" -m pytest tests/test_fast_path.py -q -k cuda -p no:cacheprovider -rs 2>&1 | tail -15 \
+  | tee "$WORK/cuda_kernel_tests.txt"
 # 1. fast path, eager: the issue's shapes (train batch 8, inference batch 32 and 1), fp32 and bf16, profiled
 bench samus_eager 150 "${S[@]}" --mode eager --precision fp32 --precision bf16 "${SHAPE[@]}" \
   --infer-batch 1 "${STEPS[@]}" --profile "$WORK/prof"
@@ -78,6 +82,7 @@ bench samus_compiled_bf16 240 "${S[@]}" --mode compiled --precision bf16 "${SHAP
 bench samus_compiled_fp32 200 "${S[@]}" --mode compiled --precision fp32 "${SHAPE[@]}" "${CSTEPS[@]}"
 
 "$PY" benchmarks/summarize.py --targets "$WORK"/*.json > "$OUT/summary.md"
+{ echo; echo "CUDA kernel checks (tests/test_fast_path.py -k cuda):"; cat "$WORK/cuda_kernel_tests.txt"; } >> "$OUT/summary.md"
 cat "$OUT/summary.md"
 tar czf "$OUT/gpu_check.tgz" -C "$WORK" --exclude site .
 echo "== done in ${SECONDS}s; files in $OUT"

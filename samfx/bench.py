@@ -53,7 +53,7 @@ class BenchResult:
     error: str = ""
 
 
-class _TrainStep(nn.Module):
+class TrainStep(nn.Module):
     """Forward + loss, as the trainer's step (the module torch.compile sees)."""
 
     def __init__(self, model: nn.Module, classes: list[int], loss_fn: nn.Module):
@@ -65,7 +65,7 @@ class _TrainStep(nn.Module):
         return self.loss_fn(out.logits.float(), targets)
 
 
-class _InferStep(nn.Module):
+class InferStep(nn.Module):
     def __init__(self, model: nn.Module, classes: list[int]):
         super().__init__()
         self.model, self.classes = model, classes
@@ -182,7 +182,7 @@ def _rel_pos_mode(model: nn.Module, dev: torch.device) -> str:
     return ",".join(sorted(("fold" if dev.type == "cuda" else "bias") if m == "auto" else m for m in modes))
 
 
-def run_bench(recipe_path: str, overrides: list[str], device: str = "auto", batch: int = 8,
+def run_bench(recipe_path: str, overrides: list[str], device: str = "auto", batch: int | None = None,
               infer_batches: tuple[int, ...] = (1, 32), steps: int = 10, warmup: int = 3,
               modes: tuple[str, ...] = MODES, precisions: tuple[str, ...] = PRECISIONS,
               stages: list[str] | None = None, only: str | None = None, threads: int | None = None,
@@ -196,7 +196,8 @@ def run_bench(recipe_path: str, overrides: list[str], device: str = "auto", batc
     from samfx.recipe import load_recipe
     from samfx.trainable import apply_stage, count_params
 
-    for name, value, low in (("--batch", batch, 1), ("--steps", steps, 1), ("--warmup", warmup, 0)):
+    for name, value, low in (("--batch", 1 if batch is None else batch, 1), ("--steps", steps, 1),
+                             ("--warmup", warmup, 0)):
         if value < low:
             raise SamfxError(f"{name} {value}: must be >= {low}")
     if any(b < 1 for b in infer_batches):
@@ -218,6 +219,7 @@ def run_bench(recipe_path: str, overrides: list[str], device: str = "auto", batc
     stage_cfgs = cfg["train"]["stages"]
     chosen = _stage_indices(stage_cfgs, stages)
     classes = list(cfg["data"]["classes"])
+    batch = int(cfg["data"]["batch_size"]) if batch is None else batch
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
 
@@ -270,11 +272,11 @@ def run_bench(recipe_path: str, overrides: list[str], device: str = "auto", batc
                     ctx = BuildContext(image_size=size, num_classes=len(classes))
                     loss_fn = build_component(registry, "loss", st["loss"], ctx,
                                               f"train.stages.{index}.loss").to(dev)
-                    step_mod: nn.Module = _TrainStep(model, classes, loss_fn)
+                    step_mod: nn.Module = TrainStep(model, classes, loss_fn)
                     label = st["name"]
                 else:
                     model.use_prompt(infer_prompt)
-                    step_mod, label = _InferStep(model, classes), infer_prompt
+                    step_mod, label = InferStep(model, classes), infer_prompt
                 report["results"].append(asdict(_run_one(model, step_mod, mode, label, compiled, precision, b, size,
                                                          classes, dev, steps, warmup, compile_mode, profile_dir)))
                 _write(report, out)

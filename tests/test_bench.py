@@ -41,14 +41,14 @@ def test_bench_json_schema(samfx_cli, tmp_path):
         assert r["profile"].startswith(str(tmp_path / "prof")) and "Self CPU" in open(r["profile"]).read()
 
 
-def test_bench_reference_path_and_stage_selection():
+def test_bench_reference_path_stage_selection_and_recipe_batch():
     from samfx.bench import run_bench
 
-    report = run_bench(TINY[0], [*TINY[1:], "model.image_encoder.fast_attention=false"], device="cpu", batch=1,
-                       infer_batches=(1,), steps=1, warmup=0, modes=("eager",), precisions=("fp32",),
+    report = run_bench(TINY[0], [*TINY[1:], "model.image_encoder.fast_attention=false", "data.batch_size=1"],
+                       device="cpu", infer_batches=(1,), steps=1, warmup=0, modes=("eager",), precisions=("fp32",),
                        stages=["0"], only="train")
     assert report["info"]["rel_pos_mode"] == "reference"
-    assert [(r["mode"], r["stage"], r["error"]) for r in report["results"]] == [("train", "samus", "")]
+    assert [(r["mode"], r["stage"], r["batch"], r["error"]) for r in report["results"]] == [("train", "samus", 1, "")]
 
 
 @pytest.mark.parametrize("args,message", [

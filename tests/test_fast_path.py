@@ -238,3 +238,29 @@ def test_reference_path_switch_is_reversible():
     n = set_fast_path(enc, False)
     assert n > 0 and not {type(m) for m in enc.modules()} & set(FAST_TYPES)
     assert set_fast_path(enc, True) == n
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (run by benchmarks/gpu_check.sh)")
+@pytest.mark.parametrize("mode,backend", [("fold", "FLASH_ATTENTION"), ("bias", "EFFICIENT_ATTENTION")])
+@pytest.mark.parametrize("grid,batch", [((32, 32), 2), ((14, 14), 18)])   # SAMUS vit_b: global block, windows
+def test_cuda_bf16_attention_runs_the_fused_kernel(mode, backend, grid, batch):
+    """Under bf16 autocast the fold path runs in the flash kernel and the bias path in the memory-efficient
+    one (sdpa_kernel raises if the chosen kernel cannot take the inputs), forward and backward."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    ref = Attention(768, num_heads=12, use_rel_pos=True, input_size=grid).cuda()
+    _randomize(ref, scale=0.02)
+    fast = copy.deepcopy(ref)
+    set_fast_attention(fast, True, rel_pos_mode=mode)
+    x = torch.randn(batch, *grid, 768, device="cuda")
+    x_ref, x_fast = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        with sdpa_kernel(getattr(SDPBackend, backend)):
+            y = fast(x_fast)
+        y_ref = ref(x_ref)
+    assert y.dtype == torch.bfloat16
+    with sdpa_kernel(getattr(SDPBackend, backend)):
+        y.float().square().sum().backward()
+    y_ref.float().square().sum().backward()
+    assert _rel_err(y.float(), y_ref.float()) <= 3e-2
+    assert _rel_err(x_fast.grad, x_ref.grad) <= 5e-2

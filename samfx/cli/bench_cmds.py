@@ -14,7 +14,8 @@ from samfx.errors import SamfxError
 def bench(recipe: str = typer.Argument(..., help="Recipe YAML file."),
           overrides: Optional[list[str]] = typer.Argument(None, help="key.path=value overrides."),
           device: str = typer.Option("auto", "--device", help="auto | cpu | cuda[:N]"),
-          batch: int = typer.Option(8, "--batch", help="Training batch size (images)."),
+          batch: Optional[int] = typer.Option(None, "--batch", help="Training batch size (images; default: the "
+                                                                    "recipe's data.batch_size)."),
           infer_batch: list[int] = typer.Option([1, 32], "--infer-batch", help="Inference batch sizes."),
           steps: int = typer.Option(10, "--steps", help="Timed steps per configuration."),
           warmup: int = typer.Option(3, "--warmup", help="Untimed warm-up steps (compiled: at least 1, "
