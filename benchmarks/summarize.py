@@ -44,7 +44,7 @@ def targets(paths: list[str]) -> list[str]:
                 continue
             r = dict(r, report=Path(path).stem, device=info["device"])
             if info["recipe"].endswith("autosamus.yaml"):
-                if r["mode"] == "train" and r["stage"] == "apg":
+                if r["mode"] == "train" and r["stage"] == "apg" and r["batch"] == 8:
                     apg.append(r)
             elif r["mode"] == "train" and r["batch"] == 8:
                 train.append(r)
@@ -58,7 +58,8 @@ def targets(paths: list[str]) -> list[str]:
         cfg = f"{best['report']}, {'compiled' if best['compiled'] else 'eager'} {best['precision']}"
         met = "" if target is None else (" - target met" if best["img_per_s"] >= target and
                                          (mem is None or best["peak_mem_gib"] <= mem) else " - target NOT met")
-        return (f"- {what}: {best['img_per_s']:.0f} img/s at {best['peak_mem_gib']:.2f} GiB ({cfg}; {best['device']}); "
+        return (f"- {what}: {best['img_per_s']:.0f} img/s at {best['peak_mem_gib']:.2f} GiB (batch {best['batch']}, {cfg}; "
+                f"{best['device']}); "
                 f"{best['img_per_s'] / ref:.1f}x the authors' {ref:.0f} img/s on an H200{met}")
 
     out = ["", "Targets (SAMUS vit_b 256²; the authors' code on an H200: train 76 img/s at 12.0 GiB, inference 279 img/s):",
