@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from samfx.errors import RecipeError, did_you_mean
@@ -324,7 +324,3 @@ def _cli_tree(overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
         else:
             node[parts[-1]] = True
     return tree
-
-
-def to_omegaconf(recipe: Recipe) -> DictConfig | ListConfig:
-    return OmegaConf.create(recipe.config)
