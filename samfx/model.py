@@ -92,7 +92,10 @@ class SegmentationModel(nn.Module):
         image_pe = self.prompt_encoder.get_dense_pe()
         ctx = PromptContext(embedding, image_pe, self.prompt_encoder, self.mask_decoder, self.image_size,
                             class_ids, targets)
-        prompts = gen(ctx)
+        return self._run_decoder(embedding, image_pe, gen(ctx), extra_dense)
+
+    def _run_decoder(self, embedding: Tensor, image_pe: Tensor, prompts: Prompts,
+                     extra_dense: Tensor | None) -> SegOutput:
         emb = prompts.image_embedding if prompts.image_embedding is not None else embedding
         dense = prompts.dense if extra_dense is None else prompts.dense + extra_dense
         low_res, iou = self.mask_decoder(emb, image_pe, prompts.sparse, dense)
@@ -174,15 +177,10 @@ class SegmentationModel(nn.Module):
             if t == 0 or not gen.needs_targets:
                 out = self.decode(fused, cls, tgt if gen.needs_targets else None, extra_dense=extra, prompt=name)
             else:  # a simulated user prompts frame 0 only; later frames: no-mask prompt + memory
-                image_pe = self.prompt_encoder.get_dense_pe()
                 sparse, dense = self.prompt_encoder(points=None, boxes=None, masks=None)
                 n = fused.shape[0]
-                sparse, dense = sparse.expand(n, -1, -1), dense.expand(n, -1, -1, -1)
-                dense = dense if extra is None else dense + extra
-                low_res, iou = self.mask_decoder(fused, image_pe, sparse, dense)
-                full = F.interpolate(low_res, size=(self.image_size, self.image_size), mode="bilinear",
-                                     align_corners=False)
-                out = SegOutput(full, low_res, iou, Prompts(sparse, dense))
+                no_prompt = Prompts(sparse.expand(n, -1, -1), dense.expand(n, -1, -1, -1))
+                out = self._run_decoder(fused, self.prompt_encoder.get_dense_pe(), no_prompt, extra)
             if state is not None:
                 state = self.temporal.write(state, emb, torch.sigmoid(out.logits))
             if on_frame is not None:
