@@ -210,14 +210,15 @@ def print_table(report: dict[str, Any]) -> None:
     if "row_hd_compat" in report["metrics"]:
         cols.append("row-HD compat")
     for c in cols:
-        table.add_column(c, justify="left" if c == "class" else "right")
+        table.add_column(c, justify="left" if c == "class" else "right", no_wrap=True)
     for name, per in report["per_image"].items():
         row = [name, fmt(per["dice"], 100), fmt(per["iou"], 100), fmt(per["hd"]), fmt(per["hd95"]),
                fmt(report["per_patient"][name]["dice"], 100)]
         if "row_hd_compat" in per:
             row.append(fmt(per["row_hd_compat"], digits=1))
         table.add_row(*row)
-    Console().print(table)
+    console = Console()
+    Console(width=max(console.width, 120)).print(table)  # a pipe or CI log gets 80 columns otherwise
     infs = sum(per[m].get("n_inf", 0) for per in report["per_image"].values() for m in ("hd", "hd95"))
     if infs:
         Console().print(f"[yellow]{infs} HD/HD95 values are infinite (one mask empty, the other not); they are "
