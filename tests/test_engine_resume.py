@@ -153,3 +153,35 @@ def test_checkpoint_error_during_write_leaves_previous_file(tmp_path, monkeypatc
     obj = torch.load(target, weights_only=True)
     assert obj["step"] == 1 and torch.equal(obj["model"]["w"], torch.ones(3))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
+
+
+def test_step_values_drain_in_order_with_positions():
+    from samfx.engine.stepvalues import StepValue, StepValues
+
+    v = StepValues()
+    v.add("loss", torch.tensor(0.5), epoch=0, step=1)
+    v.add("gradient norm", torch.tensor([float("inf")]), epoch=0, step=1)
+    v.add("loss", torch.tensor(0.25, dtype=torch.float64), epoch=1, step=2)
+    assert len(v) == 3
+    assert v.drain() == [StepValue("loss", 0, 1, 0.5), StepValue("gradient norm", 0, 1, float("inf")),
+                         StepValue("loss", 1, 2, 0.25)]
+    assert len(v) == 0 and v.drain() == []
+
+
+def test_losses_are_read_back_once_per_log_window_not_per_step(tmp_path, monkeypatch):
+    """4 steps (8 micro-batches) per epoch, log_every 2: two read-backs per epoch, each of 2 steps' values."""
+    from samfx.engine.stepvalues import StepValues
+
+    sizes = []
+    drain = StepValues.drain
+
+    def counting(self):
+        sizes.append(len(self))
+        return drain(self)
+
+    monkeypatch.setattr(StepValues, "drain", counting)
+    _train_here(tmp_path / "r", "train.log_every=2", "train.save_every=0")
+    reads = [n for n in sizes if n]
+    assert reads == [6, 6, 6, 6]  # per window: 4 micro-batch losses + 2 gradient norms
+    steps = [r for r in _rows(tmp_path / "r") if r[1] == "train/step_loss"]
+    assert [int(s) for s, _, _ in steps] == [2, 4, 6, 8]

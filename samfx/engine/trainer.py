@@ -32,6 +32,7 @@ from samfx.engine.optim import build_optimizer, build_scheduler
 from samfx.engine.runlog import RunLog
 from samfx.engine.sampler import ResumableBatchSampler
 from samfx.engine.seeding import EpochSeeded, derive_seed, rng_state, seed_everything, set_rng_state
+from samfx.engine.stepvalues import StepValues
 from samfx.errors import RecipeError, SamfxError
 from samfx.recipe import Recipe
 
@@ -123,6 +124,8 @@ class Trainer:
 
         seed_everything(int(self.train_cfg["seed"]))
         self.model = build_model(self.recipe, self.registry).to(self.device)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # every batch has the same S x S shape
         if self.train_cfg.get("channels_last"):
             self.model = self.model.to(memory_format=torch.channels_last)
         enc = self.model.image_encoder
@@ -280,6 +283,20 @@ class Trainer:
                                 pin_memory=self.device.type == "cuda")
             model.train()
             with self._bar(len(self.sampler), f"{st['name']} epoch {epoch + 1}/{epochs}") as advance:
+                values = StepValues()
+
+                def read_back() -> None:
+                    """Account every pending loss / gradient norm; stop on the first non-finite one."""
+                    for v in values.drain():
+                        if not math.isfinite(v.value):
+                            self._stop(f"{v.what} is {v.value}", index, st, v.epoch, v.step)
+                        if v.what == "loss":
+                            p.loss_sum += v.value
+                            p.loss_count += 1
+                            p.window_sum += v.value
+                            p.window_count += 1
+                            advance(v.value)
+
                 for batch in loader:
                     if clips:
                         from samfx.engine.clips import clip_batch_to_device
@@ -296,24 +313,17 @@ class Trainer:
                     with sync:
                         with autocast(self.precision, self.device):
                             loss, _ = step_mod(*inputs)
-                        value = float(D.all_reduce_mean(loss.detach().float()))
-                        if not math.isfinite(value):
-                            self._stop(f"loss is {value}", index, st)
+                        values.add("loss", D.all_reduce_mean(loss.detach()), epoch, p.step + 1)
                         scaled = loss / group
                         (scaler.scale(scaled) if scaler is not None else scaled).backward()
                     p.batch += 1
-                    p.loss_sum += value
-                    p.loss_count += 1
-                    p.window_sum += value
-                    p.window_count += 1
-                    advance(value)
                     if not last_in_group:
                         continue
                     if scaler is not None:
                         scaler.unscale_(opt)
                     norm = torch.nn.utils.clip_grad_norm_(params, float(grad_clip) if grad_clip else math.inf)
-                    if scaler is None and not math.isfinite(float(norm)):
-                        self._stop(f"gradient norm is {float(norm)}", index, st)
+                    if scaler is None:  # the fp16 scaler skips non-finite steps itself
+                        values.add("gradient norm", norm, epoch, p.step + 1)
                     if scaler is not None:
                         scaler.step(opt)
                         scaler.update()
@@ -325,6 +335,7 @@ class Trainer:
                     p.step += 1
                     p.global_step += 1
                     if p.step % log_every == 0:
+                        read_back()
                         self.log.log({"train/step_loss": p.window_sum / p.window_count, "train/lr": lr},
                                      p.global_step, st["name"], epoch, p.step)
                         p.window_sum, p.window_count = 0.0, 0
@@ -333,7 +344,9 @@ class Trainer:
                     if step_done():
                         break
                     if save_every and p.step % save_every == 0:
+                        read_back()
                         self._save_last(opt, sched, scaler)
+                read_back()
             self._end_epoch(index, st, epoch, epochs, opt, sched, scaler, loss_fn, done=step_done())
             for cb in self.callbacks:
                 cb(self, "epoch")
@@ -370,13 +383,14 @@ class Trainer:
         shown = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if "/dice_" not in k)
         self._say(f"  {st['name']} epoch {epoch + 1}/{epochs} step {p.step}: {shown}" + ("  (best)" if is_best else ""))
 
-    def _stop(self, what: str, index: int, st: dict[str, Any]) -> None:
-        p = self.progress
+    def _stop(self, what: str, index: int, st: dict[str, Any], epoch: int, step: int) -> None:
         last = self.run_dir / rundir.LAST
         kept = f"last good checkpoint kept: {last}" if last.exists() else "no checkpoint was written yet"
-        raise TrainingError(f"train.stages.{index} '{st['name']}' epoch {p.epoch + 1} step {p.step + 1}: {what}; "
-                            f"training stopped, {kept}; lower the learning rate, set train.grad_clip or use "
-                            f"precision fp32/bf16")
+        hint = "lower the learning rate or set train.grad_clip"
+        if self.precision == "fp16":
+            hint += ", or train in bf16/fp32 (fp16 overflows)"
+        raise TrainingError(f"train.stages.{index} '{st['name']}' epoch {epoch + 1} step {step}: {what}; "
+                            f"training stopped, {kept}; {hint}")
 
     # -- validation -------------------------------------------------------------------------------------
     def validate(self, loss_fn: nn.Module | None = None) -> dict[str, float]:
