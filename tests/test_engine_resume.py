@@ -185,3 +185,13 @@ def test_losses_are_read_back_once_per_log_window_not_per_step(tmp_path, monkeyp
     assert reads == [6, 6, 6, 6]  # per window: 4 micro-batch losses + 2 gradient norms
     steps = [r for r in _rows(tmp_path / "r") if r[1] == "train/step_loss"]
     assert [int(s) for s, _, _ in steps] == [2, 4, 6, 8]
+
+
+def test_persistent_workers_see_each_epochs_augmentation(tmp_path):
+    """Two loader workers that live across both epochs train to the same weights as no workers:
+    the sampler hands each item's epoch to the worker's copy of the (augmenting) dataset."""
+    aug = ["train.save_every=0"]  # augmentation is on by default
+    _train_here(tmp_path / "w0", *aug, "data.num_workers=0")
+    _train_here(tmp_path / "w2", *aug, "data.num_workers=2")
+    a, b = _state(tmp_path / "w0" / "last.pt")["model"], _state(tmp_path / "w2" / "last.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -4,6 +4,10 @@ Epoch ``e`` uses the permutation drawn from ``derive_seed(seed, e)``; batch ``k`
 ``perm[k*B:(k+1)*B]`` for the *global* batch size B, and rank r of W gets the r-th of W equal
 slices. So a resumed run skips exactly the batches already seen, and W processes with B/W each
 see the same global batches as one process with B.
+
+Batches are lists of ``(epoch, index)`` keys for :class:`samfx.engine.seeding.EpochSeeded`: the epoch
+travels with each index, so a persistent DataLoader worker (which keeps its own copy of the dataset
+from the first epoch) still draws the right epoch's augmentation.
 """
 from __future__ import annotations
 
@@ -46,10 +50,10 @@ class ResumableBatchSampler(Sampler[list[int]]):
             order = list(range(self.n))
         return [order[i * self.batch_size:(i + 1) * self.batch_size] for i in range(self.batches_per_epoch())]
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         per = self.batch_size // self.world_size
         for batch in self.global_batches()[self.skip:]:
-            yield batch[self.rank * per:(self.rank + 1) * per]
+            yield [(self.epoch, i) for i in batch[self.rank * per:(self.rank + 1) * per]]
 
     def __len__(self) -> int:
         return max(0, self.batches_per_epoch() - self.skip)

@@ -70,7 +70,14 @@ class EpochSeeded(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, index: int) -> Any:
+    def __getitem__(self, key: int | tuple[int, int]) -> Any:
+        """``ds[index]`` in the current epoch, or ``ds[(epoch, index)]`` (the trainer's sampler)."""
+        if isinstance(key, tuple):
+            epoch, index = key
+            if epoch != self.epoch:
+                self.set_epoch(epoch)
+        else:
+            index = key
         seed = derive_seed("item", self.seed, self.epoch, int(index))
         py, npy = random.getstate(), np.random.get_state()
         with torch.random.fork_rng(devices=[]):

@@ -272,15 +272,16 @@ class Trainer:
 
         epochs = max(1, int(st["epochs"])) if not st.get("max_steps") else max(int(st["epochs"]),
                                                                                math.ceil(total / steps_per_epoch))
+        workers = int(self.cfg["data"]["num_workers"])
+        # one loader per stage: workers persist across epochs (the sampler sends each item's epoch)
+        loader = DataLoader(self.train_ds, batch_sampler=self.sampler, collate_fn=collate, num_workers=workers,
+                            persistent_workers=workers > 0, pin_memory=self.device.type == "cuda",
+                            generator=torch.Generator().manual_seed(derive_seed("loader", self.train_cfg["seed"],
+                                                                                index)))
         while p.epoch < epochs and not step_done():
             epoch = p.epoch
             self.train_ds.set_epoch(epoch)
             self.sampler.set_epoch(epoch, skip=p.batch)
-            loader = DataLoader(self.train_ds, batch_sampler=self.sampler, collate_fn=collate,
-                                num_workers=int(self.cfg["data"]["num_workers"]),
-                                generator=torch.Generator().manual_seed(derive_seed("loader", self.train_cfg["seed"],
-                                                                                    index, epoch)),
-                                pin_memory=self.device.type == "cuda")
             model.train()
             with self._bar(len(self.sampler), f"{st['name']} epoch {epoch + 1}/{epochs}") as advance:
                 values = StepValues()
