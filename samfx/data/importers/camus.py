@@ -105,17 +105,10 @@ def _import_view(w: StoreWriter, pdir: Path, view: str, sequences: bool, counts:
     cfg_path = pdir / f"Info_{view}.cfg"
     cfg = read_cfg(cfg_path) if cfg_path.is_file() else {}
     extra = {k: v for k, v in cfg.items() if k not in ("cfg_ed", "cfg_es")}
-    for phase in ("ED", "ES", None):
-        try:
-            if phase is None:
-                if sequences:
-                    _sequence(w, pdir, view, cfg, cfg_path, extra, counts, report)
-            else:
-                _image(w, pdir, view, phase, extra, counts, report)
-        except DataError as exc:
-            if not skip_bad:
-                raise
-            report.skipped.append(str(exc))
+    for phase in ("ED", "ES"):
+        report.attempt(skip_bad, lambda: _image(w, pdir, view, phase, extra, counts, report))
+    if sequences:
+        report.attempt(skip_bad, lambda: _sequence(w, pdir, view, cfg, cfg_path, extra, counts, report))
 
 
 def _image(w: StoreWriter, pdir: Path, view: str, phase: str, extra: dict, counts: dict, report: ImportReport) -> None:

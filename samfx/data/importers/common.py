@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from samfx.errors import DataError
+
+T = TypeVar("T")
 
 SHOW = 5  # how many missing/bad entries a report names
 
@@ -23,6 +26,16 @@ class ImportReport:
     missing: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)   # "file: why", with skip_bad
     notes: list[str] = field(default_factory=list)
+
+    def attempt(self, skip_bad: bool, fn: Callable[[], T]) -> T | None:
+        """``fn()``; its DataError is raised, or with ``skip_bad`` recorded in ``skipped`` (result None)."""
+        try:
+            return fn()
+        except DataError as exc:
+            if not skip_bad:
+                raise
+            self.skipped.append(str(exc))
+            return None
 
     def summary_lines(self) -> list[str]:
         lines = [f"wrote {self.out}: " + ", ".join(f"{v} {k}" for k, v in self.counts.items())]

@@ -100,12 +100,8 @@ def import_echonet(root: str | Path, out: str | Path, *, limit: int | None = Non
                 report.missing.append(f"Videos/{stem}.avi")
                 advance()
                 continue
-            try:
-                n_labeled = _one(w, stem, path, row, traces.get(stem, {}), report)
-            except DataError as exc:
-                if not skip_bad:
-                    raise
-                report.skipped.append(str(exc))
+            n_labeled = report.attempt(skip_bad, lambda: _one(w, stem, path, row, traces.get(stem, {}), report))
+            if n_labeled is None:
                 advance()
                 continue
             split = SPLITS.get(row["Split"].strip().upper())

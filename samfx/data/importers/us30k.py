@@ -117,12 +117,8 @@ def import_us30k(root: str | Path, out: str | Path, *, datasets: list[str] | Non
                      description=f"US30K ({', '.join(ds_names)}) from {root}") as w, \
             progress_bar(len(present), "importing US30K", show_progress) as advance:
         for ds, name, img_path, lab_path in present:
-            try:
-                item = _one(w, ds, name, img_path, lab_path, per_ds[ds])
-            except DataError as exc:
-                if not skip_bad:
-                    raise
-                report.skipped.append(str(exc))
+            item = report.attempt(skip_bad, lambda: _one(w, ds, name, img_path, lab_path, per_ds[ds]))
+            if item is None:
                 advance()
                 continue
             for split in entries[(ds, name)]:
