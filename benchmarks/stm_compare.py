@@ -42,6 +42,7 @@ def run_one(args: argparse.Namespace, seed: int, memory: bool, out_dir: Path) ->
     trainable = [e for e in args.trainable if memory or e != "temporal"]
     stage = {"name": "e2e", "trainable": trainable, "epochs": 100000, "max_steps": args.steps,
              "optimizer": {"name": "adam", "lr": args.lr}, "loss": {"name": args.loss},
+             "area_change_weight": args.area_change_weight,
              "select_metric": "train/loss"}
     if args.prompt:
         stage["prompt"] = {"name": args.prompt}
@@ -52,21 +53,33 @@ def run_one(args: argparse.Namespace, seed: int, memory: bool, out_dir: Path) ->
                  f"data.clip_length={args.clip_length}", f"data.batch_size={args.batch}", f"data.source={source}",
                  f"train.seed={seed}", f"train.device={args.device}", "train.val_every=100000",
                  "eval.overlays=0", f"train.stages={[stage]}", *args.override]
+    if args.init:
+        overrides.append(f"model.checkpoint={args.init}")
     if not memory:
         overrides.append("model.temporal=null")
     recipe = load_recipe(args.recipe, overrides, registry=reg)
     run_dir = out_dir / f"seed{seed}-{'memory' if memory else 'nomemory'}"
     t0 = time.time()
-    trainer = Trainer(recipe, run_dir, registry=reg, quiet=True)
-    metrics = trainer.fit()
+    if trainable:
+        trainer = Trainer(recipe, run_dir, registry=reg, quiet=True)
+        metrics = trainer.fit()
+        model, device = trainer.model, trainer.device
+        steps, last_loss = metrics["global_step"], metrics["last"].get("train/loss")
+    else:  # only the memory trains (--trainable temporal): "no memory" is the --init model as it is
+        from samfx.build import build_model
+        from samfx.engine.distributed import env_info, resolve_device
+
+        device = resolve_device(args.device, env_info())
+        model, steps, last_loss = build_model(recipe, reg).to(device), 0, None
+        for p in model.parameters():
+            p.requires_grad_(False)
     train_s = time.time() - t0
-    model = trainer.model
     store = store_path(recipe.config["data"]["source"], reg)
     test = SequenceDataset(store, "test", model.image_size)
-    res = evaluate_sequences(model, test, list(args.classes), trainer.device, limit=args.eval_sequences)
-    res["summary"].update(seed=seed, memory=memory, train_s=round(train_s, 1), steps=metrics["global_step"],
+    res = evaluate_sequences(model, test, list(args.classes), device, limit=args.eval_sequences)
+    res["summary"].update(seed=seed, memory=memory, train_s=round(train_s, 1), steps=steps,
                           trainable_params=sum(p.numel() for p in model.parameters() if p.requires_grad),
-                          last_train_loss=metrics["last"].get("train/loss"), run=str(run_dir))
+                          last_train_loss=last_loss, run=str(run_dir))
     return res
 
 
@@ -80,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--loss", default="dice_mse")
+    ap.add_argument("--area-change-weight", type=float, default=0.0,
+                    help="train.stages.0.area_change_weight of both variants")
     ap.add_argument("--out-dir", default="runs/stm_compare")
     ap.add_argument("--size", default="tiny")
     ap.add_argument("--image-size", type=int, default=128)
@@ -92,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eval-sequences", type=int, default=None)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--init", default=None,
+                    help="start both variants from this checkpoint (e.g. a trained per-frame run's best.pt)")
+    ap.add_argument("--arms", nargs="+", choices=["memory", "nomemory"], default=["memory", "nomemory"])
     ap.add_argument("--override", nargs="*", default=[])
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
@@ -102,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = Path(args.out_dir)
     results = []
     for seed in args.seeds:
-        for memory in (True, False):
+        for memory in [arm == "memory" for arm in args.arms]:
             res = run_one(args, seed, memory, out_dir)
             s = res["summary"]
             results.append(res)
@@ -120,6 +138,8 @@ def summarize(results: list[dict], classes: list[int]) -> str:
     lines = ["| variant | seeds | " + " | ".join(keys) + " |", "|---" * (len(keys) + 2) + "|"]
     for memory in (True, False):
         runs = [r["summary"] for r in results if r["summary"]["memory"] == memory]
+        if not runs:
+            continue
         cells = []
         for k in keys:
             v = np.array([r.get(k, math.nan) for r in runs], dtype=float)

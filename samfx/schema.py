@@ -83,6 +83,7 @@ class StageSection:
     schedule: ScheduleSection = field(default_factory=ScheduleSection)
     loss: Any = field(default_factory=lambda: {"name": "dice_bce"})
     select_metric: str = "val/dice"   # "val/dice" (max) or "val/loss" / "train/loss" (min)
+    area_change_weight: float = 0.0   # clip training: weight of the area-change term (docs/temporal.md)
 
 
 @dataclass

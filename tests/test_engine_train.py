@@ -149,6 +149,9 @@ def test_recipe_errors(plugins, tmp_path):
         _trainer(plugins, tmp_path, "train.stages.0.select_metric=val/acc")
     with pytest.raises(RecipeError, match="fp16 needs a CUDA device; use fp32 or bf16 on CPU"):
         _trainer(plugins, tmp_path, "train.precision=fp16")
+    with pytest.raises(RecipeError, match=r"stages.0.area_change_weight: only applies to clip training; set "
+                                          r"data.clip_length > 0 or remove it"):
+        _trainer(plugins, tmp_path, "train.stages.0.area_change_weight=0.5")
     with pytest.raises(RecipeError, match="selects no parameters"):
         _trainer(plugins, tmp_path / "x", "train.stages.0.trainable=[adapters]").fit()
 

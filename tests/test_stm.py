@@ -354,6 +354,41 @@ def test_clip_step_and_zero_loss_without_labeled_frames():
     assert float(zero.detach()) == 0.0 and zero.requires_grad
 
 
+def test_area_change_loss_counts_unexplained_change_on_labeled_pairs():
+    from types import SimpleNamespace
+
+    from samfx.engine.clips import ClipStep, area_change_loss
+    from samfx_plugins.losses.losses import Dice
+
+    def masks(fractions):  # (1,T,1,4,4) binary masks covering the given fraction of 16 pixels
+        m = torch.zeros(1, len(fractions), 1, 16)
+        for t, f in enumerate(fractions):
+            m[0, t, 0, : int(f * 16)] = 1
+        return m.view(1, len(fractions), 1, 4, 4)
+
+    true = masks([0.25, 0.25, 0.5])
+    logits = (masks([0.25, 0.5, 0.5]) * 2 - 1) * 50        # sigmoid is 0/1 up to 2e-22
+    out = SimpleNamespace(logits=logits, targets=true, labeled=torch.ones(1, 3, dtype=torch.bool))
+    # pairs (0,1): |0.25 - 0| and (1,2): |0 - 0.25|, each over the mean true area 1/3
+    assert float(area_change_loss(out)) == pytest.approx(0.75, abs=1e-6)
+    out.labeled = torch.tensor([[True, True, False]])       # only pair (0,1) counts, mean true area 1/4
+    assert float(area_change_loss(out)) == pytest.approx(1.0, abs=1e-6)
+    out.labeled = torch.tensor([[True, False, True]])       # no consecutive labeled pair
+    assert float(area_change_loss(out)) == 0.0
+    out = SimpleNamespace(logits=(true * 2 - 1) * 50, targets=true, labeled=torch.ones(1, 3, dtype=torch.bool))
+    assert float(area_change_loss(out)) == pytest.approx(0.0, abs=1e-6)
+
+    torch.manual_seed(0)
+    model = tiny_model(stm())
+    frames, labels = clip_batch(2, 3)
+    labeled = torch.ones(2, 3, dtype=torch.bool)
+    plain, _ = ClipStep(model, [1], Dice(1.0))(frames, labels, labeled)
+    torch.manual_seed(0)
+    model = tiny_model(stm())
+    with_term, _ = ClipStep(model, [1], Dice(1.0), area_change_weight=2.0)(frames, labels, labeled)
+    assert float((with_term - plain).detach()) > 0
+
+
 def test_evaluate_sequences_on_a_synthetic_store(tmp_path):
     from samfx.clinical import analyze_clip
     from samfx.data.datasets import SequenceDataset

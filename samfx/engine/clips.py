@@ -44,16 +44,37 @@ def clip_loss(out: Any, loss_fn: nn.Module) -> Tensor:
     return loss_fn(logits.float(), targets)
 
 
-class ClipStep(nn.Module):
-    """Forward + clip loss in one module, so DDP sees the whole computation through ``__call__``."""
+def area_change_loss(out: Any) -> Tensor:
+    """Frame-to-frame area change not explained by the true motion, per (clip, class) query:
+    mean over consecutive labeled frame pairs of |dA_pred - dA_true| / mean true area, with the
+    predicted area soft (mean sigmoid over the frame). The training counterpart of the LV-area
+    jitter that :func:`evaluate_sequences` reports; 0 for clips with fewer than two labeled frames."""
+    pred = torch.sigmoid(out.logits.float()).mean((-2, -1))       # (B,T,K) area fractions
+    true = out.targets.float().mean((-2, -1))
+    labeled = out.labeled.unsqueeze(-1).float()                   # (B,T,1)
+    pairs = labeled[:, 1:] * labeled[:, :-1]
+    change = ((pred[:, 1:] - pred[:, :-1]) - (true[:, 1:] - true[:, :-1])).abs()
+    # (B,1,K): the structure's mean size over the labeled frames
+    scale = ((true * labeled).sum(1, keepdim=True) / labeled.sum(1, keepdim=True).clamp_min(1.0)).clamp_min(1e-3)
+    weights = pairs.expand_as(change)
+    return (change / scale * weights).sum() / weights.sum().clamp_min(1.0)
 
-    def __init__(self, model: nn.Module, classes: list[int], loss_fn: nn.Module):
+
+class ClipStep(nn.Module):
+    """Forward + clip loss in one module, so DDP sees the whole computation through ``__call__``.
+    ``area_change_weight`` > 0 adds that multiple of :func:`area_change_loss`."""
+
+    def __init__(self, model: nn.Module, classes: list[int], loss_fn: nn.Module, area_change_weight: float = 0.0):
         super().__init__()
         self.model, self.classes, self.loss_fn = model, classes, loss_fn
+        self.area_change_weight = float(area_change_weight)
 
     def forward(self, frames: Tensor, labels: Tensor, labeled: Tensor) -> tuple[Tensor, Tensor]:
         out = self.model.forward_clip(frames, self.classes, labels, labeled)
-        return clip_loss(out, self.loss_fn), out.logits
+        loss = clip_loss(out, self.loss_fn)
+        if self.area_change_weight:
+            loss = loss + self.area_change_weight * area_change_loss(out)
+        return loss, out.logits
 
 
 @torch.no_grad()

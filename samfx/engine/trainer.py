@@ -112,6 +112,11 @@ class Trainer:
             if self.clips and st["select_metric"] == "val/loss":
                 raise RecipeError(f"train.stages.{i}.select_metric: val/loss is not computed for clip training "
                                   f"(validation runs whole sequences); use val/dice or train/loss")
+            if st["area_change_weight"] and not self.clips:
+                raise RecipeError(f"train.stages.{i}.area_change_weight: only applies to clip training; set "
+                                  f"data.clip_length > 0 or remove it")
+            if st["area_change_weight"] < 0:
+                raise RecipeError(f"train.stages.{i}.area_change_weight: must be >= 0, got {st['area_change_weight']}")
             if st["epochs"] < 1 and not st.get("max_steps"):
                 raise RecipeError(f"train.stages.{i}.epochs: must be >= 1 (or set max_steps)")
         if int(self.train_cfg["grad_accum"]) < 1:
@@ -251,7 +256,7 @@ class Trainer:
         if clips:  # temporal hook: clips through model.forward_clip, loss over labeled frames
             from samfx.engine.clips import ClipStep
 
-            step_mod: nn.Module = ClipStep(model, self.classes, loss_fn)
+            step_mod: nn.Module = ClipStep(model, self.classes, loss_fn, float(st["area_change_weight"]))
         else:
             step_mod = _Step(model, self.classes, loss_fn)
         if D.active():
