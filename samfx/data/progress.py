@@ -1,4 +1,4 @@
-"""A rich progress bar (on stderr) that importers and generators advance; a no-op when disabled."""
+"""A rich progress bar (on stderr) for importers, generators and training; a no-op when disabled."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
@@ -6,17 +6,25 @@ from contextlib import contextmanager
 
 
 @contextmanager
-def progress_bar(total: int, description: str, enabled: bool = True) -> Iterator[Callable[..., None]]:
-    """Yield ``advance(n=1)``; draws a bar with a rate and ETA when `enabled`."""
+def progress_bar(total: int, description: str, enabled: bool = True, *, show_loss: bool = False,
+                 transient: bool = False) -> Iterator[Callable[..., None]]:
+    """Yield ``advance(n=1, loss=None)``; draws a bar with a rate and ETA when `enabled`, plus the
+    last ``loss`` given when `show_loss`."""
     if not enabled:
-        yield lambda n=1: None
+        yield lambda n=1, loss=None: None
         return
     from rich.console import Console
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                                TimeRemainingColumn)
 
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TimeRemainingColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda n=1: bar.advance(task, n)
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn()]
+    if show_loss:
+        columns.append(TextColumn("loss {task.fields[loss]:.4f}"))
+    columns += [TimeElapsedColumn(), TimeRemainingColumn()]
+    with Progress(*columns, console=Console(stderr=True), transient=transient) as bar:
+        task = bar.add_task(description, total=total, loss=float("nan"))
+
+        def advance(n: int = 1, loss: float | None = None) -> None:
+            bar.update(task, advance=n, **({} if loss is None else {"loss": loss}))
+
+        yield advance

@@ -2,7 +2,7 @@
 
 - :func:`clip_loss`: the stage's loss over every labeled frame of every clip and every class
   (queries (N*K,1,S,S)); frames marked unlabeled (padding, unknown labels) do not count.
-- :class:`ClipStep`: forward + loss in one module, the clip counterpart of the trainer's ``_Step``
+- :class:`ClipStep`: forward + loss in one module, the clip counterpart of :class:`samfx.engine.steps.ImageStep`
   (``step(frames (B,T,3,S,S), labels (B,T,S,S), labeled (B,T)) -> (loss, logits (B,T,K,S,S))``).
 - :func:`evaluate_sequences`: whole sequences through ``forward_clip`` (streamed frame by frame),
   per-frame Dice, LV area curves, area jitter and EF (samfx.clinical) per sequence.

@@ -3,7 +3,8 @@
 Per stage (``train.stages.N``): :func:`samfx.trainable.apply_stage` picks the trainable set and
 the prompt generator; the optimizer gets only trainable parameters; the schedule is per step;
 the loss is the stage's ``loss`` component. A batch of images (B,3,S,S) and label maps (B,S,S)
-goes through ``model.forward_classes`` (encoder once, one decoder query per class).
+goes through ``model.forward_classes`` (encoder once, one decoder query per class); see
+:mod:`samfx.engine.steps`.
 
 Resume: ``last.pt`` holds weights, optimizer, scheduler, scaler, every rank's RNG states and the
 position (stage, epoch, batch within the epoch, steps). The data order is a function of
@@ -26,12 +27,14 @@ from torch.utils.data import DataLoader, Dataset
 from samfx.engine import checkpointing as ckpt
 from samfx.engine import distributed as D
 from samfx.engine import rundir
+from samfx.data.progress import progress_bar
 from samfx.engine.data import collate, open_split
 from samfx.engine.inference import autocast, resolve_precision, to_device
 from samfx.engine.optim import build_optimizer, build_scheduler
 from samfx.engine.runlog import RunLog
 from samfx.engine.sampler import ResumableBatchSampler
 from samfx.engine.seeding import EpochSeeded, derive_seed, rng_state, seed_everything, set_rng_state
+from samfx.engine.steps import build_step
 from samfx.engine.stepvalues import StepValues
 from samfx.errors import RecipeError, SamfxError
 from samfx.recipe import Recipe
@@ -57,18 +60,6 @@ class Progress:
     best: dict[str, Any] | None = None
     history: list[dict[str, Any]] = field(default_factory=list)  # per-stage summaries
     finished: bool = False
-
-
-class _Step(nn.Module):
-    """Forward + loss in one module, so DDP sees the whole computation through ``__call__``."""
-
-    def __init__(self, model: nn.Module, classes: list[int], loss_fn: nn.Module):
-        super().__init__()
-        self.model, self.classes, self.loss_fn = model, classes, loss_fn
-
-    def forward(self, images: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        targets, out = self.model.forward_classes(images, self.classes, label)
-        return self.loss_fn(out.logits.float(), targets), out.logits
 
 
 class Trainer:
@@ -253,18 +244,8 @@ class Trainer:
             rngs = state["rng"]
             set_rng_state(rngs[self.info.rank] if len(rngs) == self.info.world_size else rngs[0])
         clips = self.clips
-        if clips:  # temporal hook: clips through model.forward_clip, loss over labeled frames
-            from samfx.engine.clips import ClipStep
-
-            step_mod: nn.Module = ClipStep(model, self.classes, loss_fn, float(st["area_change_weight"]))
-        else:
-            step_mod = _Step(model, self.classes, loss_fn)
-        if D.active():
-            step_mod = nn.parallel.DistributedDataParallel(
-                step_mod, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                find_unused_parameters=True)
-        if self.train_cfg.get("compile"):
-            step_mod = torch.compile(step_mod)
+        step_mod = build_step(model, self.classes, loss_fn, st, clips=clips, device=self.device,
+                              compile=bool(self.train_cfg.get("compile")))
         grad_clip = self.train_cfg.get("grad_clip")
         save_every = int(self.train_cfg.get("save_every") or 0)
         log_every = max(1, int(self.train_cfg["log_every"]))
@@ -288,7 +269,8 @@ class Trainer:
             self.train_ds.set_epoch(epoch)
             self.sampler.set_epoch(epoch, skip=p.batch)
             model.train()
-            with self._bar(len(self.sampler), f"{st['name']} epoch {epoch + 1}/{epochs}") as advance:
+            with progress_bar(len(self.sampler), f"{st['name']} epoch {epoch + 1}/{epochs}", self._interactive(),
+                              show_loss=True, transient=True) as advance:
                 values = StepValues()
 
                 def read_back() -> None:
@@ -301,7 +283,7 @@ class Trainer:
                             p.loss_count += 1
                             p.window_sum += v.value
                             p.window_count += 1
-                            advance(v.value)
+                            advance(0, loss=v.value)
 
                 for batch in loader:
                     if clips:
@@ -323,6 +305,7 @@ class Trainer:
                         scaled = loss / group
                         (scaler.scale(scaled) if scaler is not None else scaled).backward()
                     p.batch += 1
+                    advance()
                     if not last_in_group:
                         continue
                     if scaler is not None:
@@ -429,19 +412,8 @@ class Trainer:
         if self.main and not self.quiet:
             print(text, flush=True)
 
-    @contextlib.contextmanager
-    def _bar(self, total: int, label: str):
-        """A rich progress bar on an interactive rank-0 console; a no-op otherwise."""
+    def _interactive(self) -> bool:
+        """Progress bars only on rank 0's interactive console."""
         from rich.console import Console
 
-        console = Console(stderr=True)
-        if not self.main or self.quiet or not console.is_terminal:
-            yield lambda loss: None
-            return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn(), console=console,
-                      transient=True) as bar:
-            task = bar.add_task(label, total=total, loss=float("nan"))
-            yield lambda loss: bar.update(task, advance=1, loss=loss)
+        return self.main and not self.quiet and Console(stderr=True).is_terminal

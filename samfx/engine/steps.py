@@ -1,0 +1,38 @@
+"""A stage's per-batch computation (forward + loss) as one module, so DDP and ``torch.compile`` see it
+whole through ``__call__``: :class:`ImageStep` for images, :class:`samfx.engine.clips.ClipStep` for clips."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from samfx.engine import distributed as D
+
+
+class ImageStep(nn.Module):
+    """``step(images (B,3,S,S), label maps (B,S,S)) -> (loss, logits (B*K,1,S,S))`` with one decoder
+    query per (image, class) through ``model.forward_classes``."""
+
+    def __init__(self, model: nn.Module, classes: list[int], loss_fn: nn.Module):
+        super().__init__()
+        self.model, self.classes, self.loss_fn = model, classes, loss_fn
+
+    def forward(self, images: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        targets, out = self.model.forward_classes(images, self.classes, label)
+        return self.loss_fn(out.logits.float(), targets), out.logits
+
+
+def build_step(model: nn.Module, classes: list[int], loss_fn: nn.Module, stage: dict[str, Any], *, clips: bool,
+               device: torch.device, compile: bool) -> nn.Module:
+    """The step module of `stage`, wrapped in DDP when distributed and compiled when asked."""
+    if clips:  # temporal hook: clips through model.forward_clip, loss over labeled frames
+        from samfx.engine.clips import ClipStep
+
+        step: nn.Module = ClipStep(model, classes, loss_fn, float(stage["area_change_weight"]))
+    else:
+        step = ImageStep(model, classes, loss_fn)
+    if D.active():
+        step = nn.parallel.DistributedDataParallel(
+            step, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
+    return torch.compile(step) if compile else step
