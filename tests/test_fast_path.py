@@ -1,6 +1,6 @@
 """The fast path (plugins/sam/fast.py, attention.py) against segment-anything's numerics: each swapped
 module, the whole tiny SAMUS model (forward and gradients), bf16 dtypes into SDPA, the position
-adapter cache, and torch.compile (no graph breaks in the training forward; compiled == eager)."""
+adapter cache, and torch.compile (no graph breaks in the forward with clicks; compiled == eager)."""
 from __future__ import annotations
 
 import copy
@@ -208,15 +208,18 @@ def test_position_adapter_cache_is_hit_at_inference():
     assert len(calls) == 3
 
 
-def test_training_forward_has_no_graph_breaks():
-    """torch._dynamo.explain over the tiny SAMUS training forward (clicks, decoder): one graph."""
+@pytest.mark.parametrize("training", [True, False])
+def test_forward_with_clicks_has_no_graph_breaks(training):
+    """torch._dynamo.explain over the tiny SAMUS forward (clicks, decoder): one graph, in training
+    (random clicks) and at eval (deepest-pixel clicks, whose erosion loop runs a fixed count when compiled)."""
     import torch._dynamo as dynamo
 
     fast, _ = _tiny_pair()
-    fast.train()
+    fast.train(training)
     dynamo.reset()
     images, labels = torch.rand(2, 3, 128, 128), torch.randint(0, 4, (2, 128, 128))
-    explained = dynamo.explain(fast.forward_classes)(images, [1, 2, 3], labels)
+    with torch.set_grad_enabled(training):
+        explained = dynamo.explain(fast.forward_classes)(images, [1, 2, 3], labels)
     assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
     dynamo.reset()
 

@@ -40,15 +40,16 @@ def deepest_pixel(mask: Tensor) -> Tensor:
     cur = mask.float().unsqueeze(1)
     depth = torch.zeros_like(cur)
     for _ in range(max(h, w) // 2 + 1):
-        if not bool(cur.any()):
+        # eager stops once all is eroded; a compiled graph runs the fixed count (no data-dependent break)
+        if not torch.compiler.is_compiling() and not bool(cur.any()):
             break
         depth += cur
         cur = -F.max_pool2d(-cur, 3, stride=1, padding=1)
     flat = depth.reshape(b, -1).argmax(1)
     xy = _xy(flat, w)
     empty = ~mask.reshape(b, -1).any(1)
-    xy[empty] = torch.tensor([w // 2, h // 2], dtype=xy.dtype, device=xy.device)
-    return xy
+    centre = torch.tensor([w // 2, h // 2], dtype=xy.dtype, device=xy.device)
+    return torch.where(empty[:, None], centre, xy)
 
 
 def _dense_to_batch(dense: Tensor, b: int) -> Tensor:
