@@ -269,7 +269,8 @@ class Trainer:
             self.train_ds.set_epoch(epoch)
             self.sampler.set_epoch(epoch, skip=p.batch)
             model.train()
-            with progress_bar(len(self.sampler), f"{st['name']} epoch {epoch + 1}/{epochs}", self._interactive(),
+            batches = min(len(self.sampler), (total - p.step) * accum)  # max_steps may end the epoch early
+            with progress_bar(batches, f"{st['name']} epoch {epoch + 1}/{epochs}", self._interactive(),
                               show_loss=True, transient=True) as advance:
                 values = StepValues()
 
