@@ -4,11 +4,15 @@ For each seed, trains the same recipe twice with samfx's Trainer on clips of the
 (``data.clip_length > 0``: loss over every labeled frame) - once as written (with ``model.temporal``),
 once with ``model.temporal=null`` (each frame on its own, same prompt) - and evaluates both (last
 weights) on the test split's whole sequences through ``forward_clip`` (fully automatic with the APG
-recipe). Training is one stage ``e2e`` (``--trainable``, Adam, ``--loss``, ``--steps`` steps). Metrics: mean per-frame Dice of each class on labeled frames;
-jitter = mean |dA_pred - dA_true| of the LV area between consecutive frames (mm^2); EF MAE of the
-single-plane area-length EF of predicted masks against that of the ground-truth masks.
+recipe). Training is one stage ``e2e`` (``--trainable``, Adam, ``--loss`` + ``--area-change-weight``,
+``--steps`` steps); ``--init CKPT`` starts both variants from a trained per-frame model, and with
+``--trainable temporal`` (only the memory trains) "no memory" is that model unchanged. Metrics: mean
+per-frame Dice of each class on labeled frames; jitter = mean |dA_pred - dA_true| of the LV area
+between consecutive frames (mm^2); EF MAE of the single-plane area-length EF of predicted masks
+against that of the ground-truth masks.
 
     python benchmarks/stm_compare.py --steps 40 --json /tmp/stm_compare.json      # tiny, CPU
+    # from the make demo checkpoint: the command and table in docs/temporal.md
     python benchmarks/stm_compare.py --size vit_b --image-size 256 --steps 2000 --classes 1 2 3 \\
         --override model.checkpoint=~/checkpoints/sam_vit_b_01ec64.pth --device cuda
 """

@@ -24,10 +24,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from samfx.data.progress import progress_bar
 from samfx.engine import checkpointing as ckpt
 from samfx.engine import distributed as D
 from samfx.engine import rundir
-from samfx.data.progress import progress_bar
 from samfx.engine.data import collate, open_split
 from samfx.engine.inference import autocast, resolve_precision, to_device
 from samfx.engine.optim import build_optimizer, build_scheduler
