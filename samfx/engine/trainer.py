@@ -208,7 +208,11 @@ class Trainer:
                 p.stage, p.epoch, p.batch, p.step, p.best = p.stage + 1, 0, 0, 0, None
                 p.finished = p.stage >= len(stages)
                 self._save_last()
-            return self._write_metrics()
+            out = self._write_metrics()
+            # ranks leave together: a rank that tore down its gloo group while rank 0 was still writing
+            # aborted once ("terminate called without an active exception")
+            D.barrier()
+            return out
         finally:
             self.log.close()
 
