@@ -20,7 +20,7 @@ from samfx.engine.seeding import derive_seed
 from samfx.errors import SamfxError
 
 
-class ResumableBatchSampler(Sampler[list[int]]):
+class ResumableBatchSampler(Sampler[list[tuple[int, int]]]):
     def __init__(self, n: int, batch_size: int, seed: int, shuffle: bool = True, drop_last: bool = True,
                  rank: int = 0, world_size: int = 1):
         if batch_size % world_size:
