@@ -37,8 +37,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--out", type=Path, default=None, help="JSON report")
     args = ap.parse_args(argv)
 
-    from samfx.bench import TrainStep, synthetic_labels
+    from samfx.bench import synthetic_labels
     from samfx.build import build_component, build_model
+    from samfx.engine.optim import build_optimizer
+    from samfx.engine.steps import ImageStep
     from samfx.interfaces import BuildContext
     from samfx.pluginmanager import get_registry
     from samfx.recipe import load_recipe
@@ -58,8 +60,9 @@ def main(argv: list[str] | None = None) -> dict:
     size = model.image_size
     loss_fn = build_component(registry, "loss", cfg["train"]["stages"][index]["loss"],
                               BuildContext(image_size=size, num_classes=len(classes)), "loss")
-    step_mod = TrainStep(model, classes, loss_fn)
-    opts = {"eager": torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-5)}
+    step_mod = ImageStep(model, classes, loss_fn)
+    opt_cfg = cfg["train"]["stages"][index]["optimizer"]
+    opts = {"eager": build_optimizer([p for p in model.parameters() if p.requires_grad], opt_cfg, "optimizer")}
     opts["compiled"] = opts["eager"]
     gen = torch.Generator().manual_seed(0)
     images, labels = torch.rand(batch, 3, size, size, generator=gen), synthetic_labels(batch, size, classes, gen)
@@ -71,8 +74,8 @@ def main(argv: list[str] | None = None) -> dict:
         ref.load_state_dict(model.state_dict())
         apply_stage(ref, ref_recipe, index)
         ref.train()
-        opts["reference"] = torch.optim.Adam([p for p in ref.parameters() if p.requires_grad], lr=1e-5)
-        fns.update({("reference", p): TrainStep(ref, classes, loss_fn) for p in args.precision})
+        opts["reference"] = build_optimizer([p for p in ref.parameters() if p.requires_grad], opt_cfg, "optimizer")
+        fns.update({("reference", p): ImageStep(ref, classes, loss_fn) for p in args.precision})
     compile_s: dict[str, float] = {}
     if not args.no_compile:
         import torch._inductor.config as inductor_config
@@ -86,7 +89,7 @@ def main(argv: list[str] | None = None) -> dict:
     def step(mode: str, precision: str) -> None:
         dtype = torch.bfloat16 if precision == "bf16" else None
         with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
-            loss = fns[(mode, precision)](images, labels)
+            loss, _ = fns[(mode, precision)](images, labels)
         loss.backward()
         opts[mode].step()
         opts[mode].zero_grad(set_to_none=True)

@@ -2,10 +2,10 @@
 
 Inputs are random images and label maps of the model's input size with one random ellipse per class
 (so simulated prompts see mask-like regions); data loading is excluded on purpose (the engine's logs
-time it). A training step is what the trainer does per batch: all
-classes of each image in one encoder pass (``forward_classes``), the stage's loss on fp32 logits,
-backward, optimizer step; an inference step is ``forward_classes`` under ``inference_mode`` with
-the eval prompt. Each configuration gets untimed warm-up steps (the first also absorbs
+time it). A training step is what the trainer does per batch: its step module
+(``samfx.engine.steps.ImageStep``: all classes of each image in one encoder pass, the stage's loss on
+fp32 logits), backward, the stage's optimizer as the trainer builds it; an inference step is
+``forward_classes`` under ``inference_mode`` with the eval prompt. Each configuration gets untimed warm-up steps (the first also absorbs
 ``torch.compile``) and then ``steps`` timed steps with one device synchronisation at each end.
 
 Memory: on CUDA ``max_memory_allocated`` (and reserved) during the configuration; on CPU the
@@ -27,6 +27,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from samfx.engine.optim import build_optimizer
+from samfx.engine.steps import ImageStep
 from samfx.errors import SamfxError
 
 SCHEMA = 1
@@ -51,18 +53,6 @@ class BenchResult:
     load_avg: float = 0.0            # 1-minute load average after the timed steps (CPU contention)
     profile: str = ""                # profile summary written for this row
     error: str = ""
-
-
-class TrainStep(nn.Module):
-    """Forward + loss, as the trainer's step (the module torch.compile sees)."""
-
-    def __init__(self, model: nn.Module, classes: list[int], loss_fn: nn.Module):
-        super().__init__()
-        self.model, self.classes, self.loss_fn = model, classes, loss_fn
-
-    def forward(self, images: Tensor, labels: Tensor) -> Tensor:
-        targets, out = self.model.forward_classes(images, self.classes, labels)
-        return self.loss_fn(out.logits.float(), targets)
 
 
 class InferStep(nn.Module):
@@ -272,13 +262,14 @@ def run_bench(recipe_path: str, overrides: list[str], device: str = "auto", batc
                     ctx = BuildContext(image_size=size, num_classes=len(classes))
                     loss_fn = build_component(registry, "loss", st["loss"], ctx,
                                               f"train.stages.{index}.loss").to(dev)
-                    step_mod: nn.Module = TrainStep(model, classes, loss_fn)
-                    label = st["name"]
+                    step_mod: nn.Module = ImageStep(model, classes, loss_fn)   # the trainer's step module
+                    label, opt_cfg = st["name"], st["optimizer"]
                 else:
                     model.use_prompt(infer_prompt)
-                    step_mod, label = InferStep(model, classes), infer_prompt
+                    step_mod, label, opt_cfg = InferStep(model, classes), infer_prompt, None
                 report["results"].append(asdict(_run_one(model, step_mod, mode, label, compiled, precision, b, size,
-                                                         classes, dev, steps, warmup, compile_mode, profile_dir)))
+                                                         classes, dev, steps, warmup, compile_mode, profile_dir,
+                                                         opt_cfg)))
                 _write(report, out)
 
     report["complete"] = True
@@ -297,7 +288,7 @@ def _write(report: dict[str, Any], out: str | Path | None) -> None:
 
 
 def _run_one(model, step_mod, mode, label, compiled, precision, b, size, classes, dev, steps, warmup,
-             compile_mode, profile_dir) -> BenchResult:
+             compile_mode, profile_dir, opt_cfg) -> BenchResult:
     gc.collect()
     if dev.type == "cuda":
         torch.cuda.empty_cache()
@@ -305,7 +296,8 @@ def _run_one(model, step_mod, mode, label, compiled, precision, b, size, classes
     images = torch.rand(b, 3, size, size, generator=gen).to(dev)
     labels = synthetic_labels(b, size, classes, gen).to(dev)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=1e-5) if mode == "train" and params else None
+    # the stage's optimizer as the trainer builds it (fused Adam/AdamW on CUDA)
+    opt = build_optimizer(params, opt_cfg, f"stage '{label}' optimizer") if mode == "train" and params else None
     dtype = torch.bfloat16 if precision == "bf16" else None
     fn = step_mod
     if compiled:
@@ -316,7 +308,7 @@ def _run_one(model, step_mod, mode, label, compiled, precision, b, size, classes
     def step() -> None:
         if mode == "train":
             with torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
-                loss = fn(images, labels)
+                loss, _ = fn(images, labels)
             loss.backward()
             if opt is not None:
                 opt.step()
