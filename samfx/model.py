@@ -38,6 +38,13 @@ class ClipOutput:
     classes: list[int]
 
 
+def class_targets(label_map: Tensor, cls: Tensor) -> Tensor:
+    """(B*K,1,S,S) float binary targets of image-major (image, class) queries: label maps (B,S,S),
+    cls (B*K,) the class id of each query."""
+    k = cls.shape[0] // label_map.shape[0]
+    return (label_map.repeat_interleave(k, dim=0) == cls[:, None, None]).unsqueeze(1).float()
+
+
 def _run_adapter(adapter: Adapter, module: nn.Module, inputs: tuple[Any, ...], output: Tensor) -> Tensor:
     return adapter(inputs[0] if inputs else None, output)
 
@@ -121,9 +128,7 @@ class SegmentationModel(nn.Module):
         b, k = images.shape[0], len(classes)
         emb = emb.repeat_interleave(k, dim=0)
         cls = torch.tensor(classes, device=images.device, dtype=torch.long).repeat(b)
-        targets = None
-        if label_map is not None:
-            targets = (label_map.repeat_interleave(k, dim=0) == cls[:, None, None]).unsqueeze(1).float()
+        targets = class_targets(label_map, cls) if label_map is not None else None
         return (targets if targets is not None else torch.empty(0)), self.decode(emb, cls, targets, prompt=prompt)
 
     def forward_clip(self, frames: Tensor, classes: list[int], labels: Tensor | None = None,
@@ -170,7 +175,7 @@ class SegmentationModel(nn.Module):
             emb = self.encode(frames[:, t]).repeat_interleave(k, dim=0)
             tgt = None
             if labels is not None:
-                tgt = (labels[:, t].repeat_interleave(k, dim=0) == cls[:, None, None]).unsqueeze(1).float()
+                tgt = class_targets(labels[:, t], cls)
                 if on_frame is None:
                     targets.append(tgt.view(b, k, *tgt.shape[2:]))
             fused, extra = self.temporal.read(state, emb) if state is not None else (emb, None)
