@@ -162,18 +162,20 @@ class SamusImageEncoder(SamViTBase):
         Under ``torch.compile`` it is computed in the graph (the cache key reads data pointers,
         which would break the graph; one adapter pass per batch is <1% of a vit_b forward).
         """
-        if torch.compiler.is_compiling():
+        def adapted() -> Tensor:
             return self.pos_adapter(self.pos_embed.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+
+        if torch.compiler.is_compiling():
+            return adapted()
         if torch.is_grad_enabled():
             self._pos_cache = None
-            return self.pos_adapter(self.pos_embed.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+            return adapted()
         params = [self.pos_embed, *self.pos_adapter.parameters()]
         dev = self.pos_embed.device.type
         key = (tuple((p.data_ptr(), p._version) for p in params), torch.is_autocast_enabled(dev),
                torch.get_autocast_dtype(dev))
         if self._pos_cache is None or self._pos_cache[0] != key:
-            pos = self.pos_adapter(self.pos_embed.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
-            self._pos_cache = (key, pos)
+            self._pos_cache = (key, adapted())
         return self._pos_cache[1]
 
     def forward(self, x: Tensor) -> Tensor:
