@@ -102,15 +102,19 @@ class SpaceTimeMemory(TemporalModule):
             raise STMError(f"stm.{what}: embedding batch {emb.shape[0]} != state batch {state.batch_size}; "
                            f"call init_state(batch_size=clips*classes) at the start of each clip")
 
+    def _project(self, emb: Tensor) -> Tensor:
+        """(N, HW, Dk) fp32 key projection, shared by memory keys and queries (STCN)."""
+        return self.key_proj(emb).flatten(2).transpose(1, 2).float()
+
     def _keys(self, emb: Tensor) -> Tensor:
         """(N, HW, Dk') fp32 keys; for L2 affinity a column -|k|^2/2 is appended (see ``read``)."""
-        k = self.key_proj(emb).flatten(2).transpose(1, 2).float()
+        k = self._project(emb)
         if self.affinity == "l2":
             k = torch.cat([k, -0.5 * k.pow(2).sum(-1, keepdim=True)], -1)
         return k
 
     def _queries(self, emb: Tensor) -> Tensor:
-        q = self.key_proj(emb).flatten(2).transpose(1, 2).float()
+        q = self._project(emb)
         if self.affinity == "l2":
             q = torch.cat([q, torch.ones_like(q[..., :1])], -1)
         return q
