@@ -130,7 +130,7 @@ def analyze_clip(masks: Any, spacing: Any, label: int = 1, ed: int | None = None
     """Area curve, lengths, volumes and EF of one sequence. ED/ES from the area curve unless given."""
     lv = _lv_masks(masks, label, "analyze_clip")
     sy, sx = _spacing(spacing, "analyze_clip")
-    areas = lv.sum((1, 2)).astype(np.float64) * sy * sx
+    areas = lv_areas(lv, (sy, sx))
     lengths = np.array([long_axis_length(m, (sy, sx)) for m in lv])
     volumes = np.array([area_length_volume(a, l) for a, l in zip(areas, lengths)])
     d_ed, d_es = detect_ed_es(areas)
