@@ -250,6 +250,10 @@ class Trainer:
         clips = self.clips
         step_mod = build_step(model, self.classes, loss_fn, st, clips=clips, device=self.device,
                               compile=bool(self.train_cfg.get("compile")))
+        if clips:
+            from samfx.engine.clips import clip_batch_to_device as batch_to_device
+        else:
+            batch_to_device = to_device
         grad_clip = self.train_cfg.get("grad_clip")
         save_every = int(self.train_cfg.get("save_every") or 0)
         log_every = max(1, int(self.train_cfg["log_every"]))
@@ -291,12 +295,7 @@ class Trainer:
                             advance(0, loss=v.value)
 
                 for batch in loader:
-                    if clips:
-                        from samfx.engine.clips import clip_batch_to_device
-
-                        inputs = clip_batch_to_device(batch, self.device)
-                    else:
-                        inputs = to_device(batch, self.device)
+                    inputs = batch_to_device(batch, self.device)
                     group_start = p.batch - p.batch % accum
                     group = min(accum, per_epoch - group_start)
                     last_in_group = p.batch + 1 - group_start == group
