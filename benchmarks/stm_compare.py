@@ -8,7 +8,8 @@ recipe). Training is one stage ``e2e`` (``--trainable``, Adam, ``--loss`` + ``--
 ``--steps`` steps); ``--init CKPT`` starts both variants from a trained per-frame model, and with
 ``--trainable temporal`` (only the memory trains) "no memory" is that model unchanged. Metrics: mean
 per-frame Dice of each class on labeled frames; jitter = mean |dA_pred - dA_true| of the LV area
-between consecutive frames (mm^2); EF MAE of the single-plane area-length EF of predicted masks
+between consecutive frames (mm^2), split into the LV-area gain (slope of predicted against true area:
+below 1 the curve is damped) and the residual jitter around that fit (noise); EF MAE of the single-plane area-length EF of predicted masks
 against that of the ground-truth masks.
 
     python benchmarks/stm_compare.py --steps 40 --json /tmp/stm_compare.json      # tiny, CPU
@@ -64,19 +65,21 @@ def run_one(args: argparse.Namespace, seed: int, memory: bool, out_dir: Path) ->
     recipe = load_recipe(args.recipe, overrides, registry=reg)
     run_dir = out_dir / f"seed{seed}-{'memory' if memory else 'nomemory'}"
     t0 = time.time()
-    if trainable:
+    if trainable and not args.eval_existing:
         trainer = Trainer(recipe, run_dir, registry=reg, quiet=True)
         metrics = trainer.fit()
         model, device = trainer.model, trainer.device
         steps, last_loss = metrics["global_step"], metrics["last"].get("train/loss")
-    else:  # only the memory trains (--trainable temporal): "no memory" is the --init model as it is
-        from samfx.build import build_model
-        from samfx.engine.distributed import env_info, resolve_device
-
-        device = resolve_device(args.device, env_info())
-        model, steps, last_loss = build_model(recipe, reg).to(device), 0, None
-        for p in model.parameters():
-            p.requires_grad_(False)
+    else:
+        # --eval-existing: the last.pt of a finished run of this folder (e.g. after a metric was added);
+        # nothing trainable (--trainable temporal, "no memory" arm): the --init model as it is
+        if trainable:
+            last = run_dir / "last.pt"
+            if not last.is_file():
+                raise SystemExit(f"--eval-existing: {last} does not exist; run without --eval-existing first")
+            recipe = load_recipe(args.recipe, [*overrides, f"model.checkpoint={last}"], registry=reg)  # last wins
+        model, device = frozen_model(recipe, reg, args.device)
+        steps, last_loss = None if trainable else 0, None
     train_s = time.time() - t0
     store = store_path(recipe.config["data"]["source"], reg)
     test = SequenceDataset(store, "test", model.image_size)
@@ -85,6 +88,18 @@ def run_one(args: argparse.Namespace, seed: int, memory: bool, out_dir: Path) ->
                           trainable_params=sum(p.numel() for p in model.parameters() if p.requires_grad),
                           last_train_loss=last_loss, run=str(run_dir))
     return res
+
+
+def frozen_model(recipe, reg, device_name: str):
+    """The recipe's model (``model.checkpoint`` loaded) on the resolved device, gradients off."""
+    from samfx.build import build_model
+    from samfx.engine.distributed import env_info, resolve_device
+
+    device = resolve_device(device_name, env_info())
+    model = build_model(recipe, reg).to(device)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model, device
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--init", default=None,
                     help="start both variants from this checkpoint (e.g. a trained per-frame run's best.pt)")
     ap.add_argument("--arms", nargs="+", choices=["memory", "nomemory"], default=["memory", "nomemory"])
+    ap.add_argument("--eval-existing", action="store_true",
+                    help="do not train: evaluate the last.pt of each run already in --out-dir")
     ap.add_argument("--override", nargs="*", default=[])
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
@@ -138,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def summarize(results: list[dict], classes: list[int]) -> str:
-    keys = [f"dice_{c}" for c in classes] + ["jitter_mm2", "ef_mae_vs_gt_masks"]
+    keys = [f"dice_{c}" for c in classes] + ["jitter_mm2", "lv_area_gain", "jitter_residual_mm2", "ef_mae_vs_gt_masks"]
     lines = ["| variant | seeds | " + " | ".join(keys) + " |", "|---" * (len(keys) + 2) + "|"]
     for memory in (True, False):
         runs = [r["summary"] for r in results if r["summary"]["memory"] == memory]

@@ -10,6 +10,9 @@ Method (docs/temporal.md, "Clinical output"):
 - Single-plane area-length volume V = 8 A^2 / (3 pi L) (exact for a prolate ellipsoid), reported in mL;
   biplane V = 8 A_2CH A_4CH / (3 pi min(L_2CH, L_4CH)).
 - EF = 100 (EDV - ESV) / EDV, in percent.
+- Area tracking: least-squares fit A_pred ~ gain * A_true + offset over a sequence. gain < 1 means
+  the predicted curve follows only part of the true motion (damping, which biases EF low); the
+  jitter left around the fit is the noise part of ``area_jitter``.
 Empty LV: area 0, length 0, volume 0; EF is NaN when EDV is 0 (undefined) and ``ef_errors`` counts
 such cases instead of dropping them. numpy arrays or torch tensors are accepted.
 """
@@ -153,6 +156,30 @@ def ef_errors(predicted: Any, truth: Any) -> dict[str, Any]:
     return {"abs_error": np.abs(err).tolist(), "mae": float(np.abs(err[ok]).mean()) if ok.any() else float("nan"),
             "bias": float(err[ok].mean()) if ok.any() else float("nan"), "n": int(ok.sum()),
             "n_undefined": int((~ok).sum())}
+
+
+@dataclass(frozen=True)
+class AreaTracking:
+    """How a predicted LV-area curve follows the true one (see the module docstring)."""
+
+    gain: float             # slope of A_pred against A_true (1 = follows the whole motion; NaN if no motion)
+    offset: float           # mm^2
+    residual_jitter: float  # area_jitter of A_pred around gain * A_true + offset, mm^2
+
+
+def area_tracking(pred_areas: Any, true_areas: Any) -> AreaTracking:
+    """Fit A_pred = gain * A_true + offset and split ``area_jitter`` into damping and noise:
+    area_jitter(pred, true) mixes (1 - gain) * |dA_true| (systematic) with the residual jitter."""
+    a = _np(pred_areas).astype(np.float64).reshape(-1)
+    t = _np(true_areas).astype(np.float64).reshape(-1)
+    if t.shape != a.shape:
+        raise ClinicalError(f"area_tracking: {a.size} predicted areas but {t.size} true areas")
+    tc = t - t.mean()
+    if a.size < 2 or not np.any(tc):
+        return AreaTracking(float("nan"), float("nan"), area_jitter(a, np.full_like(a, a.mean())))
+    gain = float((tc * (a - a.mean())).sum() / (tc * tc).sum())
+    offset = float(a.mean() - gain * t.mean())
+    return AreaTracking(gain, offset, area_jitter(a, gain * t + offset))
 
 
 def area_jitter(pred_areas: Any, true_areas: Any | None = None) -> float:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from samfx.clinical import (ClinicalError, analyze_clip, area_jitter, area_length_volume, biplane_volume,
+from samfx.clinical import (ClinicalError, analyze_clip, area_jitter, area_tracking, area_length_volume, biplane_volume,
                             detect_ed_es, ef_errors, ejection_fraction, long_axis_length, lv_areas)
 
 
@@ -98,6 +98,22 @@ def test_area_jitter():
     assert area_jitter(noisy, true) == pytest.approx(np.mean([5, 10, 10, 10, 5]))
     assert area_jitter(np.arange(6) * 3.0) == 0.0          # smooth (linear) motion: no jitter
     assert area_jitter(noisy) > area_jitter(true)
+
+
+def test_area_tracking_splits_damping_from_noise():
+    true = np.array([3000.0, 2900, 2700, 2500, 2300, 2100, 2000])
+    damped = 0.6 * true + 900                     # follows 60 % of the motion, no noise
+    fit = area_tracking(damped, true)
+    assert fit.gain == pytest.approx(0.6) and fit.offset == pytest.approx(900)
+    assert fit.residual_jitter == pytest.approx(0.0, abs=1e-9)
+    assert area_jitter(damped, true) == pytest.approx(0.4 * np.abs(np.diff(true)).mean())
+    noise = np.array([0.0, 20, -20, 20, -20, 20, 0])
+    noisy = area_tracking(true + noise, true)
+    assert noisy.residual_jitter > 20 and noisy.gain == pytest.approx(1.0, abs=0.05)
+    flat = area_tracking(np.full(4, 5.0), np.full(4, 7.0))       # no true motion: gain undefined
+    assert np.isnan(flat.gain) and flat.residual_jitter == 0.0
+    with pytest.raises(ClinicalError, match="area_tracking: 3 predicted areas but 2 true areas"):
+        area_tracking(np.ones(3), np.ones(2))
 
 
 @pytest.mark.parametrize("call, msg", [

@@ -408,7 +408,9 @@ def test_evaluate_sequences_on_a_synthetic_store(tmp_path):
         gt = analyze_clip(item["labels"].numpy(), item["spacing"].double().numpy())
         assert row["ef_gt_masks"] == pytest.approx(gt.ef, nan_ok=True)
         assert row["ed_gt"] == gt.ed and "jitter_mm2" in row
-    assert set(res["summary"]) >= {"dice_1", "dice_2", "jitter_mm2", "ef_mae_vs_gt_masks", "ef_undefined"}
+        assert row["jitter_residual_mm2"] >= 0.0 and "lv_area_gain" in row
+    assert set(res["summary"]) >= {"dice_1", "dice_2", "jitter_mm2", "jitter_residual_mm2", "lv_area_gain",
+                                   "ef_mae_vs_gt_masks", "ef_undefined"}
 
 
 # -- the shipped recipes with the real components --------------------------------------------------

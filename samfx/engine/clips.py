@@ -99,9 +99,10 @@ def evaluate_sequences(model: nn.Module, dataset: Any, classes: list[int], devic
                        prompt: str | None = None, lv_label: int = 1, precision: str = "fp32",
                        limit: int | None = None) -> dict[str, Any]:
     """Per-sequence and mean metrics of a SequenceDataset: per-frame Dice per class on labeled frames,
-    LV-area jitter (predicted vs ground-truth frame-to-frame change, mm^2), EF from the predicted masks
+    LV-area jitter (predicted vs ground-truth frame-to-frame change, mm^2) split by ``area_tracking`` into
+    the LV-area gain (damping) and the residual (noise) jitter, EF from the predicted masks
     (single-plane area-length) against the EF of the ground-truth masks and the stored EF."""
-    from samfx.clinical import analyze_clip, area_jitter
+    from samfx.clinical import analyze_clip, area_jitter, area_tracking
     from samfx.metrics import dice
 
     model.eval()
@@ -121,7 +122,9 @@ def evaluate_sequences(model: nn.Module, dataset: Any, classes: list[int], devic
         if lv_label in classes and labeled.all() and bool(np.all(np.isfinite(spacing))):
             p = analyze_clip(pred.numpy(), spacing, lv_label)
             g = analyze_clip(labels.numpy(), spacing, lv_label)
-            row.update(jitter_mm2=area_jitter(p.areas, g.areas), ef_pred=p.ef, ef_gt_masks=g.ef,
+            fit = area_tracking(p.areas, g.areas)
+            row.update(jitter_mm2=area_jitter(p.areas, g.areas), lv_area_gain=fit.gain,
+                       jitter_residual_mm2=fit.residual_jitter, ef_pred=p.ef, ef_gt_masks=g.ef,
                        ef_stored=float(item["ef"]) if "ef" in item else math.nan,
                        ed_pred=p.ed, es_pred=p.es, ed_gt=g.ed, es_gt=g.es)
         rows.append(row)
@@ -140,6 +143,8 @@ def summarize_sequences(rows: list[dict[str, Any]], classes: list[int]) -> dict[
     if any("jitter_mm2" in r for r in rows):
         ef = [r for r in rows if "ef_pred" in r]
         out["jitter_mm2"] = mean([r["jitter_mm2"] for r in ef])
+        out["jitter_residual_mm2"] = mean([r["jitter_residual_mm2"] for r in ef])
+        out["lv_area_gain"] = mean([r["lv_area_gain"] for r in ef])
         out["ef_mae_vs_gt_masks"] = mean([abs(r["ef_pred"] - r["ef_gt_masks"]) for r in ef])
         out["ef_mae_vs_stored"] = mean([abs(r["ef_pred"] - r["ef_stored"]) for r in ef])
         out["ef_undefined"] = sum(1 for r in ef if not math.isfinite(r["ef_pred"]))
