@@ -52,7 +52,7 @@ def run_one(args: argparse.Namespace, seed: int, memory: bool, out_dir: Path) ->
     if args.prompt:
         stage["prompt"] = {"name": args.prompt}
     source = {"name": "synthetic_echo", "patients": args.patients, "seed": 0, "frames": args.frames,
-              "size": list(args.frame_size)}
+              "size": list(args.frame_size), "wall_flicker": args.wall_flicker}
     overrides = [f"model.image_encoder.size={args.size}", f"model.image_encoder.image_size={args.image_size}",
                  f"data.classes={args.classes}", f"data.class_names={[NAMES.get(c, str(c)) for c in args.classes]}",
                  f"data.clip_length={args.clip_length}", f"data.batch_size={args.batch}", f"data.source={source}",
@@ -123,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--patients", type=int, default=12)
     ap.add_argument("--frames", type=int, default=10)
     ap.add_argument("--frame-size", type=int, nargs=2, default=[128, 144])
+    ap.add_argument("--wall-flicker", type=float, default=0.0,
+                    help="data.source.wall_flicker of the synthetic sequences (wall dropouts that come and go)")
     ap.add_argument("--eval-sequences", type=int, default=None)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=2)

@@ -37,7 +37,7 @@ def test_recipe_typo_is_named(tmp_path):
         load_recipe(None, ["data.source.patiens=3"], registry=get_registry())
     rec = load_recipe(None, ["data.source.patients=3", "data.source.size=[40,48]"], registry=get_registry())
     assert rec.config["data"]["source"] == {"name": "synthetic_echo", "patients": 3, "seed": 0, "frames": 12,
-                                            "size": [40, 48], "cache_dir": None}
+                                            "size": [40, 48], "wall_flicker": 0.0, "cache_dir": None}
 
 
 def test_cache_dir_resolution(monkeypatch, tmp_path):
@@ -62,6 +62,11 @@ def test_synthetic_source_generates_once(monkeypatch, tmp_path):
     pinned = _source({"name": "synthetic_echo", "patients": 1, "frames": 2, "size": [40, 48],
                       "cache_dir": str(tmp_path / "pinned")})
     assert pinned.path(str(tmp_path / "ignored")).parent == tmp_path / "pinned"
+    flicker = _source({"name": "synthetic_echo", "patients": 2, "frames": 2, "size": [40, 48], "seed": 4,
+                       "wall_flicker": 0.5}).path(None)
+    assert flicker.name == "synthetic_echo-p2-s4-f2-40x48-wf0.5-g1.h5"   # its own cache file
+    with pytest.raises(DataError, match=r"data.source.wall_flicker: must be in \[0, 1\].*got -0.1"):
+        _source({"name": "synthetic_echo", "wall_flicker": -0.1}).path(None)
 
 
 def test_h5_source_errors(tmp_path):

@@ -87,11 +87,27 @@ def test_ef_distribution_is_realistic():
     assert ((ef > 35) & (ef < 70)).mean() > 0.85 and ef.min() >= 30 and ef.max() <= 75
 
 
+def test_wall_flicker_changes_only_the_walls_over_time():
+    fixed = render_sequence(0, 3, "2CH", 12, (128, 144))
+    flick = render_sequence(0, 3, "2CH", 12, (128, 144), wall_flicker=1.0)
+    assert np.array_equal(fixed[1], flick[1]) and fixed[2] == flick[2] and np.allclose(fixed[3], flick[3])
+    labels, changed = fixed[1], fixed[0] != flick[0]
+    assert 0.02 < changed.mean() < 0.2
+    assert (labels[changed] == 1).mean() < 0.15             # walls (and pericardium), not the cavity
+    myo = labels == 2
+    brightness = [np.array([f[t][myo[t]].mean() for t in range(12)]) for f in (fixed[0], flick[0])]
+    assert brightness[1].std() > 2 * brightness[0].std()   # the walls fade in and out
+    again = render_sequence(0, 3, "2CH", 12, (128, 144), wall_flicker=1.0)
+    assert np.array_equal(again[0], flick[0])
+
+
 def test_bad_arguments(tmp_path):
     with pytest.raises(DataError, match="frames >= 2"):
         generate(tmp_path / "x.h5", patients=1, frames=1)
     with pytest.raises(DataError, match="at least 32×32"):
         generate(tmp_path / "x.h5", patients=1, size=(16, 64))
+    with pytest.raises(DataError, match=r"wall_flicker must be in \[0, 1\].*got 1.5"):
+        generate(tmp_path / "x.h5", patients=1, wall_flicker=1.5)
     assert not (tmp_path / "x.h5").exists()
 
 
@@ -99,9 +115,9 @@ def test_cli_synth_and_stats(tmp_path):
     out = tmp_path / "c.h5"
     runner = CliRunner()
     r = runner.invoke(app, ["data", "synth", "--out", str(out), "--patients", "2", "--frames", "2",
-                            "--size", "48", "40", "--seed", "5", "--json"])
+                            "--size", "48", "40", "--seed", "5", "--wall-flicker", "0.5", "--json"])
     assert r.exit_code == 0, r.output
-    assert json.loads(r.output)["sequences"] == 4
+    assert json.loads(r.output)["sequences"] == 4 and json.loads(r.output)["wall_flicker"] == 0.5
     r = runner.invoke(app, ["data", "stats", str(out), "--json"])
     assert r.exit_code == 0, r.output
     st = json.loads(r.output)

@@ -13,6 +13,7 @@ class SyntheticEchoConfig:
     seed: int = 0
     frames: int = 12                  # frames per ED->ES sequence
     size: list[int] = field(default_factory=lambda: [256, 288])  # frame H, W in pixels
+    wall_flicker: float = 0.0         # 0..1: wall dropouts fade in and out over a sequence (0 = fixed)
     cache_dir: Optional[str] = None
 
 

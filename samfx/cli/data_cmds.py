@@ -31,17 +31,20 @@ def synth(out: Path = _OUT,
           seed: int = typer.Option(0, "--seed", help="Random seed: same seed, same data."),
           frames: int = typer.Option(12, "--frames", help="Frames per ED->ES sequence (>= 2)."),
           size: tuple[int, int] = typer.Option((256, 288), "--size", help="Frame size H W in pixels."),
+          wall_flicker: float = typer.Option(0.0, "--wall-flicker",
+                                             help="0..1: wall dropouts fade in and out over a sequence (0: fixed)."),
           as_json: bool = _JSON) -> None:
     """Generate synthetic apical 2CH/4CH echocardiography sequences (labels LV=1, MYO=2, LA=3)."""
     from samfx.data.synth import generate
 
     start = time.perf_counter()
     try:
-        path = generate(out, patients=patients, seed=seed, frames=frames, size=size, show_progress=not as_json)
+        path = generate(out, patients=patients, seed=seed, frames=frames, size=size, show_progress=not as_json,
+                        wall_flicker=wall_flicker)
     except SamfxError as exc:
         fail(exc)
     info = {"out": str(path), "patients": patients, "sequences": 2 * patients, "frames": frames,
-            "size": list(size), "seed": seed, "seconds": round(time.perf_counter() - start, 2)}
+            "size": list(size), "seed": seed, "wall_flicker": wall_flicker, "seconds": round(time.perf_counter() - start, 2)}
     if as_json:
         emit_json(info)
     else:

@@ -72,8 +72,22 @@ def patient_params(seed: int, patient: int) -> dict:
     )
 
 
-def render_sequence(seed: int, patient: int, view: str, frames: int, size: tuple[int, int]):
-    """(frames uint8 (T,H,W), labels uint8 (T,H,W), spacing mm, LV length per frame mm)."""
+def _flicker(rng, T: int, amount: float) -> np.ndarray:
+    """(T,1,1) depth factor of one dropout in [1 - amount, 1]: a smooth periodic profile with a random
+    period of 4-10 frames and phase, so the wall segment fades in and out over the sequence."""
+    t = np.arange(T, dtype=np.float32)
+    shown = 0.5 * (1 + np.cos(2 * np.pi * t / rng.uniform(4.0, 10.0) + rng.uniform(0, 2 * np.pi)))
+    return (1 - amount * shown).astype(np.float32)[:, None, None]
+
+
+def render_sequence(seed: int, patient: int, view: str, frames: int, size: tuple[int, int],
+                    wall_flicker: float = 0.0):
+    """(frames uint8 (T,H,W), labels uint8 (T,H,W), spacing mm, LV length per frame mm).
+
+    ``wall_flicker`` in [0, 1]: 0 keeps every wall dropout fixed over the sequence (generator v1 pixels);
+    > 0 makes each dropout's depth vary from frame to frame by up to that fraction and adds one such
+    transient dropout per wall, as when the wall's angle to the beam changes during contraction. Drawn
+    from a separate random stream, so labels and every other pixel property stay the same."""
     H, W = size
     T = frames
     hp = patient_params(seed, patient)
@@ -154,10 +168,17 @@ def render_sequence(seed: int, patient: int, view: str, frames: int, size: tuple
     tex = _smooth_field(rng, (H, W), 7, 0.5, 1.5)
     e = np.broadcast_to(rng.uniform(0.06, 0.16) * tex, (T, H, W)).astype(f32).copy()
     wall_gain = np.ones_like(q)
+    frng = np.random.default_rng([seed, patient, 100 + VIEWS.index(view)])
     for _ in range(int(rng.integers(drops[0], drops[1] + 1))):  # weak or missing wall segments
         c, wdt, loss = rng.uniform(0.1, 1.0), rng.uniform(0.06, 0.18), rng.uniform(0.4, 1.0)
         bump = loss * np.exp(-(((q - c) / wdt) ** 2)).astype(f32)
+        if wall_flicker:
+            bump = bump * _flicker(frng, T, wall_flicker)
         wall_gain = np.where(v * rng.choice([-1.0, 1.0]) > 0, wall_gain * (1 - bump), wall_gain)
+    for side in ((-1.0, 1.0) if wall_flicker else ()):  # transient dropouts, one per wall
+        c, wdt, loss = frng.uniform(0.2, 0.9), frng.uniform(0.08, 0.18), frng.uniform(0.6, 1.0)
+        bump = loss * np.exp(-(((q - c) / wdt) ** 2)).astype(f32) * _flicker(frng, T, wall_flicker)
+        wall_gain = np.where(v * side > 0, wall_gain * (1 - bump), wall_gain)
     e = np.where(outer_seen & ~lv_seen, rng.uniform(*myo_range) * tex, e)
     peri_seen = peri if view == "2CH" else peri & (v > -0.5 * Wb_ed)  # 4CH: septum borders the RV
     e = np.where(peri_seen, rng.uniform(0.7, 1.0) * tex, e)
@@ -224,10 +245,13 @@ def _ef(areas: dict[str, tuple[float, float]], lengths: dict[str, tuple[float, f
 
 def generate(out: str | Path, patients: int = 50, seed: int = 0, frames: int = 12,
              size: tuple[int, int] = (256, 288), views: tuple[str, ...] = VIEWS,
-             show_progress: bool = False) -> Path:
-    """Write a synthetic store with `patients` × `views` sequences of `frames` frames (H,W)=`size`."""
+             show_progress: bool = False, wall_flicker: float = 0.0) -> Path:
+    """Write a synthetic store with `patients` × `views` sequences of `frames` frames (H,W)=`size`
+    (``wall_flicker``: see :func:`render_sequence`)."""
     if patients < 1 or frames < 2:
         raise DataError(f"synthetic data needs patients >= 1 and frames >= 2 (ED and ES), got {patients} and {frames}")
+    if not 0.0 <= wall_flicker <= 1.0:
+        raise DataError(f"wall_flicker must be in [0, 1] (0 = dropouts fixed over the sequence), got {wall_flicker}")
     H, W = (int(s) for s in size)
     if min(H, W) < 32:
         raise DataError(f"synthetic frames must be at least 32×32 pixels, got {H}×{W}")
@@ -236,14 +260,16 @@ def generate(out: str | Path, patients: int = 50, seed: int = 0, frames: int = 1
         raise DataError(f"unknown view(s) {bad}; synthetic views are {', '.join(VIEWS)}")
     names = [f"patient{p:04d}" for p in range(1, patients + 1)]
     desc = f"synthetic echo: {patients} patients × {len(views)} views × {frames} frames ({H}×{W}), seed {seed}"
+    desc += f", wall flicker {wall_flicker}" if wall_flicker else ""
     with StoreWriter(out, CLASSES, CLASS_NAMES, source="synthetic_echo", description=desc) as w, \
             progress_bar(patients, "synthesising", show_progress) as advance:
         w.file.attrs["generator_version"] = GENERATOR_VERSION
         w.file.attrs["seed"] = seed
+        w.file.attrs["wall_flicker"] = wall_flicker
         for p, name in enumerate(names, start=1):
             seqs, areas, lengths = {}, {}, {}
             for view in views:
-                fr, lab, sp, length = render_sequence(seed, p, view, frames, (H, W))
+                fr, lab, sp, length = render_sequence(seed, p, view, frames, (H, W), wall_flicker)
                 lv_area = (lab == 1).sum(axis=(1, 2)) * sp * sp
                 areas[view] = (float(lv_area[0]), float(lv_area[-1]))
                 lengths[view] = (float(length[0]), float(length[-1]))
