@@ -74,13 +74,18 @@ class SpaceTimeMemory(TemporalModule):
         self.affinity, self.inject = affinity, inject
         c, m = embed_dim, mask_channels
         self.key_proj = nn.Conv2d(c, key_dim, 1)
-        # mask branch: probabilities resized to 4x the embedding grid, then two stride-2 convs -> (m, h, w).
-        # No channel norm here: LayerNorm over the few channels derived from one probability map would
-        # erase its level (an all-0 and an all-1 mask would encode alike).
+        # Value = fuser(pixel_proj(emb) + mask_encoder(2 * probs - 1)), as SAM2's memory encoder: the mask
+        # branch ends in value_dim channels normalised to the scale of the projected embedding, so the mask
+        # is not drowned by the C image channels. Centred input and conv biases before the only norm
+        # (over m channels: a norm over the m/4 first channels would keep little more than signs) keep
+        # an all-0 and an all-1 mask apart.
+        m4 = max(m // 4, 1)
         self.mask_encoder = nn.Sequential(
-            nn.Conv2d(1, max(m // 4, 1), 2, stride=2), nn.GELU(), nn.Conv2d(max(m // 4, 1), m, 2, stride=2), nn.GELU())
-        self.value_encoder = nn.Sequential(
-            nn.Conv2d(c + m, value_dim, 3, padding=1), LayerNorm2d(value_dim), nn.GELU(),
+            nn.Conv2d(1, m4, 2, stride=2), nn.GELU(),
+            nn.Conv2d(m4, m, 2, stride=2), LayerNorm2d(m), nn.GELU(), nn.Conv2d(m, value_dim, 1))
+        self.pixel_proj = nn.Conv2d(c, value_dim, 1)
+        self.value_fuser = nn.Sequential(
+            nn.Conv2d(value_dim, value_dim, 3, padding=1), LayerNorm2d(value_dim), nn.GELU(),
             nn.Conv2d(value_dim, value_dim, 1))
         if hidden_dim:
             self.gru_gates = nn.Conv2d(value_dim + hidden_dim, 2 * hidden_dim, 3, padding=1)
@@ -122,7 +127,7 @@ class SpaceTimeMemory(TemporalModule):
     def _values(self, emb: Tensor, probs: Tensor) -> Tensor:
         h, w = self.embed_size
         small = F.interpolate(probs.to(emb.dtype), size=(4 * h, 4 * w), mode="area")
-        return self.value_encoder(torch.cat([emb, self.mask_encoder(small)], 1))
+        return self.value_fuser(self.pixel_proj(emb) + self.mask_encoder(2 * small - 1))
 
     # -- TemporalModule -----------------------------------------------------------------------
     def init_state(self, batch_size: int, device: torch.device) -> MemoryBank:
