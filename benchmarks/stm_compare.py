@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = {1: "LV", 2: "MYO", 3: "LA"}
@@ -34,8 +35,6 @@ NAMES = {1: "LV", 2: "MYO", 3: "LA"}
 
 def run_one(args: argparse.Namespace, seed: int, memory: bool, out_dir: Path) -> dict:
     """Train one variant with samfx's Trainer (clip path), then evaluate the test sequences."""
-    import torch
-
     from samfx.data.datasets import SequenceDataset
     from samfx.engine.clips import evaluate_sequences
     from samfx.engine.data import store_path
@@ -87,7 +86,50 @@ def run_one(args: argparse.Namespace, seed: int, memory: bool, out_dir: Path) ->
     res["summary"].update(seed=seed, memory=memory, train_s=round(train_s, 1), steps=steps,
                           trainable_params=sum(p.numel() for p in model.parameters() if p.requires_grad),
                           last_train_loss=last_loss, run=str(run_dir))
+    if memory and args.memory_check:
+        res["summary"]["memory_check"] = memory_check(model, test, args, device)
     return res
+
+
+class _WrittenMasks:
+    """Test-time swap of what the memory stores: every ``temporal.write`` gets the ground-truth masks
+    (``truth``) or empty masks (``empty``) of the sequence being evaluated instead of the prediction.
+    Wraps the dataset so that fetching a sequence queues its per-frame class masks."""
+
+    def __init__(self, model, dataset, classes: list[int], mode: str):
+        self.dataset, self.classes, self.mode, self.queue = dataset, classes, mode, []
+        self.write = model.temporal.write
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int):
+        item = self.dataset[i]
+        labels = item["labels"]
+        self.queue = [torch.stack([(labels[t] == c).float() for c in self.classes])[:, None]
+                      for t in range(len(labels))]
+        return item
+
+    def __call__(self, state, emb, probs):
+        masks = self.queue.pop(0).to(probs)
+        return self.write(state, emb, masks if self.mode == "truth" else torch.zeros_like(probs))
+
+
+def memory_check(model, test, args, device) -> dict:
+    """Does the trained memory use what it stores? Mean Dice / jitter with ground-truth and with empty
+    masks written instead of the predictions (a memory whose results do not move ignores its contents)."""
+    from samfx.engine.clips import evaluate_sequences
+
+    out = {}
+    for mode in ("truth", "empty"):
+        swap = _WrittenMasks(model, test, list(args.classes), mode)
+        model.temporal.write = swap
+        try:
+            s = evaluate_sequences(model, swap, list(args.classes), device, limit=args.eval_sequences)["summary"]
+        finally:
+            del model.temporal.write          # back to the class method
+        out[mode] = {k: round(s[k], 4) for k in s if k.startswith("dice_") or k == "jitter_mm2"}
+    return out
 
 
 def frozen_model(recipe, reg, device_name: str):
@@ -134,11 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eval-existing", action="store_true",
                     help="do not train: evaluate the last.pt of each run already in --out-dir")
     ap.add_argument("--override", nargs="*", default=[])
+    ap.add_argument("--memory-check", action="store_true",
+                    help="also evaluate the memory arm with ground-truth / empty masks written to the memory")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
-
-    import torch
-
     torch.set_num_threads(args.threads)
     out_dir = Path(args.out_dir)
     results = []
