@@ -9,8 +9,8 @@ recipe). Training is one stage ``e2e`` (``--trainable``, Adam, ``--loss`` + ``--
 ``--trainable temporal`` (only the memory trains) "no memory" is that model unchanged. Metrics: mean
 per-frame Dice of each class on labeled frames; jitter = mean |dA_pred - dA_true| of the LV area
 between consecutive frames (mm^2), split into the LV-area gain (slope of predicted against true area:
-below 1 the curve is damped) and the residual jitter around that fit (noise); EF MAE of the single-plane area-length EF of predicted masks
-against that of the ground-truth masks.
+below 1 the curve is damped) and the residual jitter around that fit (noise); EF MAE of the
+single-plane area-length EF of predicted masks against that of the ground-truth masks.
 
     python benchmarks/stm_compare.py --steps 40 --json /tmp/stm_compare.json      # tiny, CPU
     # from the make demo checkpoint: the command and table in docs/temporal.md

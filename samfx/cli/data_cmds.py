@@ -44,7 +44,8 @@ def synth(out: Path = _OUT,
     except SamfxError as exc:
         fail(exc)
     info = {"out": str(path), "patients": patients, "sequences": 2 * patients, "frames": frames,
-            "size": list(size), "seed": seed, "wall_flicker": wall_flicker, "seconds": round(time.perf_counter() - start, 2)}
+            "size": list(size), "seed": seed, "wall_flicker": wall_flicker,
+            "seconds": round(time.perf_counter() - start, 2)}
     if as_json:
         emit_json(info)
     else:
