@@ -106,7 +106,7 @@ def test_bad_arguments(tmp_path):
         generate(tmp_path / "x.h5", patients=1, frames=1)
     with pytest.raises(DataError, match="at least 32×32"):
         generate(tmp_path / "x.h5", patients=1, size=(16, 64))
-    with pytest.raises(DataError, match=r"wall_flicker must be in \[0, 1\].*got 1.5"):
+    with pytest.raises(DataError, match=r"wall_flicker: must be in \[0, 1\].*got 1.5"):
         generate(tmp_path / "x.h5", patients=1, wall_flicker=1.5)
     assert not (tmp_path / "x.h5").exists()
 

@@ -38,16 +38,13 @@ class SyntheticEcho(_Cached):
     kind = "synthetic_echo"
 
     def path(self, cache_dir=None) -> Path:
-        from samfx.data.synth import GENERATOR_VERSION, generate
+        from samfx.data.synth import GENERATOR_VERSION, check_wall_flicker, generate
 
         c = self.config
         if len(c.size) != 2:
             raise DataError(f"data.source.size: expected [H, W], got {c.size}")
         h, w = (int(s) for s in c.size)
-        if not 0.0 <= c.wall_flicker <= 1.0:
-            raise DataError(f"data.source.wall_flicker: must be in [0, 1] (0 = wall dropouts fixed over a "
-                            f"sequence), got {c.wall_flicker}")
-        flicker = f"-wf{c.wall_flicker:g}" if c.wall_flicker else ""
+        flicker = f"-wf{c.wall_flicker:g}" if check_wall_flicker(c.wall_flicker, "data.source.wall_flicker") else ""
         name = f"synthetic_echo-p{c.patients}-s{c.seed}-f{c.frames}-{h}x{w}{flicker}-g{GENERATOR_VERSION}.h5"
         return cached(self._dir(cache_dir) / name,
                       lambda p: generate(p, patients=c.patients, seed=c.seed, frames=c.frames, size=(h, w),

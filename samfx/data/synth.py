@@ -72,6 +72,13 @@ def patient_params(seed: int, patient: int) -> dict:
     )
 
 
+def check_wall_flicker(value: float, where: str = "wall_flicker") -> float:
+    """``value`` if it is a valid wall flicker (0..1), else a DataError naming ``where``."""
+    if not 0.0 <= value <= 1.0:
+        raise DataError(f"{where}: must be in [0, 1] (0 = wall dropouts fixed over a sequence), got {value}")
+    return value
+
+
 def _flicker(rng, T: int, amount: float) -> np.ndarray:
     """(T,1,1) depth factor of one dropout in [1 - amount, 1]: a smooth periodic profile with a random
     period of 4-10 frames and phase, so the wall segment fades in and out over the sequence."""
@@ -250,8 +257,7 @@ def generate(out: str | Path, patients: int = 50, seed: int = 0, frames: int = 1
     (``wall_flicker``: see :func:`render_sequence`)."""
     if patients < 1 or frames < 2:
         raise DataError(f"synthetic data needs patients >= 1 and frames >= 2 (ED and ES), got {patients} and {frames}")
-    if not 0.0 <= wall_flicker <= 1.0:
-        raise DataError(f"wall_flicker must be in [0, 1] (0 = dropouts fixed over the sequence), got {wall_flicker}")
+    check_wall_flicker(wall_flicker)
     H, W = (int(s) for s in size)
     if min(H, W) < 32:
         raise DataError(f"synthetic frames must be at least 32×32 pixels, got {H}×{W}")
