@@ -44,7 +44,8 @@ class SyntheticEcho(_Cached):
         if len(c.size) != 2:
             raise DataError(f"data.source.size: expected [H, W], got {c.size}")
         h, w = (int(s) for s in c.size)
-        flicker = f"-wf{c.wall_flicker:g}" if check_wall_flicker(c.wall_flicker, "data.source.wall_flicker") else ""
+        check_wall_flicker(c.wall_flicker, "data.source.wall_flicker")
+        flicker = f"-wf{c.wall_flicker:g}" if c.wall_flicker else ""
         name = f"synthetic_echo-p{c.patients}-s{c.seed}-f{c.frames}-{h}x{w}{flicker}-g{GENERATOR_VERSION}.h5"
         return cached(self._dir(cache_dir) / name,
                       lambda p: generate(p, patients=c.patients, seed=c.seed, frames=c.frames, size=(h, w),

@@ -72,11 +72,10 @@ def patient_params(seed: int, patient: int) -> dict:
     )
 
 
-def check_wall_flicker(value: float, where: str = "wall_flicker") -> float:
-    """``value`` if it is a valid wall flicker (0..1), else a DataError naming ``where``."""
+def check_wall_flicker(value: float, where: str = "wall_flicker") -> None:
+    """A DataError naming ``where`` unless ``value`` is a valid wall flicker (0..1)."""
     if not 0.0 <= value <= 1.0:
         raise DataError(f"{where}: must be in [0, 1] (0 = wall dropouts fixed over a sequence), got {value}")
-    return value
 
 
 def _flicker(rng, T: int, amount: float) -> np.ndarray:
@@ -174,17 +173,19 @@ def render_sequence(seed: int, patient: int, view: str, frames: int, size: tuple
     _, myo_range, blood_range, haze_range, drops, noise_sd = QUALITY[hp["quality"]]
     tex = _smooth_field(rng, (H, W), 7, 0.5, 1.5)
     e = np.broadcast_to(rng.uniform(0.06, 0.16) * tex, (T, H, W)).astype(f32).copy()
-    wall_gain = np.ones_like(q)
+    # weak or missing wall segments: (centre q, width, depth, wall side, depth factor per frame)
     frng = np.random.default_rng([seed, patient, 100 + VIEWS.index(view)])
-    for _ in range(int(rng.integers(drops[0], drops[1] + 1))):  # weak or missing wall segments
+    dropouts = []
+    for _ in range(int(rng.integers(drops[0], drops[1] + 1))):
         c, wdt, loss = rng.uniform(0.1, 1.0), rng.uniform(0.06, 0.18), rng.uniform(0.4, 1.0)
-        bump = loss * np.exp(-(((q - c) / wdt) ** 2)).astype(f32)
-        if wall_flicker:
-            bump = bump * _flicker(frng, T, wall_flicker)
-        wall_gain = np.where(v * rng.choice([-1.0, 1.0]) > 0, wall_gain * (1 - bump), wall_gain)
+        side = rng.choice([-1.0, 1.0])
+        dropouts.append((c, wdt, loss, side, _flicker(frng, T, wall_flicker) if wall_flicker else 1.0))
     for side in ((-1.0, 1.0) if wall_flicker else ()):  # transient dropouts, one per wall
         c, wdt, loss = frng.uniform(0.2, 0.9), frng.uniform(0.08, 0.18), frng.uniform(0.6, 1.0)
-        bump = loss * np.exp(-(((q - c) / wdt) ** 2)).astype(f32) * _flicker(frng, T, wall_flicker)
+        dropouts.append((c, wdt, loss, side, _flicker(frng, T, wall_flicker)))
+    wall_gain = np.ones_like(q)
+    for c, wdt, loss, side, profile in dropouts:
+        bump = loss * np.exp(-(((q - c) / wdt) ** 2)).astype(f32) * profile
         wall_gain = np.where(v * side > 0, wall_gain * (1 - bump), wall_gain)
     e = np.where(outer_seen & ~lv_seen, rng.uniform(*myo_range) * tex, e)
     peri_seen = peri if view == "2CH" else peri & (v > -0.5 * Wb_ed)  # 4CH: septum borders the RV
