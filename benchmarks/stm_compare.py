@@ -104,10 +104,11 @@ class _WrittenMasks:
         return len(self.dataset)
 
     def __getitem__(self, i: int):
+        from samfx.model import class_targets
+
         item = self.dataset[i]
-        labels = item["labels"]
-        self.queue = [torch.stack([(labels[t] == c).float() for c in self.classes])[:, None]
-                      for t in range(len(labels))]
+        cls = torch.tensor(self.classes)
+        self.queue = [class_targets(frame[None].long(), cls) for frame in item["labels"]]   # (K,1,S,S) each
         return item
 
     def __call__(self, state, emb, probs):
