@@ -203,3 +203,23 @@ def test_extract_from_full_state_infers_config(form):
     assert payload["config"]["tokens"] == 6 and payload["embed_dim"] == 32
     with pytest.raises(CheckpointError, match="no APG weights under 'prompt_generators.other.\\*'"):
         extract_from_state(state, "prompt_generators.other.", None, "ckpt")
+
+
+def test_per_class_task_tokens_backward_is_bit_reproducible_on_two_threads():
+    """Picking each query's task-token set must not use advanced indexing: its backward (index_put_
+    with accumulate) sums in a thread-dependent order on CPU, which made the main job's APG stage
+    differ run to run (~1e-7) with 2 threads."""
+    apg = small("paper", dim=64, tasks=3, tokens=50)   # large enough for torch to split the sum over threads
+    ctx = ctx_for(dim=64, b=48, hw=2, classes=[1, 2, 3] * 16)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        grads = []
+        for _ in range(6):
+            apg.zero_grad(set_to_none=True)
+            out = apg(ctx)
+            (out.sparse.square().sum() + out.dense.sum()).backward()
+            grads.append(apg.task_tokens.grad.clone())
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(g, grads[0]) for g in grads[1:])

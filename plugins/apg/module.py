@@ -174,7 +174,9 @@ class AutoPromptGenerator(PromptGenerator):
                               f"{self.embed_dim}; build the APG with the model it runs on")
         tokens = self.updated_tokens(ctx.mask_decoder.output_tokens())
         idx = self.task_index(ctx.class_ids, b)
-        tokens = tokens.expand(b, -1, -1) if idx is None else tokens[idx]
+        # index_select, not tokens[idx]: the backward of advanced indexing (index_put_ with accumulate)
+        # sums in a thread-dependent order on CPU, so runs with >1 thread were not bit-reproducible
+        tokens = tokens.expand(b, -1, -1) if idx is None else tokens.index_select(0, idx)
         tokens = tokens.to(emb.dtype)
         feats = emb.flatten(2).transpose(1, 2)                       # (B,hw,C)
         new_feats, new_tokens = self.image_mixer(feats, tokens)
