@@ -1,12 +1,13 @@
 """Discover plugins through entry points, isolate their failures, fill the registry.
 
 Environment:
-  SAMFX_DISABLE_PLUGINS=a,b   skip these plugins (entry-point names)
+  SAMFX_DISABLE_PLUGINS=a,b   skip these plugins (entry-point names; an unknown name is a warning)
   SAMFX_STRICT_PLUGINS=1      raise on the first plugin that fails to load or register
 """
 from __future__ import annotations
 
 import os
+import sys
 import traceback
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -14,7 +15,7 @@ from typing import Any
 
 import pluggy
 
-from samfx.errors import SamfxError
+from samfx.errors import SamfxError, did_you_mean
 from samfx.hookspecs import PROJECT, SamfxHooks
 from samfx.registry import Component, Registry
 
@@ -97,11 +98,17 @@ def load_plugins(extra: dict[str, Any] | None = None, strict: bool | None = None
     for name, obj in (extra or {}).items():
         candidates.append((name, "unknown", repr(obj), lambda obj=obj: obj))
 
+    names = [c[0] for c in candidates]
+    for name in sorted(disabled - set(names)):
+        print(f"warning: SAMFX_DISABLE_PLUGINS names '{name}', which is not an installed plugin"
+              f"{did_you_mean(name, names) or '; installed: ' + ', '.join(names)}", file=sys.stderr)
     for name, version, target, loader in candidates:
         info = PluginInfo(name=name, version=version, status="ok", target=target)
         infos.append(info)
         if name in disabled:
             info.status = "disabled"
+            registry.unavailable[name] = (f"is disabled by SAMFX_DISABLE_PLUGINS={os.environ['SAMFX_DISABLE_PLUGINS']} "
+                                          f"(remove it from there to use it)")
             continue
         try:
             obj = loader()
@@ -119,6 +126,7 @@ def load_plugins(extra: dict[str, Any] | None = None, strict: bool | None = None
             for key in [k for k, c in registry.components.items() if c.plugin == name]:
                 del registry.components[key]
             info.components = []
+            registry.unavailable[name] = f"failed to load: {info.error.splitlines()[0]} (run `samfx doctor` for the traceback)"
             if pm.get_plugin(name) is not None:
                 pm.unregister(name=name)
             if strict:

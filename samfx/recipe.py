@@ -3,11 +3,14 @@
 ``load_recipe(path, overrides)`` returns a :class:`Recipe`: the resolved, fully-defaulted config as
 a plain dict, plus where each value came from so errors can name the file (or "command line").
 Components are named by registry name only; nothing here imports or calls code from a recipe.
+The resolved config names each component by its qualified name (``plugin/name``), so a stored
+recipe (run folder, checkpoint) keeps its meaning when another plugin registers the same name.
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,8 +20,9 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from samfx.errors import RecipeError, did_you_mean
+from samfx.recipe_yaml import read_yaml
 from samfx.registry import Registry
-from samfx.schema import COMPONENT_SLOTS, RecipeSchema
+from samfx.schema import COMPONENT_SLOTS, RANGES, SELECT_METRICS, RecipeSchema
 
 CLI = "command line"
 RESERVED = {"name", "site"}  # keys every component ref may carry besides its schema's
@@ -47,31 +51,13 @@ class Recipe:
         return yaml.safe_dump(self.config, sort_keys=False)
 
 
-def _read_yaml(path: Path, where: str) -> dict[str, Any]:
-    if not path.is_file():
-        raise RecipeError(f"{where}: recipe file '{path}' not found; list the recipes with `ls recipes/`")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        loc = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise RecipeError(f"{loc}: invalid YAML: {problem}; check indentation and quoting") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise RecipeError(f"{path}: a recipe must be a mapping of sections (model, data, train, eval), "
-                          f"got {type(data).__name__}")
-    return data
-
-
 def _layers(path: Path, chain: tuple[Path, ...] = ()) -> list[tuple[str, dict[str, Any]]]:
     """The recipe and its bases, base first: [(file, raw mapping)]."""
     path = path.resolve()
     if path in chain:
         cycle = " -> ".join(str(p) for p in (*chain, path))
         raise RecipeError(f"{path}: 'base:' inheritance loops ({cycle}); remove one of the bases")
-    data = _read_yaml(path, str(chain[-1]) if chain else "recipe")
+    data = read_yaml(path, str(chain[-1]) if chain else "recipe")
     bases = data.pop("base", None)
     if bases is None:
         bases = []
@@ -141,29 +127,27 @@ def _set_path(cfg: dict[str, Any], key: str, value: Any) -> None:
         node[last] = value
 
 
-def _has_path(cfg: Any, parts: list[str]) -> bool:
-    node = cfg
-    for part in parts:
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        else:
-            return False
-    return True
-
-
 class _Validator:
     def __init__(self, sources: list[tuple[str, dict[str, Any]]], registry: Registry | None):
         self.sources = sources
         self.registry = registry
 
     def source_of(self, path: str) -> str:
+        """The last layer (file or command line) that set `path`, or replaced a value above it whole."""
         parts = path.split(".")
-        for i in range(len(parts), 0, -1):
-            for name, layer in reversed(self.sources):
-                if _has_path(layer, parts[:i]):
-                    return name
+        for name, layer in reversed(self.sources):
+            node: Any = layer
+            for part in parts:
+                if isinstance(node, dict) and part in node:
+                    node = node[part]
+                elif isinstance(node, dict):
+                    break  # merged key by key: an earlier layer set the rest
+                elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                    node = node[int(part)]
+                else:
+                    return name  # a list or scalar (or the command line's marker) replaced it here
+            else:
+                return name
         return self.sources[-1][0] if self.sources else CLI
 
     def fail(self, path: str, msg: str) -> RecipeError:
@@ -179,12 +163,41 @@ class _Validator:
         self._unknown_keys(schema, data, path, ignore)
         clean = {k: v for k, v in data.items() if k not in ignore}
         try:
-            node = OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.create(clean))
-            return OmegaConf.to_container(node, resolve=True)  # type: ignore[return-value]
+            given = OmegaConf.create(clean)
+            self._no_interpolation(given, path)
+            node = OmegaConf.merge(OmegaConf.structured(schema), given)
+            return OmegaConf.to_container(node)  # type: ignore[return-value]
         except OmegaConfBaseException as exc:
+            self._check_list_items(schema, clean, path)  # omegaconf loses the path inside lists
             key = (path + "." if path else "") + str(exc.full_key or exc.key or "")
+            key = re.sub(r"\[(\d+)\]", r".\1", key).rstrip(".")
             first = str(getattr(exc, "msg", exc)).splitlines()[0]
-            raise self.fail(key.rstrip("."), _type_message(first)) from None
+            value = Recipe(config=clean).get(key[len(path) + 1:] if path else key)
+            raise self.fail(key, _type_message(first, value)) from None
+
+    def _check_list_items(self, schema: type, data: dict[str, Any], path: str) -> None:
+        for key, value in data.items():
+            sub = f"{path}.{key}" if path else str(key)
+            dt, lt = _dataclass_type(schema, key), _list_dataclass_type(schema, key)
+            if dt is not None and isinstance(value, dict):
+                self._check_list_items(dt, value, sub)
+            elif lt is not None and isinstance(value, list):
+                for i, item in enumerate(value):
+                    self.typed(lt, item, f"{sub}.{i}")
+
+    def _no_interpolation(self, node: Any, path: str) -> None:
+        """Refuse ``${...}``: its resolved value (an environment variable, say) would be frozen into
+        recipe.yaml and every checkpoint, unseen in the recipe file (docs/recipes.md)."""
+        keys = range(len(node)) if OmegaConf.is_list(node) else list(node.keys())
+        for key in keys:
+            sub = f"{path}.{key}" if path else str(key)
+            if OmegaConf.is_interpolation(node, key):
+                raw = OmegaConf.to_container(node, resolve=False)[key]  # type: ignore[index]
+                raise self.fail(sub, f"{raw!r}: ${{...}} interpolation is not supported in recipes; write the "
+                                     f"value, or pass it on the command line ({sub}=...)")
+            child = node[key]  # not resolved: its own interpolations are checked below
+            if OmegaConf.is_config(child):
+                self._no_interpolation(child, sub)
 
     def _unknown_keys(self, schema: type, data: dict[str, Any], path: str, ignore: set[str]) -> None:
         fields = {f.name: f for f in dataclasses.fields(schema)}
@@ -224,7 +237,7 @@ class _Validator:
             out = {}
         else:
             out = self.typed(comp.schema, data, path, ignore)
-        head = {"name": comp.qualname if "/" in data["name"] else data["name"]}
+        head = {"name": comp.qualname}  # stored recipes keep meaning this component (docs/recipes.md)
         head.update({k: data[k] for k in ignore if k != "name"})
         return {**head, **out}
 
@@ -246,12 +259,15 @@ def _list_dataclass_type(schema: type, key: str) -> type | None:
     return None
 
 
-def _type_message(first: str) -> str:
+def _type_message(first: str, value: Any) -> str:
     # omegaconf: "Value 'abc' of type 'str' could not be converted to Integer"
     if "could not be converted to" in first:
         target = first.rsplit(" ", 1)[-1].lower()
         value = first.split("'")[1] if "'" in first else "?"
         return f"expected {target}, got {value!r}"
+    # omegaconf: "Invalid value assigned: AnyNode is not a ListConfig, TupleConfig, list, or tuple."
+    if "is not a ListConfig" in first:
+        return f"expected a list such as [1, 2], got {value!r}"
     if "is not a subclass" in first or "Invalid type" in first:
         return f"wrong type: {first}"
     return first
@@ -266,7 +282,48 @@ def _validate(raw: dict[str, Any], sources: list[tuple[str, dict[str, Any]]],
     for slot, kind in COMPONENT_SLOTS.items():
         parts = slot.split(".")
         _walk_slots(cfg, raw, parts, "", kind, v)
+    _check_values(cfg, v)
     return cfg
+
+
+def _check_values(cfg: dict[str, Any], v: _Validator) -> None:
+    """Numeric ranges (schema.RANGES) and rules across keys, before any data or model work."""
+    for pattern, rng in RANGES.items():
+        for path, value in _at_pattern(cfg, pattern.split("."), ""):
+            if value is not None and not rng.allows(value):
+                note = f" ({rng.note})" if rng.note else ""
+                raise v.fail(path, f"must be {rng.text()}{note}, got {value!r}")
+    stages = cfg["train"]["stages"]
+    if not stages:
+        raise v.fail("train.stages", "no stages; a recipe trains at least one, e.g. [{name: train, epochs: 1}]")
+    clips = cfg["data"]["clip_length"] > 0
+    for i, st in enumerate(stages):
+        where = f"train.stages.{i}"
+        if st["epochs"] == 0 and st["max_steps"] is None:
+            raise v.fail(f"{where}.epochs", "0 trains no step; use epochs >= 1, or set max_steps to train a "
+                                            "number of steps instead")
+        metric = st["select_metric"]
+        if metric not in SELECT_METRICS:
+            raise v.fail(f"{where}.select_metric", f"unknown '{metric}'; use {', '.join(SELECT_METRICS)}")
+        if clips and metric == "val/loss":
+            raise v.fail(f"{where}.select_metric", "val/loss is not computed for clip training (validation runs "
+                                                   "whole sequences); use val/dice or train/loss")
+        if st["area_change_weight"] and not clips:
+            raise v.fail(f"{where}.area_change_weight", "only applies to clip training; set data.clip_length > 0 "
+                                                        "or remove it")
+
+
+def _at_pattern(node: Any, parts: list[str], path: str) -> list[tuple[str, Any]]:
+    """(dotted path, value) of every key matching `parts` ("*": each list item)."""
+    if not parts:
+        return [(path, node)]
+    head, rest = parts[0], parts[1:]
+    join = (lambda k: f"{path}.{k}" if path else str(k))
+    if head == "*":
+        items = list(enumerate(node)) if isinstance(node, list) else []
+    else:
+        items = [(head, node[head])] if isinstance(node, dict) and head in node else []
+    return [hit for k, sub in items for hit in _at_pattern(sub, rest, join(k))]
 
 
 def _walk_slots(cfg: Any, raw: Any, parts: list[str], path: str, kind: str, v: _Validator) -> None:

@@ -63,6 +63,8 @@ class Registry:
     """All components, keyed by (kind, qualified name)."""
 
     components: dict[tuple[str, str], Component] = field(default_factory=dict)
+    # plugin -> why its components are missing ("failed to load: ... (run `samfx doctor` ...)")
+    unavailable: dict[str, str] = field(default_factory=dict)
 
     def add(self, kind: str, name: str, factory: Callable[..., Any] | str, *, plugin: str,
             schema: type | None = None, description: str = "") -> Component:
@@ -110,14 +112,21 @@ class Registry:
         if len(hits) == 1:
             return hits[0]
         if len(hits) > 1:
-            both = " and ".join(f"'{c.qualname}'" for c in hits)
+            both = " or ".join(f"'{c.qualname}'" for c in hits)
             plugins = ", ".join(c.plugin for c in hits)
             raise RegistryError(
-                f"{prefix}{kind} '{name}' is registered by several plugins ({plugins}); use {both}"
+                f"{prefix}{kind} '{name}' is registered by several plugins ({plugins}); use {both}, "
+                f"or disable one plugin with SAMFX_DISABLE_PLUGINS"
             )
+        plugin = name.split("/")[0]
+        if plugin in self.unavailable:  # `plugin/name`, or a short name its plugin shares
+            raise RegistryError(f"{prefix}{kind} '{name}' is not available: plugin '{plugin}' "
+                                f"{self.unavailable[plugin]}")
         known = self.names(kind)
         hint = ", ".join(nearest(name, known)) if known else "none registered"
-        raise RegistryError(f"{prefix}unknown {kind} '{name}'; nearest registered: {hint} (see `samfx list-plugins`)")
+        missing = "".join(f"; plugin '{p}', which {why}, may provide it" for p, why in self.unavailable.items())
+        raise RegistryError(f"{prefix}unknown {kind} '{name}'; nearest registered: {hint} "
+                            f"(see `samfx list-plugins`){missing}")
 
 
 @dataclass

@@ -36,7 +36,7 @@ def test_recipe_typo_is_named(tmp_path):
     with pytest.raises(RecipeError, match=r"data.source.patiens: unknown key, did you mean 'patients'\?"):
         load_recipe(None, ["data.source.patiens=3"], registry=get_registry())
     rec = load_recipe(None, ["data.source.patients=3", "data.source.size=[40,48]"], registry=get_registry())
-    assert rec.config["data"]["source"] == {"name": "synthetic_echo", "patients": 3, "seed": 0, "frames": 12,
+    assert rec.config["data"]["source"] == {"name": "datasets/synthetic_echo", "patients": 3, "seed": 0, "frames": 12,
                                             "size": [40, 48], "wall_flicker": 0.0, "cache_dir": None}
 
 

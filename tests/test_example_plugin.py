@@ -38,6 +38,6 @@ def test_example_plugin_is_usable_from_a_recipe(example_env, tmp_path):
     res = run_samfx("show", str(recipe), "--json", env=example_env)
     assert res.returncode == 0, res.stderr
     report = json.loads(res.stdout)
-    assert report["recipe"]["model"]["prompt"] == {"name": "center_click", "label": 1}
+    assert report["recipe"]["model"]["prompt"] == {"name": "example/center_click", "label": 1}
     assert "prompt:center_click" in report["params"]["by_component"]
     assert report["stages"][0]["params"]["trainable"] == report["params"]["by_component"]["mask_decoder"]["total"]

@@ -49,10 +49,11 @@ def test_defaults_base_merge_and_list_replacement(tmp_path):
     child = write(tmp_path, "child.yaml", "base: base.yaml\nmodel:\n  image_encoder: {image_size: 512}\n"
                                           "data:\n  classes: [1]\n")
     r = load_recipe(child, registry=_reg())
-    assert r.config["model"]["image_encoder"] == {"name": "samus", "size": "vit_l", "image_size": 512}
+    # resolved names are qualified (plugin/name) so a stored recipe keeps meaning the same component
+    assert r.config["model"]["image_encoder"] == {"name": "samus/samus", "size": "vit_l", "image_size": 512}
     assert r.config["data"]["classes"] == [1]                     # lists replaced, not merged
     assert r.config["train"]["stages"][0]["optimizer"]["lr"] == 5e-4  # defaults filled
-    assert r.config["model"]["prompt"] == {"name": "clicks"}
+    assert r.config["model"]["prompt"] == {"name": "prompts/clicks"}
 
 
 def test_overrides_including_list_items(tmp_path):

@@ -47,7 +47,7 @@ def test_ambiguous_short_name_names_both_plugins():
     with pytest.raises(RegistryError) as err:
         reg.get("loss", "dice")
     assert str(err.value) == ("loss 'dice' is registered by several plugins (alpha, beta); "
-                              "use 'alpha/dice' and 'beta/dice'")
+                              "use 'alpha/dice' or 'beta/dice', or disable one plugin with SAMFX_DISABLE_PLUGINS")
     assert reg.get("loss", "beta/dice").factory is build_b
 
 

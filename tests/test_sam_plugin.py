@@ -139,14 +139,14 @@ def test_recipe_builds_and_runs():
 def test_recipes_validate_against_the_schemas():
     reg = get_registry()
     sam = load_recipe("recipes/sam_vit_b.yaml", [], reg).config["model"]
-    assert sam["image_encoder"] == {"name": "sam", "size": "vit_b", "image_size": 1024, "fast_attention": True,
+    assert sam["image_encoder"] == {"name": "sam/sam", "size": "vit_b", "image_size": 1024, "fast_attention": True,
                                     "pixel_norm": True, "out_dim": 256}
-    assert sam["mask_decoder"] == {"name": "sam", "transformer_depth": 2, "mlp_dim": 2048, "num_heads": 8}
+    assert sam["mask_decoder"] == {"name": "sam/sam", "transformer_depth": 2, "mlp_dim": 2048, "num_heads": 8}
     samus = load_recipe("recipes/samus.yaml", [], reg).config
-    assert samus["model"]["image_encoder"] == {"name": "samus", "size": "vit_b", "image_size": 256,
+    assert samus["model"]["image_encoder"] == {"name": "samus/samus", "size": "vit_b", "image_size": 256,
                                                "fast_attention": True, "pixel_norm": False, "out_dim": 256}
     stage = samus["train"]["stages"][0]
-    assert stage["trainable"] == ["image_encoder:default"] and stage["loss"]["name"] == "dice_bce"
+    assert stage["trainable"] == ["image_encoder:default"] and stage["loss"]["name"] == "losses/dice_bce"
     assert (stage["optimizer"]["name"], stage["optimizer"]["lr"], samus["data"]["batch_size"]) == ("adam", 5e-4, 8)
     with pytest.raises(RecipeError, match=r"model\.image_encoder\.fast_atention: unknown key, did you mean "
                                           r"'fast_attention'\?"):

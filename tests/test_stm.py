@@ -457,9 +457,9 @@ def _recipe_model(name, extra=()):
 def test_recipes_build_and_segment_a_clip(name, prompt):
     recipe, model = _recipe_model(name)
     assert recipe.config["data"]["clip_length"] > 0
-    assert recipe.config["model"]["temporal"]["name"] == "stm" and model.active_prompt == prompt
+    assert recipe.config["model"]["temporal"]["name"] == "stm/stm" and model.active_prompt == prompt
     if name.startswith("autosamus"):
-        assert [a["name"] for a in recipe.config["model"]["adapters"]] == ["msff"]
+        assert [a["name"] for a in recipe.config["model"]["adapters"]] == ["msff/msff"]
         assert recipe.config["train"]["stages"][-1]["trainable"] == ["prompt:apg", "temporal"]
     frames, labels = torch.rand(1, 2, 3, 128, 128), torch.randint(0, 4, (1, 2, 128, 128))
     with torch.no_grad():
