@@ -82,7 +82,7 @@ class StageSection:
     optimizer: OptimizerSection = field(default_factory=OptimizerSection)
     schedule: ScheduleSection = field(default_factory=ScheduleSection)
     loss: Any = field(default_factory=lambda: {"name": "dice_bce"})
-    select_metric: str = "val/dice"   # "val/dice" (max) or "val/loss" / "train/loss" (min)
+    select_metric: str = "val/dice"   # one of SELECT_METRICS: "val/dice" (max), "val/loss" / "train/loss" (min)
     area_change_weight: float = 0.0   # clip training: weight of the area-change term (docs/temporal.md)
 
 
@@ -133,4 +133,57 @@ COMPONENT_SLOTS: dict[str, str] = {
     "train.stages.*.prompt": "prompt_generator",
     "train.stages.*.loss": "loss",
     "eval.prompt": "prompt_generator",
+}
+
+
+SELECT_METRICS = ("val/dice", "val/loss", "train/loss")
+
+
+@dataclass(frozen=True)
+class Range:
+    """Allowed numeric values of one key: bounds ``ge`` / ``gt`` / ``lt`` (None: open); ``note`` says
+    what an edge value means. ``None`` values (optional keys) are not checked."""
+
+    ge: Optional[float] = None
+    gt: Optional[float] = None
+    lt: Optional[float] = None
+    note: str = ""
+
+    def allows(self, x: float) -> bool:
+        return not ((self.ge is not None and x < self.ge) or (self.gt is not None and x <= self.gt)
+                    or (self.lt is not None and x >= self.lt))
+
+    def text(self) -> str:
+        low = f">= {self.ge:g}" if self.ge is not None else f"> {self.gt:g}" if self.gt is not None else ""
+        high = f"< {self.lt:g}" if self.lt is not None else ""
+        return " and ".join(p for p in (low, high) if p)
+
+
+# Checked when a recipe is loaded, before any data or model work. "*" marks list items.
+RANGES: dict[str, Range] = {
+    "data.batch_size": Range(ge=1),
+    "data.num_workers": Range(ge=0, note="0 loads batches in the main process"),
+    "data.clip_length": Range(ge=0, note="0 trains on single images"),
+    "data.augment.rotation": Range(ge=0),
+    "data.augment.contrast": Range(ge=0),
+    "data.augment.scale.*": Range(gt=0),
+    "data.augment.gamma.*": Range(gt=0),
+    "train.grad_accum": Range(ge=1),
+    "train.grad_clip": Range(gt=0, note="null: no clipping"),
+    "train.log_every": Range(ge=1),
+    "train.val_every": Range(ge=1),
+    "train.save_every": Range(ge=0, note="0: last.pt at epoch ends only"),
+    "train.stages.*.epochs": Range(ge=0, note="0 with max_steps: the stage runs max_steps steps"),
+    "train.stages.*.max_steps": Range(ge=1, note="null: no limit"),
+    "train.stages.*.optimizer.lr": Range(gt=0),
+    "train.stages.*.optimizer.weight_decay": Range(ge=0),
+    "train.stages.*.optimizer.betas.*": Range(ge=0, lt=1),
+    "train.stages.*.optimizer.momentum": Range(ge=0),
+    "train.stages.*.schedule.warmup_steps": Range(ge=0),
+    "train.stages.*.schedule.step_size": Range(ge=1),
+    "train.stages.*.schedule.gamma": Range(gt=0),
+    "train.stages.*.schedule.min_lr": Range(ge=0),
+    "train.stages.*.area_change_weight": Range(ge=0, note="0: no area-change term"),
+    "eval.batch_size": Range(ge=1),
+    "eval.overlays": Range(ge=0),
 }
