@@ -89,6 +89,7 @@ class StageSection:
 @dataclass
 class TrainSection:
     seed: int = 0
+    deterministic: bool = False       # torch's deterministic kernels (docs/engine.md, "What is reproducible")
     device: str = "auto"              # auto | cpu | cuda | cuda:N
     precision: str = "auto"           # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16
     grad_accum: int = 1

@@ -5,6 +5,7 @@ States are stored as tensors / plain Python data so checkpoints load with ``weig
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 from typing import Any
 
@@ -17,6 +18,19 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def set_deterministic(on: bool) -> None:
+    """``train.deterministic``: torch's deterministic kernels for every op that has one.
+
+    Ops without a deterministic kernel (some CUDA backward passes) warn once instead of failing, so
+    a run names what still varies rather than refusing to start. cuDNN autotuning is left off.
+    """
+    torch.use_deterministic_algorithms(on, warn_only=True)
+    torch.backends.cudnn.deterministic = on
+    if on:
+        # cuBLAS needs a fixed workspace to be reproducible; read when its first handle is created
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 
 def derive_seed(*parts: int | str) -> int:
