@@ -74,7 +74,7 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path):
 def test_resume_refuses_missing_and_existing_runs(tmp_path):
     from samfx.errors import SamfxError
 
-    with pytest.raises(SamfxError, match=r"nothing to resume \(no last.pt\); start it without --resume"):
+    with pytest.raises(SamfxError, match=r"nothing to resume \(no such folder\); check the path"):
         _train_here(tmp_path / "nothing", "--resume")
     run = tmp_path / "run"
     _train_here(run, "train.stages.0.max_steps=1")

@@ -20,6 +20,8 @@ def _split_recipe_args(recipe: Optional[str], overrides: list[str], resume: Opti
             recipe = None
         if recipe is None:
             stored = Path(resume).expanduser() / "recipe.yaml"
+            if not stored.parent.is_dir():
+                raise SamfxError(f"--resume {resume}: no such run folder; check the path")
             if not stored.is_file():
                 raise SamfxError(f"--resume {resume}: no recipe.yaml in that folder; is it a samfx run folder?")
             recipe = str(stored)
@@ -69,8 +71,8 @@ def train(recipe: Optional[str] = typer.Argument(None, help="Recipe YAML (option
                           resume=resume is not None, quiet=quiet)
         try:
             result = trainer.fit()
-        except KeyboardInterrupt:
-            fail(SamfxError(f"interrupted; continue with `samfx train --resume {trainer.run_dir}`"), code=130)
+        except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM, with last.pt written (samfx.engine.interrupt)
+            fail(SamfxError(str(exc) or "interrupted"), code=getattr(exc, "exit_code", 130))
         if not quiet and D.env_info().is_main:
             typer.echo(f"run folder: {trainer.run_dir}")
             for st in result["stages"]:

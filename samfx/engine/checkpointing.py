@@ -12,6 +12,7 @@ with ``weights_only=True``.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,23 @@ from samfx.errors import CheckpointError
 from samfx.recipe import Recipe
 
 VERSION = 1
+
+
+@dataclass
+class Progress:
+    """Where training stands: a checkpoint's "progress"."""
+    stage: int = 0
+    epoch: int = 0            # current epoch within the stage (0-based)
+    batch: int = 0            # micro-batches of the current epoch already trained on
+    step: int = 0             # optimizer steps in the current stage
+    global_step: int = 0      # optimizer steps over all stages
+    loss_sum: float = 0.0     # running sums for the epoch mean and the log window
+    loss_count: int = 0
+    window_sum: float = 0.0
+    window_count: int = 0
+    best: dict[str, Any] | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)  # per-stage summaries
+    finished: bool = False
 
 
 def make(model: torch.nn.Module, recipe: Recipe, **extra: Any) -> dict[str, Any]:
@@ -58,12 +76,23 @@ def load_model(path: str | Path, registry=None, device: str | torch.device = "cp
     obj = load(path)
     recipe = recipe_of(obj)
     model = build_model(recipe, registry, load_checkpoint=False)
-    missing, unexpected = model.load_state_dict(obj["model"], strict=False)
-    if missing or unexpected:
-        first = (missing or unexpected)[:3]
-        raise CheckpointError(f"{path}: weights do not fit the model rebuilt from its recipe "
-                              f"({len(missing)} missing, {len(unexpected)} unexpected, e.g. {', '.join(first)}); "
-                              f"was a plugin changed since training?")
+    restore_weights(model, obj["model"], path, "was a plugin changed since training?")
     if obj.get("prompt") and obj["prompt"] in model.prompt_generators:
         model.use_prompt(obj["prompt"])
     return model.to(device).eval(), recipe, obj
+
+
+def restore_weights(model: torch.nn.Module, state: Any, path: str | Path, hint: str) -> None:
+    """Load every weight of `state` into `model`; a one-line CheckpointError ending in `hint` when
+    keys or shapes do not fit (a damaged file, or a plugin changed since training)."""
+    own = model.state_dict()
+    state = state if isinstance(state, dict) else {}
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    reshaped = [k for k in own if k in state and getattr(state[k], "shape", None) != own[k].shape]
+    if missing or unexpected or reshaped:
+        first = (missing or unexpected or reshaped)[:3]
+        raise CheckpointError(f"{path}: weights do not fit the model rebuilt from its recipe ({len(missing)} missing, "
+                              f"{len(unexpected)} unexpected, {len(reshaped)} of another shape, e.g. "
+                              f"{', '.join(first)}); {hint}")
+    model.load_state_dict(state)

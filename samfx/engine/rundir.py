@@ -8,6 +8,7 @@
     RUN/metrics.json      per-stage best / last metrics
     RUN/curves.png        loss and metric curves
     RUN/overlays/         prediction overlays (PNG)
+    RUN/.lock             only while a ``samfx train`` uses the folder (samfx.engine.runlock)
 """
 from __future__ import annotations
 
@@ -26,10 +27,77 @@ from samfx.schema import COMPONENT_SLOTS
 LAST, BEST = "last.pt", "best.pt"
 
 
-def default_run_dir(recipe: Recipe) -> Path:
+def new_run_dir(recipe: Recipe) -> Path:
+    """Create and return train.out_dir/<recipe name>-<YYYYmmdd-HHMMSS>, or with -2, -3, ... appended
+    when that exists: the folder is made exclusively, so runs started in the same second never share it."""
     stem = Path(recipe.path).stem if recipe.path else "run"
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path(recipe.config["train"]["out_dir"]).expanduser() / f"{stem}-{stamp}"
+    base = Path(recipe.config["train"]["out_dir"]).expanduser() / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    path, n = base, 1
+    try:
+        base.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            try:
+                path.mkdir()
+                return path
+            except FileExistsError:
+                n += 1
+                path = base.with_name(f"{base.name}-{n}")
+    except OSError as exc:
+        raise SamfxError(f"train.out_dir: cannot create a run folder in {base.parent} ({exc.strerror}); "
+                         f"choose another train.out_dir or --out") from None
+
+
+def claim(run_dir: Path | None, recipe: Recipe, resume: bool) -> tuple[Path, Any, dict[str, Any] | None]:
+    """Rank 0, before anything in the run folder is written: the folder (a new one when `run_dir` is
+    None), its lock (:class:`samfx.engine.runlock.RunLock`) and every check. Returns (folder, lock,
+    last.pt's content when resuming). On error the lock is released, so the folder is as it was;
+    a folder to resume is never created."""
+    from samfx.engine.runlock import RunLock
+
+    if run_dir is None:
+        if resume:
+            raise SamfxError("--resume: name the run folder to continue")
+        run_dir = new_run_dir(recipe)
+    elif resume and not run_dir.is_dir():
+        raise SamfxError(f"{run_dir}: nothing to resume (no such folder); check the path, or start a new run "
+                         f"without --resume")
+    elif not resume:
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SamfxError(f"--out {run_dir}: cannot create the run folder ({exc.strerror})") from None
+    lock = RunLock.acquire(run_dir)
+    try:
+        obj = None
+        if resume:
+            obj = load_last(run_dir)
+            check_resume(obj["recipe"], recipe.config, run_dir)
+        elif (run_dir / LAST).exists():
+            raise SamfxError(f"{run_dir}: already holds a run (last.pt); continue it with `--resume {run_dir}` "
+                             f"or choose another --out")
+    except BaseException:
+        lock.release()
+        raise
+    return run_dir, lock, obj
+
+
+def load_last(run_dir: Path) -> dict[str, Any]:
+    """RUN/last.pt for --resume: readable, a samfx checkpoint, with its training state."""
+    from samfx.engine import checkpointing as ckpt
+    from samfx.errors import CheckpointError
+
+    path, best = run_dir / LAST, run_dir / BEST
+    if not path.is_file():
+        raise SamfxError(f"{run_dir}: nothing to resume (no last.pt); start it without --resume")
+    fix = f"start a new run from its weights (model.checkpoint={best})" if best.is_file() else "start a new run"
+    try:
+        obj = ckpt.load(path)
+    except CheckpointError as exc:
+        raise CheckpointError(f"--resume {run_dir}: {exc}; restore last.pt from a copy, or {fix}") from None
+    if not isinstance(obj.get("train_state"), dict) or not isinstance(obj.get("progress"), dict):
+        raise CheckpointError(f"--resume {run_dir}: {path} holds weights but no training state (a copy of best.pt?); "
+                              f"put back the last.pt that `samfx train` wrote, or {fix}")
+    return obj
 
 
 def _components(node: Any, parts: list[str]) -> list[dict[str, Any]]:
@@ -61,15 +129,15 @@ def versions(recipe: Recipe, registry: Registry, plugin_versions: dict[str, str]
             "cuda": torch.version.cuda, "plugins": {p: plugin_versions.get(p, "unknown") for p in used}}
 
 
-def prepare(run_dir: Path, recipe: Recipe, registry: Registry, plugin_versions: dict[str, str],
-            resume: bool) -> None:
-    """Create (or, resuming, update) the run folder's recipe.yaml and versions.json."""
-    if not resume and (run_dir / LAST).exists():
-        raise SamfxError(f"{run_dir}: already holds a run (last.pt); continue it with `--resume {run_dir}` "
-                         f"or choose another --out")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "recipe.yaml").write_text(recipe.to_yaml())
-    (run_dir / "versions.json").write_text(json.dumps(versions(recipe, registry, plugin_versions), indent=2) + "\n")
+def prepare(run_dir: Path, recipe: Recipe, registry: Registry, plugin_versions: dict[str, str]) -> None:
+    """Write (or, resuming, update) recipe.yaml and versions.json of a claimed folder (:func:`claim`)."""
+    for stale in run_dir.glob(".*.tmp"):  # left by a writer that was killed; the lock says it is not running
+        stale.unlink(missing_ok=True)
+    try:
+        write_text(run_dir / "recipe.yaml", recipe.to_yaml())
+        write_json(run_dir / "versions.json", versions(recipe, registry, plugin_versions))
+    except OSError as exc:
+        raise SamfxError(f"{run_dir}: cannot write the run folder ({exc.strerror})") from None
 
 
 def find_checkpoint(target: str | Path, prefer: str = BEST) -> Path:
@@ -86,8 +154,13 @@ def find_checkpoint(target: str | Path, prefer: str = BEST) -> Path:
 
 
 def write_json(path: Path, obj: Any) -> None:
+    write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+
+
+def write_text(path: Path, text: str) -> None:
+    """Replace `path` atomically (a killed writer leaves the old file, never half a new one)."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=_json_default) + "\n")
+    tmp.write_text(text)
     tmp.replace(path)
 
 
@@ -130,8 +203,33 @@ def resume_conflicts(stored: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
     a, b = _flatten(stored), _flatten(new)
     keys = sorted(set(a) | set(b))
-    return [k for k in keys if a.get(k, "<absent>") != b.get(k, "<absent>")
+    return [k for k in keys if not _same_value(k, a.get(k, "<absent>"), b.get(k, "<absent>"))
             and not any(fnmatch.fnmatchcase(k, pat) for pat in RESUME_MUTABLE)]
+
+
+_NAME_KEYS = tuple(f"{slot}.name" for slot in COMPONENT_SLOTS)
+
+
+def _same_value(key: str, x: Any, y: Any) -> bool:
+    """Equal, or a component named 'apg' by a run saved before names were qualified and 'apg/apg' now."""
+    import fnmatch
+
+    if x == y:
+        return True
+    if "<absent>" in (x, y):  # a key added to the schema after the run was saved, at its default
+        return _schema_default(key) == (y if x == "<absent>" else x)
+    return (isinstance(x, str) and isinstance(y, str) and ("/" in x) != ("/" in y)
+            and x.split("/")[-1] == y.split("/")[-1] and any(fnmatch.fnmatchcase(key, p) for p in _NAME_KEYS))
+
+
+def _schema_default(key: str) -> Any:
+    """The schema's default at a dotted key; list items take the default list's first item's."""
+    from omegaconf import OmegaConf
+
+    from samfx.schema import RecipeSchema
+
+    defaults = _flatten(OmegaConf.to_container(OmegaConf.structured(RecipeSchema)))
+    return defaults.get(re.sub(r"\.\d+(?=\.)", ".0", key), "<no default>")
 
 
 def check_resume(stored: dict[str, Any], new: dict[str, Any], run_dir: Path) -> None:

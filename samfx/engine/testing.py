@@ -248,7 +248,8 @@ def main(argv: list[str] | None = None) -> None:
     """``python -m samfx.engine.testing RUN_DIR [--resume] [--kill-at-step N] [--memory] [key=value ...]``
 
     Trains tests/recipes/toy.yaml (or ``--recipe FILE``) with the toy plugin; ``--kill-at-step N``
-    SIGKILLs this process right after optimizer step N (no clean-up, like a crash); ``--memory``
+    SIGKILLs this process right after optimizer step N (no clean-up, like a crash; ``--kill-signal TERM``
+    sends SIGTERM instead); ``--memory``
     uses in-memory ToyShapes instead of the toy HDF5 store. Works under torchrun.
     """
     import argparse
@@ -266,6 +267,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--recipe", default=str(Path(__file__).resolve().parents[2] / "tests" / "recipes" / "toy.yaml"))
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--kill-at-step", type=int, default=0)
+    ap.add_argument("--kill-signal", default="KILL", help="what --kill-at-step sends: KILL, TERM or INT")
     ap.add_argument("--memory", action="store_true")
     args = ap.parse_intermixed_args(argv)
     torch.set_num_threads(1)
@@ -274,7 +276,7 @@ def main(argv: list[str] | None = None) -> None:
 
     def kill(trainer, event: str) -> None:
         if event == "step" and trainer.progress.global_step == args.kill_at_step:
-            os.kill(os.getpid(), signal.SIGKILL)
+            os.kill(os.getpid(), getattr(signal, f"SIG{args.kill_signal}"))
 
     datasets = None
     if args.memory:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -28,38 +28,25 @@ from samfx.data.progress import progress_bar
 from samfx.engine import checkpointing as ckpt
 from samfx.engine import distributed as D
 from samfx.engine import rundir
+from samfx.engine.checkpointing import Progress
 from samfx.engine.data import collate, open_split
 from samfx.engine.inference import autocast, resolve_precision, to_device
+from samfx.engine.interrupt import Interrupted, ignore_in_worker
 from samfx.engine.optim import build_optimizer, build_scheduler
 from samfx.engine.runlog import RunLog
 from samfx.engine.sampler import ResumableBatchSampler
-from samfx.engine.seeding import EpochSeeded, derive_seed, rng_state, seed_everything, set_rng_state
+from samfx.engine.seeding import EpochSeeded, derive_seed, seed_everything, set_deterministic, set_rng_state
+from samfx.engine.session import RunSession
 from samfx.engine.steps import build_step
 from samfx.engine.stepvalues import StepValues
 from samfx.errors import RecipeError, SamfxError
 from samfx.recipe import Recipe
 
-SELECT = {"val/dice": max, "val/loss": min, "train/loss": min}
+SELECT = {"val/dice": max, "val/loss": min, "train/loss": min}  # names: schema.SELECT_METRICS, checked at load
 
 
 class TrainingError(SamfxError):
     """Training had to stop (non-finite loss or gradient); the last good checkpoint is kept."""
-
-
-@dataclass
-class Progress:
-    stage: int = 0
-    epoch: int = 0            # current epoch within the stage (0-based)
-    batch: int = 0            # micro-batches of the current epoch already trained on
-    step: int = 0             # optimizer steps in the current stage
-    global_step: int = 0      # optimizer steps over all stages
-    loss_sum: float = 0.0     # running sums for the epoch mean and the log window
-    loss_count: int = 0
-    window_sum: float = 0.0
-    window_count: int = 0
-    best: dict[str, Any] | None = None
-    history: list[dict[str, Any]] = field(default_factory=list)  # per-stage summaries
-    finished: bool = False
 
 
 class Trainer:
@@ -86,8 +73,7 @@ class Trainer:
         self.classes = [int(c) for c in self.cfg["data"]["classes"]]
         self.class_names = list(self.cfg["data"]["class_names"])
         self._check_recipe()
-        run_dir = D.broadcast_object(str(run_dir or rundir.default_run_dir(recipe)))
-        self.run_dir = Path(run_dir)
+        self.run_dir = Path(run_dir) if run_dir else None  # None: fit() makes train.out_dir/<recipe>-<time>
         self.main = self.info.is_main
         self._datasets = datasets
         self.progress = Progress()
@@ -96,22 +82,7 @@ class Trainer:
 
     # -- set-up -----------------------------------------------------------------------------------
     def _check_recipe(self) -> None:
-        for i, st in enumerate(self.train_cfg["stages"]):
-            if st["select_metric"] not in SELECT:
-                raise RecipeError(f"train.stages.{i}.select_metric: unknown '{st['select_metric']}'; use "
-                                  f"{', '.join(SELECT)}")
-            if self.clips and st["select_metric"] == "val/loss":
-                raise RecipeError(f"train.stages.{i}.select_metric: val/loss is not computed for clip training "
-                                  f"(validation runs whole sequences); use val/dice or train/loss")
-            if st["area_change_weight"] and not self.clips:
-                raise RecipeError(f"train.stages.{i}.area_change_weight: only applies to clip training; set "
-                                  f"data.clip_length > 0 or remove it")
-            if st["area_change_weight"] < 0:
-                raise RecipeError(f"train.stages.{i}.area_change_weight: must be >= 0, got {st['area_change_weight']}")
-            if st["epochs"] < 1 and not st.get("max_steps"):
-                raise RecipeError(f"train.stages.{i}.epochs: must be >= 1 (or set max_steps)")
-        if int(self.train_cfg["grad_accum"]) < 1:
-            raise RecipeError("train.grad_accum: must be >= 1")
+        # ranges and per-stage rules are checked when the recipe is loaded (samfx.recipe)
         if len(self.classes) != len(self.class_names):
             raise RecipeError(f"data.class_names: {len(self.class_names)} names for {len(self.classes)} classes")
 
@@ -119,9 +90,11 @@ class Trainer:
         from samfx.build import build_model
 
         seed_everything(int(self.train_cfg["seed"]))
+        set_deterministic(bool(self.train_cfg["deterministic"]))
         self.model = build_model(self.recipe, self.registry).to(self.device)
         if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True  # every batch has the same S x S shape
+            # every batch has the same S x S shape; autotuning may pick different kernels run to run
+            torch.backends.cudnn.benchmark = not self.train_cfg["deterministic"]
         if self.train_cfg.get("channels_last"):
             self.model = self.model.to(memory_format=torch.channels_last)
         enc = self.model.image_encoder
@@ -157,64 +130,56 @@ class Trainer:
                 return None
             raise
 
-    # -- checkpoints --------------------------------------------------------------------------------
-    def _save_last(self, opt=None, sched=None, scaler=None) -> None:
-        states = D.gather_lists([rng_state()])  # every rank takes part
-        if not self.main:
-            return
-        train_state = {"rng": states}
-        if opt is not None:
-            train_state.update(optimizer=opt.state_dict(), scheduler=sched.state_dict(),
-                               scaler=scaler.state_dict() if scaler is not None else None)
-        obj = ckpt.make(self.model, self.recipe, progress=asdict(self.progress), train_state=train_state)
-        ckpt.save(obj, self.run_dir / rundir.LAST)
-
-    def _load_last(self) -> dict[str, Any] | None:
-        path = self.run_dir / rundir.LAST
-        if not path.exists():
-            raise SamfxError(f"{self.run_dir}: nothing to resume (no last.pt); start it without --resume")
-        obj = ckpt.load(path)
-        rundir.check_resume(obj["recipe"], self.recipe.config, self.run_dir)
-        self.model.load_state_dict(obj["model"])
+    def _restore(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Weights and position from last.pt (already checked by rundir.claim); returns its train_state."""
+        ckpt.restore_weights(self.model, obj["model"], self.run_dir / rundir.LAST,
+                             "restore last.pt from a copy, or start a new run")
         self.progress = Progress(**obj["progress"])
         return obj["train_state"]
 
     # -- main loop ------------------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
-        """Run (or continue) every stage; returns the metrics.json content."""
-        error = None
-        if self.main:
+        """Run (or continue) every stage; returns the metrics.json content.
+
+        Rank 0 holds the run folder's lock (samfx.engine.runlock) for the whole call; the folder, last.pt
+        and the recipe (against the run's) are checked before anything in the folder is written.
+        Ctrl-C / SIGTERM raise :class:`Interrupted` with last.pt written (samfx.engine.interrupt)."""
+        with RunSession(self.run_dir, self.recipe, self.resume) as self.run:
+            self.stop = self.run.stop
             try:
-                rundir.prepare(self.run_dir, self.recipe, self.registry, self.plugin_versions, self.resume)
-            except SamfxError as exc:
-                error = str(exc)
-            for stale in self.run_dir.glob(".*.pt.*.tmp"):  # left by a writer that was killed
-                stale.unlink(missing_ok=True)
-        error = D.broadcast_object(error)  # every rank stops, none waits forever
-        if error:
-            raise SamfxError(error)
-        self._build()
-        state = self._load_last() if self.resume else None
+                return self._fit()
+            except Interrupted as exc:
+                raise exc.explain(self.run.run_dir)
+            except Exception as exc:
+                if not self.stop.pending:
+                    raise
+                raise Interrupted(self.stop.pending).explain(self.run.run_dir) from exc  # e.g. a killed worker
+
+    def _fit(self) -> dict[str, Any]:
+        obj = self.run.claim()
+        self.run_dir = self.run.run_dir
+        self._build()  # opens the data: only once the folder has passed its checks
+        state = self._restore(obj) if self.resume else None
+        del obj
+        self.run.prepare(self.registry, self.plugin_versions)
         self.log = RunLog(self.run_dir if self.main else None,
                           resume_step=self.progress.global_step if self.resume else None)
-        try:
-            if self.progress.finished:
-                self._say(f"{self.run_dir}: run already finished; nothing to do")
-            stages = self.train_cfg["stages"]
-            while not self.progress.finished and self.progress.stage < len(stages):
-                self._run_stage(self.progress.stage, state)
-                state = None
-                p = self.progress
-                p.stage, p.epoch, p.batch, p.step, p.best = p.stage + 1, 0, 0, 0, None
-                p.finished = p.stage >= len(stages)
-                self._save_last()
-            out = self._write_metrics()
-            # ranks leave together: a rank that tore down its gloo group while rank 0 was still writing
-            # aborted once ("terminate called without an active exception")
-            D.barrier()
-            return out
-        finally:
-            self.log.close()
+        self.run.callback(self.log.close)
+        if self.progress.finished:
+            self._say(f"{self.run_dir}: run already finished; nothing to do")
+        stages = self.train_cfg["stages"]
+        while not self.progress.finished and self.progress.stage < len(stages):
+            self._run_stage(self.progress.stage, state)
+            state = None
+            p = self.progress
+            p.stage, p.epoch, p.batch, p.step, p.best = p.stage + 1, 0, 0, 0, None
+            p.finished = p.stage >= len(stages)
+            self.run.save_last(self.model, p)
+        out = self._write_metrics()
+        # ranks leave together: a rank that tore down its gloo group while rank 0 was still writing
+        # aborted once ("terminate called without an active exception")
+        D.barrier()
+        return out
 
     def _run_stage(self, index: int, state: dict[str, Any] | None) -> None:
         from samfx.build import build_component
@@ -270,8 +235,10 @@ class Trainer:
         # one loader per stage: workers persist across epochs (the sampler sends each item's epoch)
         loader = DataLoader(self.train_ds, batch_sampler=self.sampler, collate_fn=collate, num_workers=workers,
                             persistent_workers=workers > 0, pin_memory=self.device.type == "cuda",
+                            worker_init_fn=ignore_in_worker,
                             generator=torch.Generator().manual_seed(derive_seed("loader", self.train_cfg["seed"],
                                                                                 index)))
+        self.stop.deferring = True  # a stop signal waits for the step boundary (samfx.engine.interrupt)
         while p.epoch < epochs and not step_done():
             epoch = p.epoch
             self.train_ds.set_epoch(epoch)
@@ -336,13 +303,19 @@ class Trainer:
                         cb(self, "step")
                     if step_done():
                         break
-                    if save_every and p.step % save_every == 0:
+                    signum = self.stop.agreed()
+                    if signum or (save_every and p.step % save_every == 0):
                         read_back()
-                        self._save_last(opt, sched, scaler)
+                        self.run.save_last(self.model, p, opt, sched, scaler)
+                    if signum:
+                        raise Interrupted(signum, saved_step=p.global_step)
                 read_back()
             self._end_epoch(index, st, epoch, epochs, opt, sched, scaler, loss_fn, done=step_done())
             for cb in self.callbacks:
                 cb(self, "epoch")
+            if signum := self.stop.agreed():  # came during validation or at the stage's last step
+                raise Interrupted(signum, saved_step=p.global_step)
+        self.stop.deferring = False
         if self.main:
             self.log.curves()
             if self.val_ds is not None and not self.clips and int(self.cfg["eval"]["overlays"]) > 0:
@@ -370,7 +343,7 @@ class Trainer:
         p.history = [h for h in p.history if h["stage"] != st["name"]] + [
             {"stage": st["name"], "index": index, "best": p.best, "last": metrics, "epochs_done": p.epoch,
              "steps_done": p.step}]
-        self._save_last(opt, sched, scaler)
+        self.run.save_last(self.model, p, opt, sched, scaler)
         if self.main:
             self._write_metrics()
         shown = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if "/dice_" not in k)
