@@ -13,7 +13,8 @@ import typer
 from samfx.cli.main import data_app, emit_json, fail
 from samfx.errors import SamfxError
 
-_OUT = typer.Option(..., "--out", "-o", help="Store file to write (.h5); replaced atomically when done.")
+_OUT = typer.Option(..., "--out", "-o", help="Store file to write (.h5); must not exist unless --force.")
+_FORCE = typer.Option(False, "--force", help="Replace --out when it is an existing samfx store (never another file).")
 _JSON = typer.Option(False, "--json", help="Print JSON.")
 
 
@@ -33,14 +34,14 @@ def synth(out: Path = _OUT,
           size: tuple[int, int] = typer.Option((256, 288), "--size", help="Frame size H W in pixels."),
           wall_flicker: float = typer.Option(0.0, "--wall-flicker",
                                              help="0..1: wall dropouts fade in and out over a sequence (0: fixed)."),
-          as_json: bool = _JSON) -> None:
+          force: bool = _FORCE, as_json: bool = _JSON) -> None:
     """Generate synthetic apical 2CH/4CH echocardiography sequences (labels LV=1, MYO=2, LA=3)."""
     from samfx.data.synth import generate
 
     start = time.perf_counter()
     try:
         path = generate(out, patients=patients, seed=seed, frames=frames, size=size, show_progress=not as_json,
-                        wall_flicker=wall_flicker)
+                        wall_flicker=wall_flicker, force=force)
     except SamfxError as exc:
         fail(exc)
     info = {"out": str(path), "patients": patients, "sequences": 2 * patients, "frames": frames,
@@ -91,12 +92,13 @@ def camus(root: Path = typer.Argument(..., help="CAMUS folder (holding database_
           seed: int = typer.Option(0, "--seed", help="Seed of the patient split when no split files exist."),
           sequences: bool = typer.Option(True, "--sequences/--no-sequences", help="Import half sequences."),
           skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip and report unreadable files."),
-          as_json: bool = _JSON) -> None:
+          force: bool = _FORCE, as_json: bool = _JSON) -> None:
     """Import CAMUS (NIfTI release): ED/ES images, half sequences, cfg fields, official splits."""
     from samfx.data.importers.camus import import_camus
 
     try:
-        report = import_camus(root, out, seed=seed, sequences=sequences, skip_bad=skip_bad, show_progress=not as_json)
+        report = import_camus(root, out, seed=seed, sequences=sequences, skip_bad=skip_bad, show_progress=not as_json,
+                              force=force)
     except SamfxError as exc:
         fail(exc)
     _report(report, as_json)
@@ -108,13 +110,13 @@ def us30k(root: Path = typer.Argument(..., help="US30K folder (holding MainPatie
           dataset: Optional[list[str]] = typer.Option(None, "--dataset", help="Only this dataset (repeatable)."),
           strict: bool = typer.Option(False, "--strict", help="Fail on the first listed-but-missing file."),
           skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip and report unreadable files."),
-          as_json: bool = _JSON) -> None:
+          force: bool = _FORCE, as_json: bool = _JSON) -> None:
     """Import the SAMUS authors' US30K PNG layout; listed-but-missing files are reported."""
     from samfx.data.importers.us30k import import_us30k
 
     try:
         report = import_us30k(root, out, datasets=dataset or None, strict=strict, skip_bad=skip_bad,
-                              show_progress=not as_json)
+                              show_progress=not as_json, force=force)
     except SamfxError as exc:
         fail(exc)
     _report(report, as_json)
@@ -125,12 +127,13 @@ def echonet(root: Path = typer.Argument(..., help="EchoNet-Dynamic folder (FileL
             out: Path = _OUT,
             limit: Optional[int] = typer.Option(None, "--limit", help="Import only the first N videos."),
             skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip and report undecodable videos."),
-            as_json: bool = _JSON) -> None:
+            force: bool = _FORCE, as_json: bool = _JSON) -> None:
     """Import EchoNet-Dynamic: AVI sequences with filled LV masks on the traced ED/ES frames."""
     from samfx.data.importers.echonet import import_echonet
 
     try:
-        report = import_echonet(root, out, limit=limit, skip_bad=skip_bad, show_progress=not as_json)
+        report = import_echonet(root, out, limit=limit, skip_bad=skip_bad, show_progress=not as_json,
+                                 force=force)
     except SamfxError as exc:
         fail(exc)
     _report(report, as_json)

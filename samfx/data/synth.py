@@ -253,9 +253,10 @@ def _ef(areas: dict[str, tuple[float, float]], lengths: dict[str, tuple[float, f
 
 def generate(out: str | Path, patients: int = 50, seed: int = 0, frames: int = 12,
              size: tuple[int, int] = (256, 288), views: tuple[str, ...] = VIEWS,
-             show_progress: bool = False, wall_flicker: float = 0.0) -> Path:
+             show_progress: bool = False, wall_flicker: float = 0.0, force: bool = False) -> Path:
     """Write a synthetic store with `patients` × `views` sequences of `frames` frames (H,W)=`size`
-    (``wall_flicker``: see :func:`render_sequence`)."""
+    (``wall_flicker``: see :func:`render_sequence`; an existing `out` is replaced only with `force`
+    and only when it is a samfx store)."""
     if patients < 1 or frames < 2:
         raise DataError(f"synthetic data needs patients >= 1 and frames >= 2 (ED and ES), got {patients} and {frames}")
     check_wall_flicker(wall_flicker)
@@ -268,7 +269,7 @@ def generate(out: str | Path, patients: int = 50, seed: int = 0, frames: int = 1
     names = [f"patient{p:04d}" for p in range(1, patients + 1)]
     desc = f"synthetic echo: {patients} patients × {len(views)} views × {frames} frames ({H}×{W}), seed {seed}"
     desc += f", wall flicker {wall_flicker}" if wall_flicker else ""
-    with StoreWriter(out, CLASSES, CLASS_NAMES, source="synthetic_echo", description=desc) as w, \
+    with StoreWriter(out, CLASSES, CLASS_NAMES, source="synthetic_echo", description=desc, force=force) as w, \
             progress_bar(patients, "synthesising", show_progress) as advance:
         w.file.attrs["generator_version"] = GENERATOR_VERSION
         w.file.attrs["seed"] = seed

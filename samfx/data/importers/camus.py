@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from samfx.data.importers.common import ImportReport, read_lines, to_label, to_uint8
+from samfx.data.outfile import check_out
 from samfx.data.progress import progress_bar
 from samfx.data.store import StoreWriter, split_patients
 from samfx.errors import DataError
@@ -72,8 +73,10 @@ def _base(root: Path) -> tuple[Path, Path]:
 
 
 def import_camus(root: str | Path, out: str | Path, *, seed: int = 0, sequences: bool = True,
-                 skip_bad: bool = False, show_progress: bool = False) -> ImportReport:
-    """Import the CAMUS folder `root` into the store `out`; returns an :class:`ImportReport`."""
+                 skip_bad: bool = False, show_progress: bool = False, force: bool = False) -> ImportReport:
+    """Import the CAMUS folder `root` into the store `out`; returns an :class:`ImportReport`
+    (an existing `out` is replaced only with `force` and only when it is a samfx store)."""
+    check_out(Path(out).expanduser(), force)  # before any reading
     nifti, split_dir = _base(Path(root))
     patients = sorted(p for p in nifti.iterdir() if p.is_dir() and re.fullmatch(r"patient\d+", p.name))
     if not patients:
@@ -81,7 +84,8 @@ def import_camus(root: str | Path, out: str | Path, *, seed: int = 0, sequences:
                         f"database_nifti/patientNNNN/patientNNNN_2CH_ED.nii.gz")
     report = ImportReport(str(out), f"camus:{nifti}")
     counts = dict(patients=0, images=0, sequences=0)
-    with StoreWriter(out, CLASSES, CLASS_NAMES, source="camus", description=f"CAMUS from {nifti}") as w, \
+    with StoreWriter(out, CLASSES, CLASS_NAMES, source="camus", description=f"CAMUS from {nifti}",
+                     force=force) as w, \
             progress_bar(len(patients), "importing CAMUS", show_progress) as advance:
         imported = []
         for pdir in patients:

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from samfx.data.importers.common import ImportReport, safe_id
+from samfx.data.outfile import check_out
 from samfx.data.progress import progress_bar
 from samfx.data.store import StoreWriter
 from samfx.errors import DataError
@@ -73,8 +74,10 @@ def _stem(name: str) -> str:
 
 
 def import_echonet(root: str | Path, out: str | Path, *, limit: int | None = None, skip_bad: bool = False,
-                   show_progress: bool = False) -> ImportReport:
-    """Import the EchoNet-Dynamic folder `root` into the store `out` (first `limit` videos if set)."""
+                   show_progress: bool = False, force: bool = False) -> ImportReport:
+    """Import the EchoNet-Dynamic folder `root` into the store `out` (first `limit` videos if set;
+    an existing `out` is replaced only with `force` and only when it is a samfx store)."""
+    check_out(Path(out).expanduser(), force)  # before any reading
     root = Path(root).expanduser()
     if not root.is_dir():
         raise DataError(f"{root}: EchoNet-Dynamic folder not found")
@@ -91,7 +94,8 @@ def import_echonet(root: str | Path, out: str | Path, *, limit: int | None = Non
     report = ImportReport(str(out), f"echonet:{root}")
     counts = {"sequences": 0, "labeled_frames": 0}
     split_ids: dict[str, list[str]] = {s: [] for s in SPLITS.values()}
-    with StoreWriter(out, [1], ["LV"], source="echonet", description=f"EchoNet-Dynamic from {root}") as w, \
+    with StoreWriter(out, [1], ["LV"], source="echonet", description=f"EchoNet-Dynamic from {root}",
+                     force=force) as w, \
             progress_bar(len(files), "importing EchoNet", show_progress) as advance:
         for row in files:
             stem = _stem(row["FileName"])

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from samfx.data.importers.common import ImportReport, read_lines, read_png, safe_id
+from samfx.data.outfile import check_out
 from samfx.data.progress import progress_bar
 from samfx.data.store import StoreWriter
 from samfx.errors import DataError
@@ -66,8 +67,10 @@ def _find(folder: Path, name: str) -> Path | None:
 
 
 def import_us30k(root: str | Path, out: str | Path, *, datasets: list[str] | None = None, strict: bool = False,
-                 skip_bad: bool = False, show_progress: bool = False) -> ImportReport:
-    """Import the US30K folder `root` (optionally only `datasets`) into the store `out`."""
+                 skip_bad: bool = False, show_progress: bool = False, force: bool = False) -> ImportReport:
+    """Import the US30K folder `root` (optionally only `datasets`) into the store `out` (replaced only
+    with `force` and only when it is a samfx store)."""
+    check_out(Path(out).expanduser(), force)  # before any reading
     root = Path(root).expanduser()
     if not root.is_dir():
         raise DataError(f"{root}: US30K folder not found; pass the folder holding MainPatient/ and the dataset folders")
@@ -114,7 +117,7 @@ def import_us30k(root: str | Path, out: str | Path, *, datasets: list[str] | Non
     split_ids: dict[str, list[str]] = {s: [] for s in SPLITS}
     counts = {"images": 0}
     with StoreWriter(out, list(range(1, top + 1)), class_names, source="us30k",
-                     description=f"US30K ({', '.join(ds_names)}) from {root}") as w, \
+                     description=f"US30K ({', '.join(ds_names)}) from {root}", force=force) as w, \
             progress_bar(len(present), "importing US30K", show_progress) as advance:
         for ds, name, img_path, lab_path in present:
             item = report.attempt(skip_bad, lambda: _one(w, ds, name, img_path, lab_path, per_ds[ds]))
