@@ -41,11 +41,19 @@ def atomic_save(obj: Any, path: str | Path) -> None:
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a checkpoint file safely; errors name the file and say what is wrong."""
     path = Path(path).expanduser()
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder, not a weights file; `model.checkpoint` names a .pt/.pth "
+                              f"file, e.g. a run's best.pt")
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found; check `model.checkpoint` in the recipe")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
+        import h5py
+
+        if h5py.is_hdf5(path):
+            raise CheckpointError(f"{path}: is an HDF5 file (a samfx data store?), not PyTorch weights; "
+                                  f"`model.checkpoint` names a .pt/.pth file, a store goes in data.source") from None
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if "Weights only load failed" in str(exc):
             msg = "it holds Python objects that a weights-only load refuses (not a plain state dict)"

@@ -124,9 +124,9 @@ class ImageDataset(_StoreDataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         it, frame, phase = self.entries[index]
         if frame < 0:
-            image, label = read_sample(self._h5(), it.id)
+            image, label = read_sample(self._h5(), it.id, self.classes)
         else:
-            image, label = read_frames(self._h5(), it.id, frame)
+            image, label = read_frames(self._h5(), it.id, frame, self.classes)
         img, lab = aug.resize(image[None], label[None], self.image_size)
         p = aug.draw_params(self.augment, self.seed, self.epoch, index)
         img, lab = aug.apply(img, lab, p)
@@ -176,7 +176,7 @@ class ClipDataset(_StoreDataset):
         it = self.sequences[index]
         idx = self.window(index)
         last = idx[-1] + 1
-        frames, labels = read_frames(self._h5(), it.id, slice(idx[0], last))
+        frames, labels = read_frames(self._h5(), it.id, slice(idx[0], last), self.classes)
         pick = [i - idx[0] for i in idx]
         frames, labels = frames[pick], labels[pick]
         labeled = torch.tensor([it.labeled[i] for i in idx], dtype=torch.bool)
@@ -205,7 +205,7 @@ class SequenceDataset(_StoreDataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         it = self.sequences[index]
-        frames, labels = read_frames(self._h5(), it.id)
+        frames, labels = read_frames(self._h5(), it.id, classes=self.classes)
         img, lab = aug.resize(frames, labels, self.image_size)
         return {"frames": self._rgb(img), "labels": lab, "labeled": torch.tensor(it.labeled, dtype=torch.bool),
                 "spacing": self._spacing(it, aug.AugParams()), "ed": it.ed, "es": it.es,

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
+from samfx.data.outfile import reason
 from samfx.data.store import open_store, read_frames, read_index, read_sample
 from samfx.errors import DataError
 
@@ -25,6 +26,9 @@ def write_preview(path: str | Path, out: str | Path, count: int = 4, frames: int
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    out = Path(out)
+    if out.is_dir():
+        raise DataError(f"{out}: is a folder; --out names the PNG file to write, e.g. {out / 'preview.png'}")
     index = read_index(path)
     rng = np.random.default_rng(seed)
     samples = [it for it in index.items.values() if it.kind == "sample"]
@@ -68,8 +72,12 @@ def write_preview(path: str | Path, out: str | Path, count: int = 4, frames: int
     names = ", ".join(f"{c}={n}" for c, n in zip(index.classes, index.class_names))
     fig.suptitle(f"{Path(path).name}  (labels: {names}; red/green/blue = 1/2/3)", fontsize=8)
     fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=80)
-    plt.close(fig)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out, dpi=80)
+    except OSError as exc:
+        raise DataError(f"{out}: cannot write the preview PNG ({reason(exc)}); --out names a PNG file in a "
+                        f"writable folder") from None
+    finally:
+        plt.close(fig)
     return out

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from samfx.data.store import open_store, read_index
+from samfx.data.store import open_store, read_index, read_labels, read_sample
 
 
 def _dist(values: list[float]) -> dict[str, Any] | None:
@@ -30,13 +30,13 @@ def store_stats(path: str | Path) -> dict[str, Any]:
     n_maps = 0
     with open_store(path) as f:
         for it in samples:
-            lab = f["samples"][it.id]["label"][()]
+            lab = read_sample(f, it.id, ids)[1]
             sums += np.bincount(lab.ravel(), minlength=256)[[0, *ids]] / lab.size
             n_maps += 1
         for it in seqs:
             sel = np.flatnonzero(np.asarray(it.labeled, bool))
             if sel.size:
-                labs = f["sequences"][it.id]["labels"][sel[0]:sel[-1] + 1][sel - sel[0]]
+                labs = read_labels(f, it.id, slice(sel[0], sel[-1] + 1), ids)[sel - sel[0]]
                 for lab in labs:
                     sums += np.bincount(lab.ravel(), minlength=256)[[0, *ids]] / lab.size
                 n_maps += len(sel)

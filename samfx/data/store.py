@@ -30,6 +30,9 @@ from typing import Any
 
 import numpy as np
 
+from samfx.data import outfile
+from samfx.data.checks import (READ_ERRORS, REMAKE, bad, check_label_values, check_sample,
+                                check_sequence, reading, require)
 from samfx.errors import DataError
 
 FORMAT = "samfx-store"
@@ -78,17 +81,20 @@ class StoreWriter:
     """Create a store: ``with StoreWriter(path, classes, class_names) as w: w.add_image(...)``.
 
     Data goes to ``<path>.partial-<pid>``; the file is renamed to ``path`` only when the ``with``
-    block ends without an exception (otherwise the partial file is deleted).
+    block ends without an exception (otherwise the partial file is deleted). An existing ``path``
+    is refused unless ``force`` and it is a samfx store (samfx.data.outfile); partial files of
+    dead writers of ``path`` are deleted on entry.
     """
 
     def __init__(self, path: str | Path, classes: list[int], class_names: list[str], *,
-                 source: str = "", description: str = "", compression: str = "gzip"):
+                 source: str = "", description: str = "", compression: str = "gzip", force: bool = False):
         if len(classes) != len(class_names):
             raise DataError(f"{path}: {len(classes)} classes but {len(class_names)} class names")
         if any(c <= 0 or c > 255 for c in classes):
             raise DataError(f"{path}: class ids must be in 1..255 (0 is background), got {classes}")
         self.path = Path(path).expanduser()
-        self.tmp = self.path.with_name(f"{self.path.name}.partial-{os.getpid()}")
+        outfile.check_out(self.path, force)
+        self.tmp = self.path.with_name(f"{self.path.name}{outfile.PARTIAL}{os.getpid()}")
         self.classes = [int(c) for c in classes]
         self.allowed = {0, *self.classes}
         self.class_names = list(class_names)
@@ -100,8 +106,17 @@ class StoreWriter:
         self.splits: dict[str, dict[str, list[str]]] = {}
 
     def __enter__(self) -> StoreWriter:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.file = _h5py().File(self.tmp, "w")
+        outfile.clean_stale_partials(self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DataError(f"{self.path}: cannot create the folder {self.path.parent} ({outfile.reason(exc)}); "
+                            f"choose a path in a writable folder") from None
+        try:
+            self.file = _h5py().File(self.tmp, "w")
+        except OSError as exc:
+            raise DataError(f"{self.path}: cannot create the store file ({outfile.reason(exc)}); choose a "
+                            f"path in a writable folder") from None
         f = self.file
         f.attrs["samfx_format"] = FORMAT
         f.attrs["format_version"] = FORMAT_VERSION
@@ -266,15 +281,19 @@ def open_store(path: str | Path):
     h5py = _h5py()
     try:
         return h5py.File(p, "r")
-    except OSError as exc:
-        raise DataError(f"{p}: not a readable HDF5 file ({exc}); re-create it with `samfx data ...`") from None
+    except READ_ERRORS as exc:
+        raise DataError(f"{p}: not a readable HDF5 file ({str(exc).splitlines()[0]}); {REMAKE}") from None
 
 
 def read_index(path: str | Path) -> StoreIndex:
-    """Validate the store at `path` and return its :class:`StoreIndex`."""
+    """Validate the store at `path` and return its :class:`StoreIndex`.
+
+    Checked here, from metadata only: root attributes, groups, and the shape and dtype of every
+    dataset (docs/data.md "Validation"). Label values are checked when labels are read.
+    """
     p = Path(path).expanduser()
-    with open_store(p) as f:
-        hint = "re-create it with `samfx data synth` or an importer"
+    with open_store(p) as f, reading(p, "the root group /"):
+        hint = REMAKE
         if _str(f.attrs.get("samfx_format", "")) != FORMAT:
             raise DataError(f"{p}: not a samfx store (root attribute 'samfx_format' missing); {hint}")
         version = int(f.attrs.get("format_version", -1))
@@ -283,54 +302,85 @@ def read_index(path: str | Path) -> StoreIndex:
         for key in ("classes", "class_names"):
             if key not in f.attrs:
                 raise DataError(f"{p}: missing root attribute '{key}'; {hint}")
+        classes = [int(c) for c in np.asarray(f.attrs["classes"]).reshape(-1)]
+        names = [_str(c) for c in np.asarray(f.attrs["class_names"]).reshape(-1)]
+        if len(classes) != len(names) or any(not 0 < c < 256 for c in classes):
+            raise bad(p, "root attributes", f"declare classes {classes} named {names} (ids must be 1..255, "
+                                             f"one name each)")
         for grp in ("samples", "sequences", "splits"):
             if grp not in f:
                 raise DataError(f"{p}: missing group '/{grp}'; {hint}")
         items: dict[str, Item] = {}
-        for sid, g in f["samples"].items():
-            _require(p, f"/samples/{sid}", g, ("image", "label"), _SAMPLE_ATTRS)
-            a = {k: _plain(v) for k, v in g.attrs.items()}
-            items[sid] = Item("sample", sid, a["patient"], a["view"], a["phase"], tuple(a["spacing"]),
-                              tuple(g["image"].shape), attrs=a)
-        for qid, g in f["sequences"].items():
-            _require(p, f"/sequences/{qid}", g, ("frames", "labels", "labeled"), _SEQ_ATTRS)
-            a = {k: _plain(v) for k, v in g.attrs.items()}
-            items[qid] = Item("sequence", qid, a["patient"], a["view"], "", tuple(a["spacing"]),
-                              tuple(g["frames"].shape), ed=int(a["ed"]), es=int(a["es"]), ef=float(a["ef"]),
-                              labeled=tuple(bool(x) for x in g["labeled"][()]), attrs=a)
+        for sid in list(f["samples"]):
+            where = f"/samples/{sid}"
+            with reading(p, where):
+                g = f["samples"][sid]
+                require(p, where, g, ("image", "label"), _SAMPLE_ATTRS)
+                shape = check_sample(p, where, g)
+                a = {k: _plain(v) for k, v in g.attrs.items()}
+                items[sid] = Item("sample", sid, a["patient"], a["view"], a["phase"], tuple(a["spacing"]),
+                                  shape, attrs=a)
+        for qid in list(f["sequences"]):
+            where = f"/sequences/{qid}"
+            with reading(p, where):
+                g = f["sequences"][qid]
+                require(p, where, g, ("frames", "labels", "labeled"), _SEQ_ATTRS)
+                shape, labeled = check_sequence(p, where, g)
+                a = {k: _plain(v) for k, v in g.attrs.items()}
+                items[qid] = Item("sequence", qid, a["patient"], a["view"], "", tuple(a["spacing"]), shape,
+                                  ed=int(a["ed"]), es=int(a["es"]), ef=float(a["ef"]), labeled=labeled, attrs=a)
+                for key in ("ed", "es"):
+                    if not -1 <= int(a[key]) < shape[0]:
+                        raise bad(p, where, f"has {key}={a[key]} outside frames 0..{shape[0] - 1} (or -1)")
         splits = {}
-        for name, g in f["splits"].items():
-            pats = {_str(x) for x in g["patients"][()]} if "patients" in g else set()
-            ids = {_str(x) for x in g["ids"][()]} if "ids" in g else set()
+        for name in list(f["splits"]):
+            with reading(p, f"/splits/{name}"):
+                g = f["splits"][name]
+                pats = {_str(x) for x in g["patients"][()]} if "patients" in g else set()
+                ids = {_str(x) for x in g["ids"][()]} if "ids" in g else set()
             splits[name] = (pats, ids)
-        return StoreIndex(str(p), [int(c) for c in f.attrs["classes"]],
-                          [_str(c) for c in f.attrs["class_names"]], _str(f.attrs.get("source", "")),
-                          items, splits)
+        return StoreIndex(str(p), classes, names, _str(f.attrs.get("source", "")), items, splits)
 
 
-def _require(p: Path, where: str, g, datasets: tuple[str, ...], attrs: tuple[str, ...]) -> None:
-    for d in datasets:
-        if d not in g:
-            raise DataError(f"{p}: {where} has no dataset '{d}'; the file is incomplete or damaged, re-create it")
-    for a in attrs:
-        if a not in g.attrs:
-            raise DataError(f"{p}: {where} has no attribute '{a}'; the file is incomplete or damaged, re-create it")
+def _group(f, where: str, classes: Any):
+    """The item's group and the classes its labels are checked against (default: the store's)."""
+    with reading(f.filename, where):
+        return f[where], (f.attrs["classes"] if classes is None else classes)
 
 
-def read_sample(f, item_id: str) -> tuple[np.ndarray, np.ndarray]:
-    """(image, label) uint8 arrays of sample `item_id` from an open store file."""
-    g = f["samples"][item_id]
-    return g["image"][()], g["label"][()]
+def _pick(f, g, name: str, index: Any) -> np.ndarray:
+    """``g[name][index]``; a list of indices may be unsorted and repeat (h5py wants neither)."""
+    with reading(f.filename, f"{g.name}/{name}"):
+        if isinstance(index, (list, np.ndarray)):
+            uniq, inv = np.unique(np.asarray(index), return_inverse=True)
+            return g[name][uniq][inv]
+        return g[name][index]
 
 
-def read_frames(f, item_id: str, index: Any = slice(None)) -> tuple[np.ndarray, np.ndarray]:
-    """(frames, labels) uint8 arrays (T',H,W) of sequence `item_id`, frames selected by `index`."""
-    g = f["sequences"][item_id]
-    if isinstance(index, (list, np.ndarray)):
-        idx = np.asarray(index)
-        uniq, inv = np.unique(idx, return_inverse=True)  # h5py wants increasing, unique indices
-        return g["frames"][uniq][inv], g["labels"][uniq][inv]
-    return g["frames"][index], g["labels"][index]
+def read_sample(f, item_id: str, classes: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """(image, label) uint8 arrays of sample `item_id` from an open store file; label ids are checked
+    against `classes` (default: the store's)."""
+    g, classes = _group(f, f"/samples/{item_id}", classes)
+    image, label = (_pick(f, g, name, ()) for name in ("image", "label"))
+    check_label_values(label, classes, f.filename, f"{g.name}/label")
+    return image, label
+
+
+def read_frames(f, item_id: str, index: Any = slice(None), classes: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """(frames, labels) uint8 arrays (T',H,W) of sequence `item_id`, frames selected by `index`
+    (label ids checked as in :func:`read_sample`)."""
+    g, classes = _group(f, f"/sequences/{item_id}", classes)
+    frames, labels = (_pick(f, g, name, index) for name in ("frames", "labels"))
+    check_label_values(labels, classes, f.filename, f"{g.name}/labels")
+    return frames, labels
+
+
+def read_labels(f, item_id: str, index: Any = slice(None), classes: Any = None) -> np.ndarray:
+    """Labels only (T',H,W) of sequence `item_id` (see :func:`read_frames`)."""
+    g, classes = _group(f, f"/sequences/{item_id}", classes)
+    labels = _pick(f, g, "labels", index)
+    check_label_values(labels, classes, f.filename, f"{g.name}/labels")
+    return labels
 
 
 def split_patients(patients: list[str], seed: int, val_frac: float = 0.1, test_frac: float = 0.2) -> dict[str, list[str]]:

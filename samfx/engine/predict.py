@@ -25,6 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from samfx.data.checks import first_line
+from samfx.data.outfile import reason
 from samfx.engine import checkpointing as ckpt
 from samfx.engine import rundir
 from samfx.engine.distributed import DistInfo, resolve_device
@@ -47,20 +49,31 @@ class Input:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _to_uint8(arr: np.ndarray) -> np.ndarray:
+def _to_uint8(arr: np.ndarray, where: Path) -> np.ndarray:
+    """uint8 as is; integers in 0..255 kept; anything else min-max scaled (NaN/inf -> the minimum)."""
+    if arr.size == 0:
+        raise SamfxError(f"{where}: the image has no pixels (shape {arr.shape}); is the file complete?")
     if arr.dtype == np.uint8:
         return arr
     a = arr.astype(np.float64)
-    lo, hi = float(np.nanmin(a)), float(np.nanmax(a))
+    finite = np.isfinite(a)
+    if not finite.any():
+        raise SamfxError(f"{where}: no finite pixel values (all NaN or inf); the file holds no image to segment")
+    if not finite.all():
+        a = np.where(finite, a, a[finite].min())
+    lo, hi = float(a.min()), float(a.max())
     if lo >= 0 and hi <= 255 and np.allclose(a, np.round(a)):
         return a.astype(np.uint8)
     return np.clip((a - lo) / (hi - lo if hi > lo else 1.0) * 255.0, 0, 255).astype(np.uint8)
 
 
 def read_inputs(path: str | Path) -> list[Input]:
+    """The images / sequences in one input file; a SamfxError naming the file when it is unreadable."""
     p = Path(path).expanduser()
     if not p.exists():
         raise SamfxError(f"{p}: input not found")
+    if p.is_dir():
+        raise SamfxError(f"{p}: is a folder; pass the image, NIfTI or .h5 files in it")
     name = p.name
     for suffix in (".nii.gz", ".nii", ".h5", ".hdf5", *IMAGE_EXT):
         if name.lower().endswith(suffix):
@@ -71,11 +84,21 @@ def read_inputs(path: str | Path) -> list[Input]:
                          f"samfx HDF5 store (.h5)")
     low = name.lower()
     if low.endswith((".nii", ".nii.gz")):
-        import nibabel as nib
+        import zlib
 
-        img = nib.load(str(p))
-        data = np.asarray(img.dataobj)
-        zooms = tuple(float(z) for z in img.header.get_zooms())
+        import nibabel as nib
+        from nibabel.filebasedimages import ImageFileError
+
+        try:
+            img = nib.load(str(p))
+            data = np.asarray(img.dataobj)
+            zooms = tuple(float(z) for z in img.header.get_zooms())
+        except (ImageFileError, OSError, EOFError, ValueError, zlib.error) as exc:
+            raise SamfxError(f"{p}: cannot read NIfTI ({first_line(exc)}); is the file complete and "
+                             f"really NIfTI?") from None
+        if data.size == 0:
+            raise SamfxError(f"{p}: NIfTI with shape {img.shape} has no pixels; expected (x, y) or (x, y, t) "
+                             f"with t >= 1")
         if data.ndim == 2 or (data.ndim == 3 and data.shape[2] == 1):
             frames = data.reshape(data.shape[0], data.shape[1])[None]
         elif data.ndim == 3:
@@ -84,14 +107,18 @@ def read_inputs(path: str | Path) -> list[Input]:
             raise SamfxError(f"{p}: NIfTI with shape {data.shape}; expected (x, y) or (x, y, t)")
         frames = np.transpose(frames, (0, 2, 1))  # (t, x, y) -> (t, row=y, col=x)
         spacing = (zooms[1], zooms[0]) if len(zooms) >= 2 and min(zooms[:2]) > 0 else None
-        return [Input(stem, _to_uint8(frames), spacing, frames.shape[0] > 1, source=str(p))]
+        return [Input(stem, _to_uint8(frames, p), spacing, frames.shape[0] > 1, source=str(p))]
     if low.endswith((".h5", ".hdf5")):
         return _read_store(p, stem)
     from PIL import Image
 
-    with Image.open(p) as im:
-        arr = np.asarray(im.convert("L"))
-    return [Input(stem, arr[None], None, False, source=str(p))]
+    try:
+        with Image.open(p) as im:
+            arr = np.asarray(im.convert("L"))
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:  # UnidentifiedImageError is an OSError
+        raise SamfxError(f"{p}: cannot read image ({first_line(exc)}); is it a complete PNG/JPEG/TIFF "
+                         f"file?") from None
+    return [Input(stem, _to_uint8(arr, p)[None], None, False, source=str(p))]
 
 
 def _read_store(p: Path, stem: str) -> list[Input]:
@@ -114,6 +141,21 @@ def _read_store(p: Path, stem: str) -> list[Input]:
     return out
 
 
+def _out_folder(out: str | Path, create: bool) -> Path:
+    """`out` (created when `create`) unless it is a file or cannot be created: a SamfxError naming it."""
+    out = Path(out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise SamfxError(f"--out {out}: is a file; predict writes several files into a folder, give a new or "
+                         f"existing folder")
+    try:
+        if create:
+            out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SamfxError(f"--out {out}: cannot create the folder ({reason(exc)}); choose a writable "
+                         f"folder") from None
+    return out
+
+
 class Predictor:
     """Holds the model; ``run(input)`` segments one Input and writes its files."""
 
@@ -122,6 +164,7 @@ class Predictor:
         from samfx.pluginmanager import get_registry
 
         self.registry = registry or get_registry()
+        _out_folder(out_dir, create=False)  # before the slow part
         self.path = rundir.find_checkpoint(checkpoint)
         self.device = resolve_device(device, DistInfo())
         self.model, self.recipe, _ = ckpt.load_model(self.path, self.registry, self.device)
@@ -130,8 +173,7 @@ class Predictor:
         self.names = list(cfg["data"]["class_names"])
         self.prompt = choose_prompt(self.model, self.recipe, prompt, self.registry, False, "--prompt")
         self.precision = resolve_precision(cfg["train"]["precision"], self.device)
-        self.out = Path(out_dir)
-        self.out.mkdir(parents=True, exist_ok=True)
+        self.out = _out_folder(out_dir, create=True)
         self.lv = self.classes[self.names.index("LV")] if "LV" in self.names else self.classes[0]
 
     def _prep(self, frames: np.ndarray) -> torch.Tensor:

@@ -1,0 +1,86 @@
+"""Validation of a store's contents when it is read (samfx.data.store; docs/data.md "Validation").
+
+Structure (groups, attributes, dataset shapes and dtypes) is checked from metadata when a store
+is opened; label values are checked on every read with one vectorised table lookup. h5py's
+errors on a damaged file become one-line DataErrors naming the file and the dataset path.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from samfx.errors import DataError
+
+READ_ERRORS = (OSError, KeyError, RuntimeError, TypeError, ValueError)  # what h5py raises on damage
+REMAKE = "re-create it with `samfx data synth` or an importer (a cached store: delete it, it is rebuilt)"
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name when it has none)."""
+    text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)  # KeyError adds quotes
+    return text.splitlines()[0] if text.strip() else type(exc).__name__
+
+
+@contextmanager
+def reading(path: str | Path, where: str):
+    """Turn h5py's errors on a damaged file into a DataError naming the file and dataset path."""
+    try:
+        yield
+    except READ_ERRORS as exc:
+        raise DataError(f"{path}: {where} cannot be read ({first_line(exc)}); the file is damaged, "
+                        f"{REMAKE}") from None
+
+
+def bad(p: Path, where: str, what: str) -> DataError:
+    """The error for a well-formed HDF5 file whose content breaks the store layout."""
+    return DataError(f"{p}: {where} {what}; the file is damaged or not written by samfx, {REMAKE}")
+
+
+def _desc(ds) -> str:
+    return f"{ds.dtype} {tuple(ds.shape)}"
+
+
+def check_sample(p: Path, where: str, g) -> tuple[int, ...]:
+    """(H,W) of sample group `g`, after checking its datasets' shapes and dtypes (metadata only)."""
+    img, lab = g["image"], g["label"]
+    if img.ndim != 2 or 0 in img.shape or img.dtype != np.uint8:
+        raise bad(p, f"{where}/image", f"is {_desc(img)}, expected a non-empty (H,W) uint8 image")
+    if lab.shape != img.shape or lab.dtype != np.uint8:
+        raise bad(p, f"{where}/label", f"is {_desc(lab)}, expected uint8 {tuple(img.shape)} like its image")
+    return tuple(img.shape)
+
+
+def check_sequence(p: Path, where: str, g) -> tuple[tuple[int, ...], tuple[bool, ...]]:
+    """((T,H,W), labeled flags) of sequence group `g`, after checking shapes and dtypes."""
+    fr, lab, flags = g["frames"], g["labels"], g["labeled"]
+    if fr.ndim != 3 or 0 in fr.shape or fr.dtype != np.uint8:
+        raise bad(p, f"{where}/frames", f"is {_desc(fr)}, expected non-empty (T,H,W) uint8 frames")
+    if lab.shape != fr.shape or lab.dtype != np.uint8:
+        raise bad(p, f"{where}/labels", f"is {_desc(lab)}, expected uint8 {tuple(fr.shape)} like its frames")
+    if flags.shape != fr.shape[:1] or flags.dtype.kind not in "biu":
+        raise bad(p, f"{where}/labeled", f"is {_desc(flags)}, expected bool ({fr.shape[0]},), one flag per frame")
+    return tuple(fr.shape), tuple(bool(x) for x in flags[()])
+
+
+def require(p: Path, where: str, g, datasets: tuple[str, ...], attrs: tuple[str, ...]) -> None:
+    for d in datasets:
+        if d not in g:
+            raise DataError(f"{p}: {where} has no dataset '{d}'; the file is incomplete or damaged, re-create it")
+    for a in attrs:
+        if a not in g.attrs:
+            raise DataError(f"{p}: {where} has no attribute '{a}'; the file is incomplete or damaged, re-create it")
+
+
+def check_label_values(labels: np.ndarray, classes: Any, path: str | Path, where: str) -> None:
+    """DataError naming `where` unless every value of uint8 `labels` is 0 or one of `classes`
+    (one table lookup per pixel: cheap next to decompressing and resizing the same pixels)."""
+    ok = np.zeros(256, bool)
+    ok[[0, *(int(c) for c in np.asarray(classes).reshape(-1))]] = True
+    wrong = ~ok[labels]
+    if wrong.any():
+        found = np.unique(labels[wrong])[:5].tolist()
+        raise DataError(f"{path}: {where} holds label ids {found} that the store does not declare (classes "
+                        f"{sorted(int(c) for c in np.asarray(classes).reshape(-1))}); fix the labels, {REMAKE}")
