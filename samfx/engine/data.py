@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset, default_collate
 
-from samfx.errors import SamfxError
+from samfx.errors import DataError, SamfxError
 from samfx.recipe import Recipe
 from samfx.registry import Registry
 
@@ -40,7 +40,8 @@ def store_path(source_cfg: dict[str, Any], registry: Registry, where: str = "dat
 
 def open_split(recipe: Recipe, registry: Registry, split: str, image_size: int, train: bool,
                store: Path | None = None) -> Dataset:
-    """The dataset of `split`: augmented clips/images for training, plain images otherwise."""
+    """The dataset of `split`: augmented clips/images for training, plain images otherwise; a
+    DataError when the store lacks a class of ``data.classes``."""
     from samfx.data.datasets import ClipDataset, ImageDataset
 
     data = recipe.config["data"]
@@ -48,8 +49,21 @@ def open_split(recipe: Recipe, registry: Registry, split: str, image_size: int, 
     seed = int(recipe.config["train"]["seed"])
     augment = data["augment"] if train else None
     if train and int(data.get("clip_length") or 0) > 0:
-        return ClipDataset(path, split, image_size, int(data["clip_length"]), augment=augment, seed=seed)
-    return ImageDataset(path, split, image_size, augment=augment, seed=seed)
+        ds = ClipDataset(path, split, image_size, int(data["clip_length"]), augment=augment, seed=seed)
+    else:
+        ds = ImageDataset(path, split, image_size, augment=augment, seed=seed)
+    check_classes(data["classes"], ds.index)
+    return ds
+
+
+def check_classes(classes: list[int], index, where: str = "data.classes") -> None:
+    """DataError unless the store declares every class of the recipe (before any training step)."""
+    missing = [int(c) for c in classes if int(c) not in index.classes]
+    if missing:
+        declared = ", ".join(f"{c}={n}" for c, n in zip(index.classes, index.class_names))
+        raise DataError(f"{where}: {list(classes)} includes {', '.join(map(str, missing))}, which the store "
+                        f"{index.path} does not declare (its classes: {declared}); use only those ids or a "
+                        f"store that has them")
 
 
 def collate(items: list[dict[str, Any]]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from samfx import metrics as M
 from samfx.engine import checkpointing as ckpt
 from samfx.engine import rundir
-from samfx.engine.data import collate, store_path
+from samfx.engine.data import check_classes, collate, store_path
 from samfx.engine.distributed import DistInfo, resolve_device
 from samfx.engine.inference import resolve_precision, segment, to_device
 from samfx.errors import SamfxError
@@ -74,6 +74,8 @@ def choose_prompt(model, recipe, prompt: str | None, registry, needs_labels_ok: 
         key = prompt_key(recipe, cfg)
     elif prompt in model.prompt_generators:
         key = prompt
+    elif "/" in prompt and (keys := _keys_of(recipe, registry, prompt, where)):
+        key = keys[0]  # a qualified name ('apg/apg') of a generator the model holds under its key ('apg')
     else:
         ctx = BuildContext(image_size=model.image_size, embed_dim=model.image_encoder.embed_dim,
                            embed_size=tuple(model.image_encoder.embed_size),
@@ -91,6 +93,15 @@ def choose_prompt(model, recipe, prompt: str | None, registry, needs_labels_ok: 
                          f"inputs do not have; use a checkpoint trained with an automatic prompt (apg) or "
                          f"--prompt none")
     return key
+
+
+def _keys_of(recipe, registry, name: str, where: str) -> list[str]:
+    """The model's prompt-generator keys whose component is `name`."""
+    from samfx.build import prompt_configs
+
+    want = registry.get("prompt_generator", name, where).qualname
+    return [k for k, cfg in prompt_configs(recipe)[0].items()
+            if registry.get("prompt_generator", cfg["name"], where).qualname == want]
 
 
 def evaluate(target: str | Path, *, split: str | None = None, data: str | None = None, prompt: str | None = None,
@@ -114,6 +125,7 @@ def evaluate(target: str | Path, *, split: str | None = None, data: str | None =
     key = choose_prompt(model, recipe, prompt, registry, True, "--prompt")
     precision = resolve_precision(cfg["train"]["precision"], dev)
     ds = ImageDataset(store, split, model.image_size)
+    check_classes(classes, ds.index, "data.classes (the checkpoint's)")
     if limit:
         ds = torch.utils.data.Subset(ds, list(range(min(limit, len(ds)))))
     loader = DataLoader(ds, batch_size=int(cfg["eval"]["batch_size"]), shuffle=False, collate_fn=collate,
@@ -121,6 +133,10 @@ def evaluate(target: str | Path, *, split: str | None = None, data: str | None =
     n_overlays = cfg["eval"]["overlays"] if overlays is None else overlays
     folder = path.parent
     overlay_dir = folder / "overlays" / f"eval-{rundir.safe_name(split)}"
+    if write:
+        from samfx.engine.overlays import clear
+
+        clear(overlay_dir)  # this report's overlays only, never mixed with an earlier eval's
     records: list[dict[str, Any]] = []
     for batch in loader:
         images, label = to_device(batch, dev)

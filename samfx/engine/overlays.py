@@ -45,6 +45,15 @@ def render(image: np.ndarray, pred: np.ndarray, gt: np.ndarray | None = None,
     return rgb.astype(np.uint8)
 
 
+def clear(folder: str | Path) -> None:
+    """Delete the PNGs in `folder` (not below it), so a new set of overlays never mixes with an
+    older, possibly longer one (e.g. from an eval that was killed or had more overlays)."""
+    folder = Path(folder)
+    if folder.is_dir():
+        for png in folder.glob("*.png"):
+            png.unlink(missing_ok=True)
+
+
 def save_overlay(path: str | Path, image: np.ndarray, pred: np.ndarray, gt: np.ndarray | None = None,
                  points: np.ndarray | None = None) -> Path:
     from PIL import Image

@@ -75,10 +75,12 @@ def validate_sequences(model: nn.Module, ds: Dataset, classes: list[int], names:
 @torch.no_grad()
 def write_overlays(model: nn.Module, ds: Dataset, classes: list[int], folder: Path, device: torch.device,
                    precision: str, n: int) -> None:
-    """Overlay PNGs of the first `n` items of `ds` (prediction in colour, ground truth in white)."""
-    from samfx.engine.overlays import save_overlay
+    """Overlay PNGs of the first `n` items of `ds` (prediction in colour, ground truth in white),
+    replacing any PNGs already in `folder`."""
+    from samfx.engine.overlays import clear, save_overlay
     from samfx.engine.rundir import safe_name
 
+    clear(folder)
     was_training = model.training
     model.eval()
     for i in range(min(n, len(ds))):
