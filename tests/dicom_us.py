@@ -14,8 +14,13 @@ import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.tag import Tag
-from pydicom.uid import (ExplicitVRLittleEndian, JPEGBaseline8Bit, UltrasoundImageStorage,
-                         UltrasoundMultiFrameImageStorage, generate_uid)
+from pydicom.uid import (
+    ExplicitVRLittleEndian,
+    JPEGBaseline8Bit,
+    UltrasoundImageStorage,
+    UltrasoundMultiFrameImageStorage,
+    generate_uid,
+)
 
 H, W = 72, 96
 REGION = (8, 6, 87, 69)           # x0, y0, x1, y1 (inclusive)

@@ -76,7 +76,8 @@ def test_predict_on_a_dicom_folder_gives_ef_from_the_predicted_lv(cli, toy_run, 
     assert (cine["ed"], cine["es"]) == (0, 2) == (truth.ed, truth.es)
     assert cine["ef_estimate"] == pytest.approx(truth.ef, abs=0.01) and 30 < cine["ef_estimate"] < 80
     assert cine["edv_ml"] == pytest.approx(truth.edv, abs=1e-3) and cine["ef_method"] == "single-plane area-length"
-    assert f"{export.name}-loops_IM_0001: 5 frame(s) -> " in r.stdout and f"EF {truth.ef:.1f} % (ED 0, ES 2)" in r.stdout
+    line = next(x for x in r.stdout.splitlines() if x.startswith(f"{export.name}-loops_IM_0001: 5 frame(s) -> "))
+    assert line.endswith(f"_lv_area.csv; EF {truth.ef:.1f} % (ED 0, ES 2)")
     rows = list(csv.DictReader(open(out / f"{export.name}-loops_IM_0001_lv_area.csv", newline="")))
     assert [float(x["lv_area_mm2"]) for x in rows] == pytest.approx(truth.areas.tolist(), abs=1e-3)
     assert by_name[f"{export.name}-still"]["frames"] == 1 and "ef_estimate" not in by_name[f"{export.name}-still"]

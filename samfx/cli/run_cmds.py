@@ -115,8 +115,8 @@ def eval_cmd(target: str = typer.Argument(..., help="Run folder (uses best.pt, e
 
 @app.command()
 def predict(checkpoint: str = typer.Argument(..., help="Run folder or checkpoint file."),
-            inputs: list[str] = typer.Argument(..., help="PNG/JPEG/TIFF images, NIfTI (.nii/.nii.gz), samfx .h5 stores, "
-                                                         "DICOM files or folders of them."),
+            inputs: list[str] = typer.Argument(..., help="PNG/JPEG/TIFF images, NIfTI (.nii/.nii.gz), "
+                                                         "samfx .h5 stores, DICOM files or folders of them."),
             out: str = typer.Option(..., "--out", help="Output folder."),
             prompt: Optional[str] = typer.Option(None, "--prompt", help="Automatic prompt generator to use "
                                                                         "(clicks/boxes need ground truth)."),

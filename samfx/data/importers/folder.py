@@ -166,8 +166,8 @@ def _splits(w: StoreWriter, options: FolderOptions, stems: dict[str, str], patie
     where: dict[str, set[str]] = {}
     for name, entry in resolved.items():
         w.set_split(name, ids=entry["ids"], patients=entry["patients"])
-        members = set(entry["ids"]) | {i for i, p in patient_of.items() if p in entry["patients"]}
-        for item in members:
+        listed = set(entry["ids"]) | {i for i, p in patient_of.items() if p in entry["patients"]}
+        for item in listed:
             where.setdefault(patient_of[item], set()).add(name)
     if unknown:
         report.notes.append(_listing("listed name(s) match no imported file or patient", unknown))
