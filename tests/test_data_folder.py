@@ -195,3 +195,12 @@ def test_label_map_defaults():
         three.apply(np.array([0, 255], np.uint8), "m")
     assert parse_labels(["0,128,255=0,1,2", "64=3"]) == {0: 0, 128: 1, 255: 2, 64: 3}
     assert build_label_map(["255=2"], None).class_names == ["class1", "class2"]
+
+
+def test_mask_pattern_with_a_prefix(tmp_path):
+    png(tmp_path / "d" / "a.png", RNG.integers(0, 255, (8, 8), dtype=np.uint8))
+    png(tmp_path / "d" / "gt_a.png", mask(8, 8, (0, 1)))
+    png(tmp_path / "d" / "gt_{0}.png", mask(8, 8, (0, 1)))          # braces in a name are not a template
+    report = import_folder(tmp_path / "d", tmp_path / "d", tmp_path / "o.h5", options(pattern="gt_{stem}"))
+    assert report.counts["images"] == 1 and sorted(read_index(tmp_path / "o.h5").items) == ["a"]
+    assert report.notes[0] == "1 image(s) without a mask: gt_{0}.png"

@@ -73,9 +73,9 @@ def pair_files(images: Path, masks: Path, pattern: str) -> tuple[list[tuple[str,
         if pattern == "{stem}":
             raise DataError(f"{images}: images and masks in one folder need a mask name that differs from the "
                             f"image's, e.g. --mask-suffix _mask")
-        taken = {pattern.format(stem=s) for s in image_files}
+        taken = {pattern.replace("{stem}", s) for s in image_files}
         image_files = {s: p for s, p in image_files.items() if s not in taken}
-    mask_of = {stem: pattern.format(stem=stem) for stem in image_files}
+    mask_of = {stem: pattern.replace("{stem}", stem) for stem in image_files}
     pairs = [(s, p, mask_files[mask_of[s]]) for s, p in image_files.items() if mask_of[s] in mask_files]
     lonely_images = [p.name for s, p in image_files.items() if mask_of[s] not in mask_files]
     used = set(mask_of.values()) | (set(image_files) if one_folder else set())
