@@ -7,6 +7,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from pydicom.pixels.decoders import JPEGLosslessSV1Decoder
 from scipy import ndimage
 from typer.testing import CliRunner
 
@@ -70,6 +71,7 @@ def test_folder_import_crops_regions_masks_sector_and_hashes_ids(export, screen,
     assert np.array_equal(frames[:, INNER], truth[:, INNER])          # the fan kept exactly
     assert not frames[:, ~OUTER].any()                                 # text, ECG and the rest blanked
     assert np.abs(jpeg[:, INNER].astype(int) - truth[:, INNER]).mean() < 3   # JPEG baseline, lossy
+    assert "pylibjpeg" in JPEGLosslessSV1Decoder.available_plugins             # JPEG lossless decodable
     assert not jpeg[:, ~OUTER].any()
     assert still.shape == (1, 64, 80) and np.array_equal(still[0, INNER], truth[0, INNER])
     item = index.items["cine_rgb"]
@@ -120,6 +122,8 @@ def _bad(tmp_path: Path, name: str, screen: np.ndarray) -> Path:
         ds.PixelData = ds.PixelData[: len(ds.PixelData) // 3]
     elif name == "frames_mismatch.dcm":
         ds.NumberOfFrames = 9
+    elif name == "frames_excess.dcm":
+        ds.NumberOfFrames = 3
     elif name == "region_no_bound.dcm":
         del ds.SequenceOfUltrasoundRegions[0].RegionLocationMaxX1
     elif name == "jpeg_truncated.dcm":
@@ -143,6 +147,8 @@ def _bad(tmp_path: Path, name: str, screen: np.ndarray) -> Path:
     ("no_pixels.dcm", "missing attribute PixelData (7FE0,0010)"),
     ("few_bytes.dcm", "Pixel Data (7FE0,0010) cannot be decoded"),
     ("frames_mismatch.dcm", "Pixel Data (7FE0,0010) cannot be decoded"),
+    ("frames_excess.dcm", "Pixel Data (7FE0,0010) decodes to 5 frame(s) of (72, 96), but NumberOfFrames "
+                          "(0028,0008) = 3"),
     ("region_no_bound.dcm", "Sequence of Ultrasound Regions (0018,6011) item 1 lacks RegionLocationMaxX1"),
     ("jpeg_cut.dcm", "Pixel Data (7FE0,0010) cannot be decoded (transfer syntax JPEG Baseline"),
     ("zero_frame_time.dcm", "frame timing (FrameTime (0018,1063)"),

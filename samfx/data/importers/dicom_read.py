@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import math
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,8 +75,7 @@ def read_dicom(path: Path, *, keep_ids: bool = False, salt: str = "", crop: bool
         if name not in ds:
             raise DataError(f"{path}: missing attribute {name} {tag}; not an image DICOM or an incomplete "
                             f"export, export the loop again as an image")
-    rgb = _pixels(ds, path)
-    gray, coloured = _to_gray(rgb, ds, path)
+    gray, coloured = _gray_frames(ds, path)
     notes: list[str] = []
     region, spacing = _region(ds, path, gray.shape[1:], notes)
     attrs: dict[str, Any] = {"transfer_syntax": str(ds.file_meta.get("TransferSyntaxUID", "")),
@@ -126,39 +126,44 @@ def _line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _pixels(ds: Any, path: Path) -> np.ndarray:
+def _frames(ds: Any, path: Path) -> Iterator[np.ndarray]:
+    """Decoded frames, one at a time: decoding a whole loop at once peaks at ~9x its size."""
+    from pydicom.pixels import iter_pixels
+
     syntax = ds.file_meta.get("TransferSyntaxUID", None)
     name = getattr(syntax, "name", str(syntax))
     try:
-        arr = ds.pixel_array
+        yield from iter_pixels(ds)
     except Exception as exc:  # decoders raise ValueError, RuntimeError, NotImplementedError, ...
         raise DataError(f"{path}: Pixel Data (7FE0,0010) cannot be decoded (transfer syntax {name}; "
                         f"{type(exc).__name__}: {_line(exc)}); the file is truncated or damaged, or its "
                         f"compression is unsupported") from None
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
-    if frames == 1 and arr.ndim == (3 if int(ds.SamplesPerPixel) > 1 else 2):
-        arr = arr[None]
-    if arr.ndim not in (3, 4) or arr.shape[0] != frames:
-        raise DataError(f"{path}: Pixel Data (7FE0,0010) decodes to shape {arr.shape}, which does not match "
-                        f"NumberOfFrames (0028,0008) = {frames}; the file is inconsistent")
-    return arr
 
 
-def _to_gray(arr: np.ndarray, ds: Any, path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(T,H,W) uint8 gray and an (H,W) mask of pixels coloured in any frame (overlays, Doppler)."""
+def _gray_frames(ds: Any, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(T,H,W) uint8 gray frames and an (H,W) mask of pixels coloured in any frame (overlays, Doppler)."""
     photometric = str(ds.PhotometricInterpretation)
-    if arr.ndim == 3:
-        gray = to_uint8(arr, str(path))
-        if photometric == "MONOCHROME1":
-            gray = 255 - gray
-        return gray, np.zeros(arr.shape[1:], bool)
     if photometric == "PALETTE COLOR":
         raise DataError(f"{path}: PhotometricInterpretation (0028,0004) PALETTE COLOR is not supported; "
                         f"export the loop as RGB or grayscale")
-    rgb = to_uint8(arr, str(path)).astype(np.int16)
-    coloured = (rgb.max(-1) - rgb.min(-1) > 16).any(0)
-    gray = np.round(rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114)
-    return np.clip(gray, 0, 255).astype(np.uint8), coloured
+    luma = np.array([0.299, 0.587, 0.114], np.float32)
+    frames: list[np.ndarray] = []
+    coloured = np.zeros((int(ds.Rows), int(ds.Columns)), bool)
+    with warnings.catch_warnings():  # pydicom warns (to stderr) on excess frames: checked below instead
+        warnings.simplefilter("ignore")
+        for frame in _frames(ds, path):
+            if frame.ndim == 3:  # RGB (pydicom converts YBR to RGB)
+                rgb = to_uint8(frame, str(path))
+                coloured |= rgb.max(-1).astype(np.int16) - rgb.min(-1) > 16
+                frame = np.clip(np.round(rgb @ luma), 0, 255).astype(np.uint8)
+            frames.append(frame)
+    expected = int(ds.get("NumberOfFrames", 1) or 1)
+    if len(frames) != expected or frames[0].shape != coloured.shape:
+        raise DataError(f"{path}: Pixel Data (7FE0,0010) decodes to {len(frames)} frame(s) of "
+                        f"{frames[0].shape if frames else ()}, but NumberOfFrames (0028,0008) = {expected} and "
+                        f"Rows x Columns = {coloured.shape}; the file is inconsistent")
+    gray = to_uint8(np.stack(frames), str(path))  # >8-bit gray: one scaling for the whole loop
+    return (255 - gray if photometric == "MONOCHROME1" else gray), coloured
 
 
 def _region(ds: Any, path: Path, hw: tuple[int, ...], notes: list[str]
