@@ -74,6 +74,7 @@ def test_folder_import_crops_regions_masks_sector_and_hashes_ids(export, screen,
     assert "pylibjpeg" in JPEGLosslessSV1Decoder.available_plugins             # JPEG lossless decodable
     assert not jpeg[:, ~OUTER].any()
     assert still.shape == (1, 64, 80) and np.array_equal(still[0, INNER], truth[0, INNER])
+    assert not still[:, ~OUTER].any()                  # one frame: the largest lit component, hull-filled
     item = index.items["cine_rgb"]
     assert item.spacing == pytest.approx((0.3, 0.25)) and item.labeled == (False,) * 5
     assert attrs["fps"] == pytest.approx(25.0) and list(attrs["region"]) == [8, 6, 87, 69]
@@ -92,6 +93,13 @@ def test_keep_ids_salt_and_no_region(tmp_path, screen):
     assert cine.spacing is None and cine.frames.shape == (5, 72, 96) and "region" not in cine.attrs
     kept = read_dicom(path, sector=False)
     assert np.array_equal(kept.frames, gray(screen))
+
+
+def test_blank_loop_keeps_every_pixel_and_says_so(tmp_path):
+    path = write(tmp_path / "blank.dcm", us_dataset(np.zeros((3, 72, 96), np.uint8)))
+    cine = read_dicom(path)
+    assert cine.frames.shape == (3, 64, 80) and "sector_fraction" not in cine.attrs
+    assert cine.notes == ["blank.dcm: no scan sector found (blank image?); all pixels kept"]
 
 
 def test_cli_import_with_options_and_stats_line(tmp_path, screen):
