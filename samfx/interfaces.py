@@ -158,5 +158,5 @@ class DataSource:
     generated or imported (synthetic data, CAMUS folder...), and reusing it afterwards.
     """
 
-    def path(self, cache_dir: str) -> "Path":  # noqa: F821
+    def path(self, cache_dir: str) -> Path:  # noqa: F821
         raise NotImplementedError

@@ -15,8 +15,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from samfx.interfaces import (Adapter, ImageEncoder, MaskDecoderBase, PromptContext, PromptEncoderBase,
-                              PromptGenerator, Prompts, TemporalModule)
+from samfx.interfaces import (
+    Adapter,
+    ImageEncoder,
+    MaskDecoderBase,
+    PromptContext,
+    PromptEncoderBase,
+    PromptGenerator,
+    Prompts,
+    TemporalModule,
+)
 
 
 @dataclass

@@ -37,7 +37,7 @@ def select(model: nn.Module, entries: list[str], where: str = "trainable") -> se
         hit: set[str] = set()
         if entry.endswith(":default") and entry[: -len(":default")] in comps:
             comp = entry[: -len(":default")]
-            hit = {f"{comp}.{n}" for n in getattr(comps[comp], "default_trainable")()}
+            hit = {f"{comp}.{n}" for n in comps[comp].default_trainable()}
         elif entry == "prompt":
             hit = {n for n in names if n.startswith("prompt_generators.")}
         elif entry == "adapters":

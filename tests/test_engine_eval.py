@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -129,9 +128,9 @@ def test_predict_images_nifti_sequences_and_store(plugins, toy_run, tmp_path):
 
 
 def test_predict_refuses_simulated_prompts_and_bad_inputs(plugins, toy_run, tmp_path):
-    from samfx.engine.predict import predict
-
     from PIL import Image
+
+    from samfx.engine.predict import predict
 
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "x.png")
     with pytest.raises(SamfxError, match="prompt 'clicks' simulates clicks/boxes from ground truth, which "

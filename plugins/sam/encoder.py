@@ -16,8 +16,8 @@ from torch.utils.checkpoint import checkpoint
 
 from samfx.errors import RecipeError, SamfxError, did_you_mean
 from samfx.interfaces import BuildContext, ImageEncoder, Site
-from samfx_plugins.sam.fast import set_fast_path
 from samfx_plugins.sam.config import PROMPT_DIM, SIZES, SamEncoderConfig
+from samfx_plugins.sam.fast import set_fast_path
 
 # SAM's pixel statistics on the 0..255 scale (segment_anything.build_sam).
 PIXEL_MEAN = (123.675, 116.28, 103.53)

@@ -17,8 +17,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from samfx import hookimpl
-from samfx.interfaces import (ImageEncoder, Loss, MaskDecoderBase, PromptContext, PromptEncoderBase,
-                              PromptGenerator, Prompts)
+from samfx.interfaces import (
+    ImageEncoder,
+    Loss,
+    MaskDecoderBase,
+    PromptContext,
+    PromptEncoderBase,
+    PromptGenerator,
+    Prompts,
+)
 
 
 @dataclass
