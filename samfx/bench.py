@@ -5,8 +5,9 @@ Inputs are random images and label maps of the model's input size with one rando
 time it). A training step is what the trainer does per batch: its step module
 (``samfx.engine.steps.ImageStep``: all classes of each image in one encoder pass, the stage's loss on
 fp32 logits), backward, the stage's optimizer as the trainer builds it; an inference step is
-``forward_classes`` under ``inference_mode`` with the eval prompt. Each configuration gets untimed warm-up steps (the first also absorbs
-``torch.compile``) and then ``steps`` timed steps with one device synchronisation at each end.
+``forward_classes`` under ``inference_mode`` with the eval prompt. Each configuration gets untimed
+warm-up steps (the first also absorbs ``torch.compile``) and then ``steps`` timed steps with one
+device synchronisation at each end.
 
 Memory: on CUDA ``max_memory_allocated`` (and reserved) during the configuration; on CPU the
 process RSS sampled every 2 ms, an upper bound (the allocator may keep freed memory), so compare
@@ -343,7 +344,7 @@ def _run_one(model, step_mod, mode, label, compiled, precision, b, size, classes
         row.error = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:300]}"
     finally:
         model.zero_grad(set_to_none=True)
-        del opt, fn
+        opt = fn = None  # free optimizer state and compiled graph now (not `del`: step() closes over them)
     return row
 
 

@@ -68,7 +68,7 @@ class SegmentationModel(nn.Module):
         self.mask_decoder = mask_decoder
         self.prompt_generators = nn.ModuleDict(prompt_generators)
         self.adapters = nn.ModuleDict({k: a for k, (a, _) in (adapters or {}).items()})
-        for key, (adapter, site_module) in (adapters or {}).items():
+        for adapter, site_module in (adapters or {}).values():
             site_module.register_forward_hook(partial(_run_adapter, adapter))
         self.temporal = temporal
         self.active_prompt = active_prompt

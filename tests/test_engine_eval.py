@@ -86,7 +86,8 @@ def test_eval_report_matches_independent_metrics(plugins, toy_run, monkeypatch):
     by_patient = {}
     for r in report["images"]:
         by_patient.setdefault(r["patient"], []).append(r["classes"]["LV"]["dice"])
-    assert report["per_patient"]["LV"]["dice"]["mean"] == pytest.approx(np.mean([np.mean(v) for v in by_patient.values()]))
+    patient_means = [np.mean(v) for v in by_patient.values()]
+    assert report["per_patient"]["LV"]["dice"]["mean"] == pytest.approx(np.mean(patient_means))
     assert report["mean"]["dice"] == pytest.approx(np.mean([report["per_image"][n]["dice"]["mean"]
                                                             for n in ("LV", "MYO", "LA")]))
 

@@ -333,7 +333,8 @@ def read_frames(f, item_id: str, index: Any = slice(None)) -> tuple[np.ndarray, 
     return g["frames"][index], g["labels"][index]
 
 
-def split_patients(patients: list[str], seed: int, val_frac: float = 0.1, test_frac: float = 0.2) -> dict[str, list[str]]:
+def split_patients(patients: list[str], seed: int, val_frac: float = 0.1,
+                   test_frac: float = 0.2) -> dict[str, list[str]]:
     """Seeded split by patient: at least one val and one test patient when there are >= 3."""
     order = [patients[i] for i in np.random.default_rng([seed, 4242]).permutation(len(patients))]
     n = len(order)

@@ -165,7 +165,8 @@ def render_sequence(seed: int, patient: int, view: str, frames: int, size: tuple
         u_rv0 = 0.25 * L_ed
         rv = _bullet(u - u_rv0, v - vc, L - u_rv0, wrv) & ~outer
         rv_wall = _bullet(u - u_rv0 + 3.5, v - vc, L - u_rv0 + 3.5, wrv + 3.5) & ~rv & ~outer & (u <= L)
-        ra = (((u - (L + 22.0)) / (20.0 * g)) ** 2 + ((v - vc * 1.05) / (17.0 * g)) ** 2 <= 1) & (u > L + 2.0) & ~outer & ~la
+        ra = ((((u - (L + 22.0)) / (20.0 * g)) ** 2 + ((v - vc * 1.05) / (17.0 * g)) ** 2 <= 1)
+              & (u > L + 2.0) & ~outer & ~la)
         blood = blood | rv | ra
         tissue_extra = rv_wall
 

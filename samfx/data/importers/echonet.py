@@ -118,7 +118,8 @@ def import_echonet(root: str | Path, out: str | Path, *, limit: int | None = Non
     return report
 
 
-def _one(w: StoreWriter, stem: str, path: Path, row: dict[str, str], traces: dict[int, list], report: ImportReport) -> int:
+def _one(w: StoreWriter, stem: str, path: Path, row: dict[str, str], traces: dict[int, list],
+         report: ImportReport) -> int:
     frames = read_avi(path)
     n, shape = frames.shape[0], frames.shape[1:]
     labels = np.zeros(frames.shape, np.uint8)
