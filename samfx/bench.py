@@ -23,7 +23,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -31,6 +31,9 @@ from torch import Tensor, nn
 from samfx.engine.optim import build_optimizer
 from samfx.engine.steps import ImageStep
 from samfx.errors import SamfxError
+
+if TYPE_CHECKING:
+    from samfx.model import SegmentationModel
 
 SCHEMA = 1
 MODES = ("eager", "compiled")
@@ -57,7 +60,7 @@ class BenchResult:
 
 
 class InferStep(nn.Module):
-    def __init__(self, model: nn.Module, classes: list[int]):
+    def __init__(self, model: SegmentationModel, classes: list[int]):
         super().__init__()
         self.model, self.classes = model, classes
 
@@ -165,8 +168,8 @@ def _stage_indices(stages: list[dict], wanted: list[str] | None) -> list[int]:
 
 
 def _rel_pos_mode(model: nn.Module, dev: torch.device) -> str:
-    modes = {getattr(m, "rel_pos_mode", None) for m in model.modules() if type(m).__name__ == "FastAttention"}
-    modes.discard(None)
+    found = {getattr(m, "rel_pos_mode", None) for m in model.modules() if type(m).__name__ == "FastAttention"}
+    modes = {m for m in found if m is not None}
     if not modes:
         return "reference" if any(type(m).__name__ == "Attention" and hasattr(m, "rel_pos_h")
                                   for m in model.modules()) else "n/a"

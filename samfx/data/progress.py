@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 
 @contextmanager
@@ -31,6 +32,7 @@ def progress_bar(total: int, description: str, enabled: bool = True, *, show_los
         task = bar.add_task(description, total=total, loss=float("nan"))
 
         def advance(n: int = 1, loss: float | None = None) -> None:
-            bar.update(task, advance=n, **({} if loss is None else {"loss": loss}))
+            fields: dict[str, Any] = {} if loss is None else {"loss": loss}
+            bar.update(task, advance=n, **fields)
 
         yield advance

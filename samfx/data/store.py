@@ -39,7 +39,7 @@ _SAMPLE_ATTRS = ("patient", "view", "phase", "spacing")
 _SEQ_ATTRS = ("patient", "view", "spacing", "ed", "es", "ef")
 
 
-def _h5py():
+def _h5py() -> Any:
     import h5py
 
     return h5py
@@ -93,9 +93,10 @@ class StoreWriter:
         self.allowed = {0, *self.classes}
         self.class_names = list(class_names)
         self.source, self.description = source, description
-        self.compression = {"gzip": dict(compression="gzip", compression_opts=4),
-                            "lzf": dict(compression="lzf"), "none": {}}[compression]
-        self.file = None
+        presets: dict[str, dict[str, Any]] = {"gzip": dict(compression="gzip", compression_opts=4),
+                                              "lzf": dict(compression="lzf"), "none": {}}
+        self.compression = presets[compression]
+        self.file: Any = None  # the h5py.File while open
         self.ids: set[str] = set()
         self.splits: dict[str, dict[str, list[str]]] = {}
 

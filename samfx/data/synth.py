@@ -224,8 +224,8 @@ def render_sequence(seed: int, patient: int, view: str, frames: int, size: tuple
     comp = np.exp(-alpha * r * (1 - rng.uniform(0.55, 0.9)))  # what the TGC leaves
     lateral = np.clip(1 - 0.4 * (np.abs(ang) / half) ** 4, 0, 1)
     env = e * speckle * (comp * lateral)[None]
-    k = rng.uniform(8.0, 20.0)
-    img = np.log1p(k * env) / math.log1p(k * rng.uniform(0.6, 0.9))
+    gain = rng.uniform(8.0, 20.0)
+    img = np.log1p(gain * env) / math.log1p(gain * rng.uniform(0.6, 0.9))
     img = img + noise_sd * rng.standard_normal(img.shape, dtype=f32)
     img = np.clip(img, 0, 1) * sector[None]
     frames_u8 = np.round(img * 255).astype(np.uint8)
