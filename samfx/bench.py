@@ -222,10 +222,11 @@ def run_bench(recipe_path: str, overrides: list[str], device: str = "auto", batc
         model = model.to(memory_format=torch.channels_last)
     enc = model.image_encoder
     if cfg["train"].get("activation_checkpointing"):
-        if not hasattr(enc, "set_activation_checkpointing"):
+        set_checkpointing = getattr(enc, "set_activation_checkpointing", None)  # optional encoder method
+        if set_checkpointing is None:
             raise SamfxError(f"train.activation_checkpointing: encoder {type(enc).__name__} has no "
                              f"set_activation_checkpointing(); set it to false")
-        enc.set_activation_checkpointing(True)
+        set_checkpointing(True)
     size = model.image_size
     profile_dir = Path(profile_dir) if profile_dir else None
     if profile_dir:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -161,7 +162,7 @@ class _Validator:
     def source_of(self, path: str) -> str:
         parts = path.split(".")
         for i in range(len(parts), 0, -1):
-            for name, layer in reversed(self.sources):
+            for name, layer in self.sources[::-1]:
                 if _has_path(layer, parts[:i]):
                     return name
         return self.sources[-1][0] if self.sources else CLI
@@ -169,7 +170,7 @@ class _Validator:
     def fail(self, path: str, msg: str) -> RecipeError:
         return RecipeError(f"{path}: {msg} (in {self.source_of(path)})")
 
-    def typed(self, schema: type, data: Any, path: str, ignore: set[str] = frozenset()) -> dict[str, Any]:
+    def typed(self, schema: type, data: Any, path: str, ignore: Collection[str] = frozenset()) -> dict[str, Any]:
         """Validate `data` against dataclass `schema`; return a plain dict with defaults filled."""
         where = path or "recipe"
         if data is None:
@@ -186,7 +187,7 @@ class _Validator:
             first = str(getattr(exc, "msg", exc)).splitlines()[0]
             raise self.fail(key.rstrip("."), _type_message(first)) from None
 
-    def _unknown_keys(self, schema: type, data: dict[str, Any], path: str, ignore: set[str]) -> None:
+    def _unknown_keys(self, schema: type, data: dict[str, Any], path: str, ignore: Collection[str]) -> None:
         fields = {f.name: f for f in dataclasses.fields(schema)}
         for key, value in data.items():
             sub = f"{path}.{key}" if path else str(key)
@@ -299,7 +300,8 @@ def load_recipe(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
     """
     sources = _layers(Path(path)) if path is not None else []
     # start from the defaults so overrides can address default list items (train.stages.0.epochs=3)
-    merged: dict[str, Any] = OmegaConf.to_container(OmegaConf.structured(RecipeSchema))  # type: ignore
+    # to_container's declared result covers lists and scalars; a structured dataclass gives a dict
+    merged: dict[str, Any] = OmegaConf.to_container(OmegaConf.structured(RecipeSchema))  # type: ignore[assignment]
     for _, layer in sources:
         merged = _deep_merge(merged, layer)
     for item in overrides:

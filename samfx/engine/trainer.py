@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -38,6 +38,11 @@ from samfx.engine.steps import build_step
 from samfx.engine.stepvalues import StepValues
 from samfx.errors import RecipeError, SamfxError
 from samfx.recipe import Recipe
+
+if TYPE_CHECKING:
+    from samfx.model import SegmentationModel
+    from samfx.pluginmanager import Plugins
+    from samfx.registry import Registry
 
 SELECT = {"val/dice": max, "val/loss": min, "train/loss": min}
 
@@ -67,13 +72,17 @@ class Trainer:
     recipe's data source (tests, notebooks). ``callbacks`` are called as ``cb(trainer, event)`` with
     event "step" after each optimizer step and "epoch" after each epoch."""
 
-    def __init__(self, recipe: Recipe, run_dir: str | Path | None = None, *, registry=None,
-                 plugin_versions: dict[str, str] | None = None, datasets: dict[str, Dataset | None] | None = None,
-                 resume: bool = False, callbacks: list[Callable[[Trainer, str], None]] = (), quiet: bool = False):
+    def __init__(self, recipe: Recipe, run_dir: str | Path | None = None, *, registry: Registry | None = None,
+                 plugin_versions: dict[str, str] | None = None,
+                 datasets: Mapping[str, Dataset[Any] | None] | None = None, resume: bool = False,
+                 callbacks: Sequence[Callable[[Trainer, str], None]] = (), quiet: bool = False):
         from samfx.pluginmanager import get_plugins
 
-        plugins = get_plugins() if registry is None else None
-        self.registry = registry or plugins.registry
+        plugins: Plugins | None = None
+        if registry is None:
+            plugins = get_plugins()
+            registry = plugins.registry
+        self.registry = registry
         self.plugin_versions = plugin_versions or (plugins.versions() if plugins else {})
         self.recipe, self.resume, self.callbacks, self.quiet = recipe, resume, list(callbacks), quiet
         self.cfg = recipe.config
@@ -91,7 +100,7 @@ class Trainer:
         self.main = self.info.is_main
         self._datasets = datasets
         self.progress = Progress()
-        self.model: nn.Module | None = None
+        self.model: SegmentationModel | None = None
         self.metrics: dict[str, float] = {}
 
     # -- set-up -----------------------------------------------------------------------------------
@@ -124,9 +133,9 @@ class Trainer:
             torch.backends.cudnn.benchmark = True  # every batch has the same S x S shape
         if self.train_cfg.get("channels_last"):
             self.model = self.model.to(memory_format=torch.channels_last)
-        enc = self.model.image_encoder
-        if self.train_cfg.get("activation_checkpointing") and hasattr(enc, "set_activation_checkpointing"):
-            enc.set_activation_checkpointing(True)
+        set_checkpointing = getattr(self.model.image_encoder, "set_activation_checkpointing", None)  # optional
+        if self.train_cfg.get("activation_checkpointing") and set_checkpointing is not None:
+            set_checkpointing(True)
         image_size = self.model.image_size
         if self._datasets is not None:
             train_ds, val_ds = self._datasets["train"], self._datasets.get("val")
@@ -140,7 +149,7 @@ class Trainer:
                                              int(self.train_cfg["seed"]), shuffle=True, drop_last=True,
                                              rank=self.info.rank, world_size=self.info.world_size)
 
-    def _optional_split(self, split: str, image_size: int) -> Dataset | None:
+    def _optional_split(self, split: str, image_size: int) -> Dataset[Any] | None:
         from samfx.errors import DataError
 
         try:
@@ -157,16 +166,22 @@ class Trainer:
                 return None
             raise
 
+    @property
+    def _built(self) -> SegmentationModel:
+        assert self.model is not None, "fit() builds the model first"
+        return self.model
+
     # -- checkpoints --------------------------------------------------------------------------------
-    def _save_last(self, opt=None, sched=None, scaler=None) -> None:
+    def _save_last(self, opt: torch.optim.Optimizer | None = None, sched: Any = None,
+                   scaler: torch.amp.GradScaler | None = None) -> None:
         states = D.gather_lists([rng_state()])  # every rank takes part
         if not self.main:
             return
-        train_state = {"rng": states}
+        train_state: dict[str, Any] = {"rng": states}
         if opt is not None:
             train_state.update(optimizer=opt.state_dict(), scheduler=sched.state_dict(),
                                scaler=scaler.state_dict() if scaler is not None else None)
-        obj = ckpt.make(self.model, self.recipe, progress=asdict(self.progress), train_state=train_state)
+        obj = ckpt.make(self._built, self.recipe, progress=asdict(self.progress), train_state=train_state)
         ckpt.save(obj, self.run_dir / rundir.LAST)
 
     def _load_last(self) -> dict[str, Any] | None:
@@ -175,9 +190,10 @@ class Trainer:
             raise SamfxError(f"{self.run_dir}: nothing to resume (no last.pt); start it without --resume")
         obj = ckpt.load(path)
         rundir.check_resume(obj["recipe"], self.recipe.config, self.run_dir)
-        self.model.load_state_dict(obj["model"])
+        self._built.load_state_dict(obj["model"])
         self.progress = Progress(**obj["progress"])
-        return obj["train_state"]
+        train_state: dict[str, Any] | None = obj["train_state"]
+        return train_state
 
     # -- main loop ------------------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
@@ -222,7 +238,7 @@ class Trainer:
         from samfx.trainable import apply_stage
 
         st, where, p = self.train_cfg["stages"][index], f"train.stages.{index}", self.progress
-        model = self.model
+        model = self._built
         apply_stage(model, self.recipe, index)
         params = [q for q in model.parameters() if q.requires_grad]
         if not params:
@@ -250,10 +266,9 @@ class Trainer:
         clips = self.clips
         step_mod = build_step(model, self.classes, loss_fn, st, clips=clips, device=self.device,
                               compile=bool(self.train_cfg.get("compile")))
+        batch_to_device: Callable[[dict[str, Any], torch.device], tuple[torch.Tensor | None, ...]] = to_device
         if clips:
             from samfx.engine.clips import clip_batch_to_device as batch_to_device
-        else:
-            batch_to_device = to_device
         grad_clip = self.train_cfg.get("grad_clip")
         save_every = int(self.train_cfg.get("save_every") or 0)
         log_every = max(1, int(self.train_cfg["log_every"]))
@@ -301,7 +316,7 @@ class Trainer:
                     last_in_group = p.batch + 1 - group_start == group
                     sync = contextlib.nullcontext()
                     if D.active() and not last_in_group:
-                        sync = step_mod.no_sync()
+                        sync = step_mod.no_sync()  # type: ignore[operator]  # DDP-wrapped when D.active()
                     with sync:
                         with autocast(self.precision, self.device):
                             loss, _ = step_mod(*inputs)
@@ -348,7 +363,8 @@ class Trainer:
             if self.val_ds is not None and not self.clips and int(self.cfg["eval"]["overlays"]) > 0:
                 self._overlays(st["name"])
 
-    def _end_epoch(self, index, st, epoch, epochs, opt, sched, scaler, loss_fn, done: bool) -> None:
+    def _end_epoch(self, index: int, st: dict[str, Any], epoch: int, epochs: int, opt: torch.optim.Optimizer,
+                   sched: Any, scaler: torch.amp.GradScaler | None, loss_fn: nn.Module, done: bool) -> None:
         p = self.progress
         metrics = {"train/loss": p.loss_sum / max(1, p.loss_count)}
         p.epoch, p.batch, p.loss_sum, p.loss_count = epoch + 1, 0, 0.0, 0
@@ -365,7 +381,7 @@ class Trainer:
         if is_best:
             p.best = {"metric": name, "value": value, "epoch": epoch, "step": p.step, "global_step": p.global_step}
             if self.main:
-                obj = ckpt.make(self.model, self.recipe, progress=asdict(p), metric=dict(p.best, stage=st["name"]))
+                obj = ckpt.make(self._built, self.recipe, progress=asdict(p), metric=dict(p.best, stage=st["name"]))
                 ckpt.save(obj, self.run_dir / rundir.BEST)
         p.history = [h for h in p.history if h["stage"] != st["name"]] + [
             {"stage": st["name"], "index": index, "best": p.best, "last": metrics, "epochs_done": p.epoch,
@@ -390,17 +406,19 @@ class Trainer:
         """Validation metrics (samfx.engine.validation): images, or whole sequences for clip training."""
         from samfx.engine.validation import validate_images, validate_sequences
 
+        assert self.val_ds is not None, "no validation split"
         if self.clips:
-            return validate_sequences(self.model, self.val_ds, self.classes, self.class_names, self.device,
+            return validate_sequences(self._built, self.val_ds, self.classes, self.class_names, self.device,
                                       self.precision)
-        return validate_images(self.model, self.val_ds, self.classes, self.class_names, self.device,
+        return validate_images(self._built, self.val_ds, self.classes, self.class_names, self.device,
                                self.precision, int(self.cfg["eval"]["batch_size"]),
                                int(self.cfg["data"]["num_workers"]), loss_fn)
 
     def _overlays(self, stage_name: str) -> None:
         from samfx.engine.validation import write_overlays
 
-        write_overlays(self.model, self.val_ds, self.classes, self.run_dir / "overlays" / rundir.safe_name(stage_name),
+        assert self.val_ds is not None
+        write_overlays(self._built, self.val_ds, self.classes, self.run_dir / "overlays" / rundir.safe_name(stage_name),
                        self.device, self.precision, int(self.cfg["eval"]["overlays"]))
 
     # -- output -------------------------------------------------------------------------------------------
