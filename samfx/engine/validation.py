@@ -86,7 +86,7 @@ def write_overlays(model: SegmentationModel, ds: Dataset, classes: list[int], fo
 
     was_training = model.training
     model.eval()
-    for i in range(min(n, len(ds))):  # type: ignore[arg-type]
+    for i in range(min(n, len(ds))):  # type: ignore[arg-type]  # map-style Dataset: has __len__
         item: dict[str, Any] = ds[i]
         images, label = to_device(collate([item]), device)
         assert label is not None
