@@ -5,7 +5,8 @@ import hashlib
 import json
 from pathlib import Path
 
-from samfx.data.cache import cache_dir as resolve_cache, cached
+from samfx.data.cache import cache_dir as resolve_cache
+from samfx.data.cache import cached
 from samfx.data.store import read_index
 from samfx.errors import DataError
 from samfx.interfaces import DataSource

@@ -123,7 +123,8 @@ def us30k(root: Path = typer.Argument(..., help="US30K folder (holding MainPatie
 
 
 @data_app.command()
-def echonet(root: Path = typer.Argument(..., help="EchoNet-Dynamic folder (FileList.csv, VolumeTracings.csv, Videos/)."),
+def echonet(root: Path = typer.Argument(..., help="EchoNet-Dynamic folder (FileList.csv, VolumeTracings.csv, "
+                                                   "Videos/)."),
             out: Path = _OUT,
             limit: Optional[int] = typer.Option(None, "--limit", help="Import only the first N videos."),
             skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip and report undecodable videos."),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 
@@ -35,7 +36,7 @@ def read_nifti(path: Path) -> tuple[np.ndarray, tuple[float, float]]:
     import nibabel as nib
 
     try:
-        img = nib.load(str(path))
+        img = cast("nib.Nifti1Image", nib.load(str(path)))
         data = np.asanyarray(img.dataobj)
         zooms = img.header.get_zooms()
     except Exception as exc:  # nibabel raises many types for truncated / foreign files
@@ -134,7 +135,7 @@ def _image(w: StoreWriter, pdir: Path, view: str, phase: str, extra: dict, count
     counts["images"] += 1
 
 
-def _sequence(w: StoreWriter, pdir: Path, view: str, cfg: dict, cfg_path: Path, extra: dict, counts: dict,
+def _sequence(w: StoreWriter, pdir: Path, view: str, cfg: dict[str, Any], cfg_path: Path, extra: dict, counts: dict,
               report: ImportReport) -> None:
     pid = pdir.name
     seq_path = pdir / f"{pid}_{view}_half_sequence.nii.gz"
@@ -151,7 +152,7 @@ def _sequence(w: StoreWriter, pdir: Path, view: str, cfg: dict, cfg_path: Path, 
         if labels.shape != frames.shape:
             raise DataError(f"{gt_path}: shape {labels.shape} does not match the sequence {frames.shape}")
         labels, labeled = to_label(labels, str(gt_path)), np.ones(frames.shape[0], bool)
-    n = frames.shape[0]
+    n: int = frames.shape[0]
     ed, es = int(cfg.get("cfg_ed", 1)) - 1, int(cfg.get("cfg_es", n)) - 1
     if not (0 <= ed < n and 0 <= es < n):
         report.notes.append(f"{cfg_path}: ED/ES ({ed + 1}, {es + 1}) outside the {n}-frame half sequence; "

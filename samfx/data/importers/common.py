@@ -75,7 +75,8 @@ def to_label(arr: np.ndarray, where: str) -> np.ndarray:
     a = np.asarray(arr)
     if a.dtype == bool:
         return a.astype(np.uint8)
-    if a.size and (not np.all(np.isfinite(a)) or a.min() < 0 or a.max() > 255 or np.any(np.abs(a - np.round(a)) > 1e-3)):
+    if a.size and (not np.all(np.isfinite(a)) or a.min() < 0 or a.max() > 255
+                   or np.any(np.abs(a - np.round(a)) > 1e-3)):
         raise DataError(f"{where}: label map must hold integer class ids, got values in "
                         f"[{a.min()}, {a.max()}]; is this an image rather than a label file?")
     return np.round(a).astype(np.uint8)

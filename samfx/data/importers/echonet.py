@@ -122,7 +122,8 @@ def import_echonet(root: str | Path, out: str | Path, *, limit: int | None = Non
     return report
 
 
-def _one(w: StoreWriter, stem: str, path: Path, row: dict[str, str], traces: dict[int, list], report: ImportReport) -> int:
+def _one(w: StoreWriter, stem: str, path: Path, row: dict[str, str], traces: dict[int, list],
+         report: ImportReport) -> int:
     frames = read_avi(path)
     n, shape = frames.shape[0], frames.shape[1:]
     labels = np.zeros(frames.shape, np.uint8)
@@ -140,7 +141,7 @@ def _one(w: StoreWriter, stem: str, path: Path, row: dict[str, str], traces: dic
         areas[frame] = int(labels[frame].sum())
     ed = es = -1
     if len(areas) >= 2:
-        ed, es = max(areas, key=areas.get), min(areas, key=areas.get)
+        ed, es = max(areas, key=areas.__getitem__), min(areas, key=areas.__getitem__)
     try:
         ef = float(row["EF"])
     except ValueError:
