@@ -32,11 +32,11 @@ from samfx.engine.checkpointing import Progress
 from samfx.engine.data import collate, open_split
 from samfx.engine.inference import autocast, resolve_precision, to_device
 from samfx.engine.interrupt import Interrupted, ignore_in_worker
-from samfx.engine.optim import build_optimizer, build_scheduler
 from samfx.engine.runlog import RunLog
 from samfx.engine.sampler import ResumableBatchSampler
 from samfx.engine.seeding import EpochSeeded, derive_seed, seed_everything, set_deterministic, set_rng_state
 from samfx.engine.session import RunSession
+from samfx.engine.stage import plan_stage
 from samfx.engine.steps import build_step
 from samfx.engine.stepvalues import StepValues
 from samfx.errors import RecipeError, SamfxError
@@ -205,33 +205,12 @@ class Trainer:
         return out
 
     def _run_stage(self, index: int, state: dict[str, Any] | None) -> None:
-        from samfx.build import build_component
-        from samfx.interfaces import BuildContext
-        from samfx.trainable import apply_stage
-
-        st, where, p = self.train_cfg["stages"][index], f"train.stages.{index}", self.progress
-        model = self._built
-        apply_stage(model, self.recipe, index)
-        params = [q for q in model.parameters() if q.requires_grad]
-        if not params:
-            raise RecipeError(f"{where}.trainable: selects no parameters; name a component (e.g. 'prompt')")
-        ctx = BuildContext(image_size=model.image_size, num_classes=len(self.classes))
-        loss_fn = build_component(self.registry, "loss", st["loss"], ctx, f"{where}.loss").to(self.device)
-        opt = build_optimizer(params, st["optimizer"], f"{where}.optimizer")
+        st, p, model = self.train_cfg["stages"][index], self.progress, self._built
+        plan = plan_stage(model, self.recipe, self.registry, index, self.sampler.batches_per_epoch(),
+                          self.precision, self.device, state)
+        params, loss_fn, opt, sched, scaler = plan.params, plan.loss_fn, plan.opt, plan.sched, plan.scaler
+        accum, per_epoch, total, epochs = plan.accum, plan.per_epoch, plan.total, plan.epochs
         self.optimizer = opt  # for callbacks / inspection
-        accum = int(self.train_cfg["grad_accum"])
-        per_epoch = self.sampler.batches_per_epoch()
-        steps_per_epoch = math.ceil(per_epoch / accum)
-        total = int(st["epochs"]) * steps_per_epoch
-        if st.get("max_steps"):
-            total = min(total, int(st["max_steps"])) if st["epochs"] >= 1 else int(st["max_steps"])
-        sched = build_scheduler(opt, st["schedule"], total, f"{where}.schedule")
-        scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
-        if state is not None and "optimizer" in state:
-            opt.load_state_dict(state["optimizer"])
-            sched.load_state_dict(state["scheduler"])
-            if scaler is not None and state.get("scaler"):
-                scaler.load_state_dict(state["scaler"])
         if state is not None:
             rngs = state["rng"]
             set_rng_state(rngs[self.info.rank] if len(rngs) == self.info.world_size else rngs[0])
@@ -251,8 +230,6 @@ class Trainer:
         def step_done() -> bool:
             return p.step >= total
 
-        epochs = max(1, int(st["epochs"])) if not st.get("max_steps") else max(int(st["epochs"]),
-                                                                               math.ceil(total / steps_per_epoch))
         workers = int(self.cfg["data"]["num_workers"])
         # one loader per stage: workers persist across epochs (the sampler sends each item's epoch)
         loader = DataLoader(self.train_ds, batch_sampler=self.sampler, collate_fn=collate, num_workers=workers,
