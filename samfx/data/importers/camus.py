@@ -100,7 +100,7 @@ def import_camus(root: str | Path, out: str | Path, *, seed: int = 0, sequences:
             raise DataError(f"{nifti}: no CAMUS image with its _gt file was found; check the layout")
         _splits(w, split_dir, imported, seed, report)
     report.counts = counts
-    return report
+    return report.finish()
 
 
 def _import_view(w: StoreWriter, pdir: Path, view: str, sequences: bool, counts: dict, report: ImportReport,

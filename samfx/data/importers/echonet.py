@@ -119,7 +119,7 @@ def import_echonet(root: str | Path, out: str | Path, *, limit: int | None = Non
         for split, ids in split_ids.items():
             w.set_split(split, ids=ids)
     report.counts = counts
-    return report
+    return report.finish()
 
 
 def _one(w: StoreWriter, stem: str, path: Path, row: dict[str, str], traces: dict[int, list], report: ImportReport) -> int:
