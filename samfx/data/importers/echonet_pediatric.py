@@ -102,6 +102,8 @@ def import_echonet_pediatric(root: str | Path, out: str | Path, *, val_fold: int
             advance()
         if not counts["sequences"]:
             raise DataError(f"{root}: no video of FileList.csv was found under <view>/Videos/")
+        for name in ("train", "val", "test"):  # declared even when empty, as in the EchoNet-Dynamic store
+            w.set_split(name, ids=[])
         for fold, ids in folds.items():
             w.set_split(f"fold{fold}", ids=ids)
             w.set_split("test" if fold == test_fold else "val" if fold == val_fold else "train", ids=ids)
