@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from samfx.data.importers.echonet import read_tracings, POINT_COLUMNS
+from samfx.data.importers.echonet import POINT_COLUMNS, read_tracings
 from samfx.data.importers.echonet_pediatric import import_echonet_pediatric
 from samfx.data.store import open_store, read_frames, read_index
 from samfx.errors import DataError

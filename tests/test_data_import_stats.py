@@ -10,7 +10,6 @@ from samfx.cli.main import app
 from samfx.data.importers.camus import import_camus
 from samfx.data.importers.echonet import import_echonet
 from samfx.data.importers.summary import summary_line
-from samfx.data.importers.us30k import import_us30k
 from tests.test_data_camus import make_camus
 from tests.test_data_echonet import make_echonet
 from tests.test_data_us30k import _tree

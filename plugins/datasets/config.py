@@ -48,7 +48,7 @@ class EchoNetConfig:
 class BusiConfig:
     root: str = ""                    # Dataset_BUSI_with_GT/ or the folder holding it
     seed: int = 0                     # seed of the 70/10/20 split (within each category)
-    cache_dir: Optional[str] = None
+    cache_dir: str | None = None
 
 
 @dataclass
@@ -56,5 +56,5 @@ class EchoNetPediatricConfig:
     root: str = ""                    # folder holding A4C/ and PSAX/ (each like EchoNet-Dynamic)
     val_fold: int = 1                 # Split (fold 0-9) used as val
     test_fold: int = 0                # Split (fold 0-9) used as test
-    limit: Optional[int] = None       # first N videos per view only
-    cache_dir: Optional[str] = None
+    limit: int | None = None          # first N videos per view only
+    cache_dir: str | None = None

@@ -1,7 +1,14 @@
 """Registration of the datasets plugin (light: no torch import)."""
 from samfx import hookimpl
-from samfx_plugins.datasets.config import CamusConfig, EchoNetConfig, H5Config, SyntheticEchoConfig, US30KConfig
-from samfx_plugins.datasets.config import BusiConfig, EchoNetPediatricConfig
+from samfx_plugins.datasets.config import (
+    BusiConfig,
+    CamusConfig,
+    EchoNetConfig,
+    EchoNetPediatricConfig,
+    H5Config,
+    SyntheticEchoConfig,
+    US30KConfig,
+)
 
 _SRC = "samfx_plugins.datasets.sources"
 

@@ -9,6 +9,7 @@ from samfx.data.cache import cache_dir as resolve_cache, cached
 from samfx.data.store import read_index
 from samfx.errors import DataError
 from samfx.interfaces import DataSource
+from samfx_plugins.datasets.config import BusiConfig, EchoNetPediatricConfig
 
 
 class _Cached(DataSource):
@@ -103,7 +104,7 @@ class EchoNet(_Cached):
 class Busi(_Cached):
     kind = "busi"
 
-    def path(self, cache_dir=None) -> Path:
+    def path(self, cache_dir: str | Path | None = None) -> Path:
         from samfx.data.importers.busi import import_busi
 
         c = self.config
@@ -114,7 +115,7 @@ class Busi(_Cached):
 class EchoNetPediatric(_Cached):
     kind = "echonet_pediatric"
 
-    def path(self, cache_dir=None) -> Path:
+    def path(self, cache_dir: str | Path | None = None) -> Path:
         from samfx.data.importers.echonet_pediatric import import_echonet_pediatric
 
         c = self.config
@@ -143,9 +144,9 @@ def echonet(config, ctx=None) -> EchoNet:
     return EchoNet(config)
 
 
-def busi(config, ctx=None) -> Busi:
+def busi(config: BusiConfig, ctx: object = None) -> Busi:
     return Busi(config)
 
 
-def echonet_pediatric(config, ctx=None) -> EchoNetPediatric:
+def echonet_pediatric(config: EchoNetPediatricConfig, ctx: object = None) -> EchoNetPediatric:
     return EchoNetPediatric(config)

@@ -47,7 +47,8 @@ def echonet_pediatric(root: Path = typer.Argument(..., help="EchoNet-Pediatric f
                       out: Path = _OUT,
                       val_fold: int = typer.Option(1, "--val-fold", help="Fold (Split column) used as val."),
                       test_fold: int = typer.Option(0, "--test-fold", help="Fold (Split column) used as test."),
-                      limit: Optional[int] = typer.Option(None, "--limit", help="Import only the first N videos per view."),
+                      limit: Optional[int] = typer.Option(None, "--limit",
+                                                          help="Import only the first N videos per view."),
                       skip_bad: bool = _SKIP, force: bool = _FORCE, as_json: bool = _JSON) -> None:
     """Import EchoNet-Pediatric (A4C and PSAX): AVIs with LV masks on the traced frames, EF, folds."""
     from samfx.data.importers.echonet_pediatric import import_echonet_pediatric

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -99,9 +100,9 @@ def _import_view(w: StoreWriter, kind: str, pdir: Path, view: str, sequences: bo
                  report: ImportReport, skip_bad: bool) -> None:
     """One view of one patient: ED/ES images (training) and the sequence, each skipped alone."""
     cfg_path = pdir / f"Info_{view}.cfg"
-    cfg = read_cfg(cfg_path) if cfg_path.is_file() else {}
+    cfg: dict[str, Any] = read_cfg(cfg_path) if cfg_path.is_file() else {}
     extra = {k: v for k, v in cfg.items() if k not in ("cfg_ed", "cfg_es")}
-    gts: dict[str, np.ndarray] = {}
+    gts: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     if kind == "training":
         for phase in ("ED", "ES"):
             pair = report.attempt(skip_bad, lambda: _image(w, pdir, view, phase, extra, report))
@@ -112,7 +113,7 @@ def _import_view(w: StoreWriter, kind: str, pdir: Path, view: str, sequences: bo
         counts["sequences"] += 1
 
 
-def _image(w: StoreWriter, pdir: Path, view: str, phase: str, extra: dict[str, object],
+def _image(w: StoreWriter, pdir: Path, view: str, phase: str, extra: dict[str, Any],
            report: ImportReport) -> tuple[np.ndarray, np.ndarray] | None:
     """Write one ED/ES image with its _gt; returns (image, label) for labeling the sequence."""
     pid = pdir.name
@@ -131,7 +132,7 @@ def _image(w: StoreWriter, pdir: Path, view: str, phase: str, extra: dict[str, o
     return image, label
 
 
-def _sequence(w: StoreWriter, kind: str, pdir: Path, view: str, cfg: dict[str, object], extra: dict[str, object],
+def _sequence(w: StoreWriter, kind: str, pdir: Path, view: str, cfg: dict[str, Any], extra: dict[str, Any],
               gts: dict[str, tuple[np.ndarray, np.ndarray]], report: ImportReport) -> bool:
     pid = pdir.name
     seq_path = pdir / f"{pid}_{view}_sequence.mhd"
@@ -139,8 +140,8 @@ def _sequence(w: StoreWriter, kind: str, pdir: Path, view: str, cfg: dict[str, o
         return False
     frames, spacing = read_mhd(seq_path)
     frames = to_uint8(frames[None] if frames.ndim == 2 else frames, str(seq_path))
-    n = frames.shape[0]
-    ed, es = int(cfg.get("cfg_ed", 1)) - 1, int(cfg.get("cfg_es", n)) - 1  # type: ignore[call-overload]
+    n = int(frames.shape[0])
+    ed, es = int(cfg.get("cfg_ed", 1)) - 1, int(cfg.get("cfg_es", n)) - 1
     if not (0 <= ed < n and 0 <= es < n):
         report.notes.append(f"{pdir / f'Info_{view}.cfg'}: ED/ES ({ed + 1}, {es + 1}) outside the {n}-frame "
                             f"sequence; assumed its first and last frames")
@@ -148,7 +149,7 @@ def _sequence(w: StoreWriter, kind: str, pdir: Path, view: str, cfg: dict[str, o
     labels, labeled = _sequence_labels(pdir, view, frames, {"ED": ed, "ES": es}, gts, report)
     patient = _patient_id(kind, pdir)
     w.add_sequence(f"{patient}_{view}_sequence", frames, labels, labeled, patient=patient, view=view,
-                   spacing=spacing, ed=ed, es=es, ef=float(extra.get("ef", float("nan"))),  # type: ignore[arg-type]
+                   spacing=spacing, ed=ed, es=es, ef=float(extra.get("ef", float("nan"))),
                    source=str(seq_path), **{k: v for k, v in extra.items() if k != "ef"})
     return True
 

@@ -162,7 +162,7 @@ def add_video(w: StoreWriter, item_id: str, path: Path, row: dict[str, str], tra
         areas[frame] = int(labels[frame].sum())
     ed = es = -1
     if len(areas) >= 2:
-        ed, es = max(areas, key=areas.get), min(areas, key=areas.get)
+        ed, es = max(areas, key=areas.__getitem__), min(areas, key=areas.__getitem__)
     try:
         ef = float(row["EF"])
     except ValueError:
