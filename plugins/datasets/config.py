@@ -23,7 +23,7 @@ class H5Config:
 
 @dataclass
 class CamusConfig:
-    root: str = ""                    # folder holding database_nifti/ (and database_split/)
+    root: str = ""                    # database_nifti/ (+ database_split/), or training/ + testing/ (2019 .mhd)
     seed: int = 0                     # patient split seed when there are no split files
     sequences: bool = True            # import half sequences too
     cache_dir: str | None = None
@@ -39,5 +39,21 @@ class US30KConfig:
 @dataclass
 class EchoNetConfig:
     root: str = ""                    # folder holding FileList.csv, VolumeTracings.csv, Videos/
-    limit: int | None = None       # first N videos only
+    limit: int | None = None          # first N videos only
+    cache_dir: str | None = None
+
+
+@dataclass
+class BusiConfig:
+    root: str = ""                    # Dataset_BUSI_with_GT/ or the folder holding it
+    seed: int = 0                     # seed of the 70/10/20 split (within each category)
+    cache_dir: str | None = None
+
+
+@dataclass
+class EchoNetPediatricConfig:
+    root: str = ""                    # folder holding A4C/ and PSAX/ (each like EchoNet-Dynamic)
+    val_fold: int = 1                 # Split (fold 0-9) used as val
+    test_fold: int = 0                # Split (fold 0-9) used as test
+    limit: int | None = None          # first N videos per view only
     cache_dir: str | None = None

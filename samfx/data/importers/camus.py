@@ -1,4 +1,5 @@
-"""Import CAMUS (public NIfTI release) into a samfx store.
+"""Import CAMUS into a samfx store: the 2023 NIfTI release here, the 2019 MetaImage release in
+samfx.data.importers.camus_mhd (`import_camus` detects which one ROOT holds).
 
 Layout: ``ROOT/database_nifti/patientNNNN/patientNNNN_{2CH,4CH}_{ED,ES}[_gt].nii.gz``,
 ``..._half_sequence[_gt].nii.gz``, ``Info_{2CH,4CH}.cfg`` and
@@ -28,7 +29,8 @@ CLASSES, CLASS_NAMES = [1, 2, 3], ["LV", "MYO", "LA"]
 VIEWS = ("2CH", "4CH")
 SPLIT_FILES = {"train": "subgroup_training.txt", "val": "subgroup_validation.txt", "test": "subgroup_testing.txt"}
 CFG_KEYS = {"ED": "cfg_ed", "ES": "cfg_es", "NbFrame": "nb_frames", "Sex": "sex", "Age": "age",
-            "ImageQuality": "image_quality", "EF": "ef", "FrameRate": "frame_rate"}
+            "ImageQuality": "image_quality", "EF": "ef", "FrameRate": "frame_rate",
+            "LVedv": "lv_edv", "LVesv": "lv_esv", "LVef": "ef"}  # the last three: 2019 release
 
 
 def read_nifti(path: Path) -> tuple[np.ndarray, tuple[float, float]]:
@@ -68,7 +70,8 @@ def read_cfg(path: Path) -> dict[str, object]:
 def _base(root: Path) -> tuple[Path, Path]:
     root = root.expanduser()
     if not root.is_dir():
-        raise DataError(f"{root}: CAMUS folder not found; pass the folder holding database_nifti/")
+        raise DataError(f"{root}: CAMUS folder not found; pass the folder holding database_nifti/ (2023 "
+                        f"release) or training/ and testing/ (2019 release)")
     nifti = root / "database_nifti" if (root / "database_nifti").is_dir() else root
     return nifti, (nifti.parent if nifti.name == "database_nifti" else root) / "database_split"
 
@@ -79,10 +82,16 @@ def import_camus(root: str | Path, out: str | Path, *, seed: int = 0, sequences:
     (an existing `out` is replaced only with `force` and only when it is a samfx store)."""
     check_out(Path(out).expanduser(), force)  # before any reading
     nifti, split_dir = _base(Path(root))
+    from samfx.data.importers.camus_mhd import import_camus_mhd, is_mhd_release  # imports this module
+
+    if nifti.name != "database_nifti" and is_mhd_release(nifti):
+        return import_camus_mhd(nifti, out, seed=seed, sequences=sequences, skip_bad=skip_bad,
+                                show_progress=show_progress, force=force)
     patients = sorted(p for p in nifti.iterdir() if p.is_dir() and re.fullmatch(r"patient\d+", p.name))
     if not patients:
-        raise DataError(f"{nifti}: no patientNNNN folders; expected the CAMUS layout "
-                        f"database_nifti/patientNNNN/patientNNNN_2CH_ED.nii.gz")
+        raise DataError(f"{nifti}: no patientNNNN folders; expected a CAMUS layout: "
+                        f"database_nifti/patientNNNN/patientNNNN_2CH_ED.nii.gz (2023 release) or "
+                        f"training/patientNNNN/patientNNNN_2CH_ED.mhd (2019 release)")
     report = ImportReport(str(out), f"camus:{nifti}")
     counts = dict(patients=0, images=0, sequences=0)
     with StoreWriter(out, CLASSES, CLASS_NAMES, source="camus", description=f"CAMUS from {nifti}",
@@ -101,7 +110,7 @@ def import_camus(root: str | Path, out: str | Path, *, seed: int = 0, sequences:
             raise DataError(f"{nifti}: no CAMUS image with its _gt file was found; check the layout")
         _splits(w, split_dir, imported, seed, report)
     report.counts = counts
-    return report
+    return report.finish()
 
 
 def _import_view(w: StoreWriter, pdir: Path, view: str, sequences: bool, counts: dict, report: ImportReport,
