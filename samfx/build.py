@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import fnmatch
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import OmegaConf
 
@@ -10,6 +10,9 @@ from samfx.errors import RecipeError
 from samfx.interfaces import BuildContext
 from samfx.recipe import RESERVED, Recipe
 from samfx.registry import Component, Registry
+
+if TYPE_CHECKING:
+    from samfx.model import SegmentationModel
 
 
 def make_config(comp: Component, cfg: dict[str, Any]) -> Any:
@@ -32,7 +35,7 @@ def prompt_configs(recipe: Recipe) -> tuple[dict[str, dict[str, Any]], str]:
     found: dict[str, dict[str, Any]] = {}
 
     def key_for(cfg: dict[str, Any]) -> str:
-        base = cfg["name"].split("/")[-1]
+        base: str = cfg["name"].split("/")[-1]
         key, i = base, 1
         while key in found and found[key] != cfg:
             i += 1
@@ -57,7 +60,7 @@ def prompt_key(recipe: Recipe, cfg: dict[str, Any] | None) -> str:
     return next(k for k, v in found.items() if v == cfg)
 
 
-def build_model(recipe: Recipe, registry: Registry | None = None, load_checkpoint: bool = True):
+def build_model(recipe: Recipe, registry: Registry | None = None, load_checkpoint: bool = True) -> SegmentationModel:
     """Encoder first (it fixes the geometry), then prompt encoder, decoder, prompts, adapters, temporal."""
     from samfx.model import SegmentationModel
     from samfx.pluginmanager import get_registry

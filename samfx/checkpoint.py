@@ -9,13 +9,17 @@ from __future__ import annotations
 import fnmatch
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from samfx.errors import CheckpointError
+
+if TYPE_CHECKING:
+    from samfx.model import SegmentationModel
 
 FORMAT = "samfx"
 
@@ -86,7 +90,7 @@ def _shape(t: Tensor) -> str:
     return "(" + ",".join(str(s) for s in t.shape) + ")"
 
 
-def load_weights(model: nn.Module, path: str | Path, allow_missing: list[str] = ()) -> dict[str, list[str]]:
+def load_weights(model: SegmentationModel, path: str | Path, allow_missing: Sequence[str] = ()) -> dict[str, list[str]]:
     """Load SAM / SAMUS-authors / samfx weights into a SegmentationModel.
 
     The encoder converts its part (``convert_state_dict``: e.g. rel-pos resizing, key maps).

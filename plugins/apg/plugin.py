@@ -1,6 +1,5 @@
 """Registration of the apg plugin (light: no torch import)."""
 from samfx import hookimpl
-
 from samfx_plugins.apg.config import APGConfig
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 
 @dataclass
@@ -15,5 +14,5 @@ class LoRAConfig:
     """
 
     rank: int = 4
-    alpha: Optional[float] = None
+    alpha: float | None = None
     targets: str = "qv"

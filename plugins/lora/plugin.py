@@ -1,6 +1,5 @@
 """Registration of the lora plugin (light: no torch import)."""
 from samfx import hookimpl
-
 from samfx_plugins.lora.config import LoRAConfig
 
 

@@ -1,6 +1,5 @@
 """Registration of the msa_adapter plugin (light: no torch import)."""
 from samfx import hookimpl
-
 from samfx_plugins.msa_adapter.config import MSAAdapterConfig
 
 

@@ -81,7 +81,7 @@ def import_dicom(inputs: list[str | Path], out: str | Path, *, class_names: list
                         f"for {known['fps']}; patient and study IDs " +
                         ("kept in clear (--keep-ids)" if keep_ids else
                          "stored as sha256 hashes" + ("" if salt else " (unsalted: add --salt when IDs are short)")))
-    return report
+    return report.finish()
 
 
 def _write(w: StoreWriter, cine: DicomCine, item: str, rel: str, fps: float | None) -> None:

@@ -124,7 +124,7 @@ def import_folder(images: str | Path, masks: str | Path, out: str | Path, option
     report.notes[:0] = [_listing("image(s) without a mask", lonely_images),
                         _listing("mask(s) without an image", lonely_masks)]
     report.notes = [n for n in report.notes if n]
-    return report
+    return report.finish()
 
 
 def _listing(what: str, names: list[str]) -> str:

@@ -112,7 +112,7 @@ def import_videos(files: list[str | Path], out: str | Path, options: VideoOption
     if unmasked:
         more = f" (+{len(unmasked) - SHOW} more)" if len(unmasked) > SHOW else ""
         report.notes.append(f"{len(unmasked)} video(s) without masks (unlabeled): {', '.join(unmasked[:SHOW])}{more}")
-    return report
+    return report.finish()
 
 
 def _one(w: StoreWriter, path: Path, options: VideoOptions) -> tuple[str, int, int]:
