@@ -98,7 +98,7 @@ def build_model(recipe: Recipe, registry: Registry | None = None, load_checkpoin
     if m.get("temporal"):
         temporal = build_component(registry, "temporal_module", m["temporal"], ctx, "model.temporal")
     model = SegmentationModel(encoder, prompt_encoder, mask_decoder, prompts, main, adapters, temporal)
-    if load_checkpoint and m.get("checkpoint"):
-        from samfx.checkpoint import load_weights
-        load_weights(model, m["checkpoint"], allow_missing=m.get("checkpoint_allow_missing", []))
+    if load_checkpoint:
+        from samfx.checkpoint import load_recipe_weights
+        load_recipe_weights(model, m)
     return model

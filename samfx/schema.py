@@ -25,6 +25,9 @@ class ModelSection:
     temporal: Any = None
     # Official SAM / SAMUS-authors / samfx checkpoint loaded after building (path; ~ expanded).
     checkpoint: Optional[str] = None
+    # Loaded before `checkpoint`, which then overrides what both hold: the base weights a partial file
+    # is trained on (e.g. SAM's vit_b under a SAMed LoRA file, which holds no image encoder).
+    base_checkpoint: Optional[str] = None
     # Keys of the checkpoint that may be missing beyond those the components add by design.
     checkpoint_allow_missing: list[str] = field(default_factory=list)
 
