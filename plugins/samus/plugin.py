@@ -9,3 +9,10 @@ def samfx_register(registry):
                  schema=SamusEncoderConfig,
                  description="SAMUS encoder: SAM's ViT at 256² + CNN branch, cross-branch attention, position "
                              "and feature adapters; loads official SAM and SAMUS-authors weights.")
+
+
+@hookimpl
+def samfx_checkpoint_kinds():
+    from samfx_plugins.samus.kinds import SAMUS
+
+    return [SAMUS]
