@@ -4,16 +4,19 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from samfx.errors import RecipeError
+from samfx.errors import CheckpointError, RecipeError
 from samfx.interfaces import Adapter, BuildContext, Site
+from samfx_plugins.lora import samed
 from samfx_plugins.lora.config import LoRAConfig
 
 
 class LoRA(Adapter):
     """One (A, B) pair per target slice of the output; starts as the identity (B = 0)."""
 
-    def __init__(self, in_dim: int, out_dim: int, rank: int = 4, scale: float = 1.0, targets: str = "qv"):
+    def __init__(self, in_dim: int, out_dim: int, rank: int = 4, scale: float = 1.0, targets: str = "qv",
+                 site: str = ""):
         super().__init__()
+        self.site, self.rank, self.targets = site, rank, targets
         if targets == "all":
             self.slices = [(0, out_dim)]
         else:
@@ -33,6 +36,24 @@ class LoRA(Adapter):
             delta[..., start:start + size] = self.scale * b(a(x))
         return y + delta
 
+    def import_foreign_state(self, state: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
+        """Read this block's q / v pairs from a SAMed LoRA file (``w_a_*`` / ``w_b_*``)."""
+        if not samed.is_samed(state):
+            return state
+        samed.check_fits(state, self.rank, self.targets, self.scale)
+        names = {theirs: prefix + mine for mine, theirs in samed.pair_names(self.site).items()}
+        return {names.get(k, k): v for k, v in state.items()}
+
+    def export_foreign_state(self, fmt: str, state: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
+        """``samed``: this adapter's pairs as SAMed's ``w_a_*`` / ``w_b_*``."""
+        if fmt != "samed":
+            return state
+        names = {prefix + mine: theirs for mine, theirs in samed.pair_names(self.site).items()}
+        if self.targets != "qv" or self.scale != 1.0:
+            raise CheckpointError(f"SAMed's layout holds LoRA with targets qv and scale 1, adapter at "
+                                  f"'{self.site}' has targets {self.targets}, scale {self.scale:g}")
+        return {names.get(k, k): v for k, v in state.items()}
+
 def build_lora(config: LoRAConfig, ctx: BuildContext, site: Site) -> LoRA:
     where = f"adapter 'lora' at site '{site.name}'"
     if site.layout != "linear":
@@ -48,4 +69,4 @@ def build_lora(config: LoRAConfig, ctx: BuildContext, site: Site) -> LoRA:
             raise RecipeError(f"{where}: targets '{t}' need a fused qkv output (width divisible by 3), "
                               f"got width {site.out_dim}; use targets: all")
     scale = 1.0 if config.alpha is None else config.alpha / config.rank
-    return LoRA(site.in_dim, site.out_dim, config.rank, scale, t)
+    return LoRA(site.in_dim, site.out_dim, config.rank, scale, t, site.name)

@@ -9,3 +9,10 @@ def samfx_register(registry):
                  description="Space-time memory (XMem/MemSAM-style): keys from the image embedding, values "
                              "from embedding + predicted probabilities, bounded bank (first + last N frames), "
                              "readout as extra dense prompt and/or fused embedding.")
+
+
+@hookimpl
+def samfx_checkpoint_kinds():
+    from samfx_plugins.stm.kinds import MEMSAM
+
+    return [MEMSAM]
