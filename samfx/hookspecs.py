@@ -32,3 +32,11 @@ class SamfxHooks:
     @hookspec
     def samfx_doctor(self):
         """Return a dict of extra diagnostics for ``samfx doctor`` (versions, optional features)."""
+
+    @hookspec
+    def samfx_checkpoint_kinds(self):
+        """Return a list of ``samfx.ckpt_kinds.CheckpointKind``: the foreign checkpoint layouts this plugin
+        reads, for ``samfx inspect`` (name, the recipe that loads such a file, a torch-free ``matches``
+        on the file's key -> shape table). Loading itself goes through the components'
+        ``import_foreign_state``.
+        """
