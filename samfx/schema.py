@@ -100,6 +100,9 @@ class TrainSection:
     log_every: int = 10
     val_every: int = 1                # epochs
     save_every: int = 0               # also write last.pt every N optimizer steps (0: at epoch ends only)
+    # best weights as best.pt (torch) or best.safetensors (no pickle: safe to share); last.pt stays torch
+    # format, since it holds the optimizer and RNG states safetensors cannot
+    checkpoint_format: str = "pt"     # pt | safetensors
     out_dir: str = "runs"
     compile: bool = False
     channels_last: bool = False

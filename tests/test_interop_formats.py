@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from samfx.build import build_model
 from samfx.checkpoint import read_checkpoint
 from samfx.cli.main import app
-from samfx.errors import CheckpointError
+from samfx.errors import CheckpointError, RecipeError
 from samfx.inspect_ckpt import inspect_checkpoint
 from samfx.recipe import load_recipe
 from samfx_plugins.samus.keys import export_authors_state_dict
@@ -207,3 +207,22 @@ def test_samfx_checkpoint_as_safetensors_round_trip(tmp_path):
     assert sorted(sam) == sorted(again) and all(torch.equal(sam[k], again[k]) for k in sam)
     result = CliRunner().invoke(app, ["convert", str(sam_path), "--to", "sam", "--out", str(back)])
     assert result.exit_code == 2 and "not a samfx checkpoint, so convert needs --recipe" in result.output
+
+
+def test_train_writes_best_as_safetensors_that_eval_reads(tmp_path):
+    from samfx.engine.evaluate import evaluate
+    from samfx.engine.testing import toy_plugins
+    from samfx.engine.trainer import Trainer
+
+    plugins = toy_plugins()
+    recipe = load_recipe("tests/recipes/toy.yaml", ["train.stages.0.max_steps=2", "train.checkpoint_format=safetensors"],
+                         plugins.registry)
+    run = tmp_path / "run"
+    Trainer(recipe, run, registry=plugins.registry, quiet=True).fit()
+    assert (run / "best.safetensors").is_file() and not (run / "best.pt").exists() and (run / "last.pt").is_file()
+    best = read_checkpoint(run / "best.safetensors")
+    assert best["format"] == "samfx" and best["metric"]["metric"] == "val/dice" and best["recipe"] == recipe.config
+    report = evaluate(run, split="test", registry=plugins.registry, write=False)
+    assert report["checkpoint"].endswith("best.safetensors")
+    with pytest.raises(RecipeError, match=r"train\.checkpoint_format: unknown 'onnx'; use pt or safetensors"):
+        load_recipe("tests/recipes/toy.yaml", ["train.checkpoint_format=onnx"], plugins.registry)

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from samfx.checkpoint import FORMAT, atomic_save, read_checkpoint
+from samfx.checkpoint import FORMAT, read_checkpoint, save_checkpoint
 from samfx.errors import CheckpointError
 from samfx.recipe import Recipe
 
@@ -51,7 +51,8 @@ def make(model: torch.nn.Module, recipe: Recipe, **extra: Any) -> dict[str, Any]
 
 
 def save(obj: dict[str, Any], path: Path) -> None:
-    atomic_save(obj, path)
+    """Atomically; a ``.safetensors`` path keeps the weights as tensors and the rest as JSON metadata."""
+    save_checkpoint(obj, path)
 
 
 def load(path: str | Path) -> dict[str, Any]:
