@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from samfx.errors import CheckpointError
+from samfx.interfaces import ForeignKeys, ImageEncoder
 
 FORMAT = "samfx"
 
@@ -164,25 +165,29 @@ def _shape(t: Tensor) -> str:
     return "(" + ",".join(str(s) for s in t.shape) + ")"
 
 
-def component_prefixes(model: nn.Module) -> dict[str, nn.Module]:
+def component_prefixes(model: nn.Module) -> dict[str, ForeignKeys]:
     """Every component below the encoder by its state-dict prefix (``prompt_generators.<key>.``, ...)."""
-    out: dict[str, nn.Module] = {}
-    for key, gen in getattr(model, "prompt_generators", {}).items():
-        out[f"prompt_generators.{key}."] = gen
-    for key, adapter in getattr(model, "adapters", {}).items():
-        out[f"adapters.{key}."] = adapter
-    if getattr(model, "temporal", None) is not None:
-        out["temporal."] = model.temporal
+    groups = {"prompt_generators": getattr(model, "prompt_generators", {}), "adapters": getattr(model, "adapters", {})}
+    out = {f"{group}.{key}.": comp for group, comps in groups.items() for key, comp in comps.items()
+           if isinstance(comp, ForeignKeys)}
+    temporal = getattr(model, "temporal", None)
+    if isinstance(temporal, ForeignKeys):
+        out["temporal."] = temporal
     return out
 
 
 def import_foreign(model: nn.Module, state: dict[str, Tensor]) -> dict[str, Tensor]:
     """Let each component rename the foreign keys it owns (``import_foreign_state(state, prefix)``)."""
     for prefix, comp in component_prefixes(model).items():
-        hook = getattr(comp, "import_foreign_state", None)
-        if hook is not None:
-            state = hook(state, prefix)
+        state = comp.import_foreign_state(state, prefix)
     return state
+
+
+def encoder_of(model: nn.Module) -> ImageEncoder:
+    encoder = model.image_encoder
+    if not isinstance(encoder, ImageEncoder):
+        raise CheckpointError(f"the model's image_encoder is a {type(encoder).__name__}, not an ImageEncoder")
+    return encoder
 
 
 def load_weights(model: nn.Module, path: str | Path, allow_missing: Sequence[str] = (),
@@ -202,7 +207,7 @@ def load_state(model: nn.Module, state: dict[str, Tensor], path: str | Path, all
                loaded: Sequence[str] = ()) -> dict[str, list[str]]:
     """:func:`load_weights` for a state dict already read from `path` (named in errors)."""
     converted: dict[str, Tensor] = {}
-    encoder = model.image_encoder
+    encoder = encoder_of(model)
     enc_state = encoder.convert_state_dict(_split(state, "image_encoder."))
     converted.update({f"image_encoder.{k}": v for k, v in enc_state.items()})
     converted.update({k: v for k, v in state.items() if not k.startswith("image_encoder.")})

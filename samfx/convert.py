@@ -13,8 +13,15 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from samfx.checkpoint import (FORMAT, component_prefixes, load_recipe_weights, model_state, read_checkpoint,
-                              save_checkpoint)
+from samfx.checkpoint import (
+    FORMAT,
+    component_prefixes,
+    encoder_of,
+    load_recipe_weights,
+    model_state,
+    read_checkpoint,
+    save_checkpoint,
+)
 from samfx.errors import CheckpointError
 
 LAYOUTS = ("samfx", "authors", "samed", "sam")
@@ -27,7 +34,7 @@ def export_state(model: nn.Module, fmt: str) -> dict[str, Tensor]:
     """The model's weights in layout `fmt` ("authors", "samed" or "sam"); an error names any part the
     layout has no place for."""
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    state = model.image_encoder.export_foreign_state(fmt, state, "image_encoder.")
+    state = encoder_of(model).export_foreign_state(fmt, state, "image_encoder.")
     for prefix, comp in component_prefixes(model).items():
         state = comp.export_foreign_state(fmt, state, prefix)
     state = {k: v for k, v in state.items() if not k.startswith(LAYOUT_DROPS.get(fmt, ()))}

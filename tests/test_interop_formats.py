@@ -16,8 +16,17 @@ from samfx.errors import CheckpointError, RecipeError
 from samfx.inspect_ckpt import inspect_checkpoint
 from samfx.recipe import load_recipe
 from samfx_plugins.samus.keys import export_authors_state_dict
-from tests.interop_files import (TINY_BLOCKS, TINY_SAM, TINY_WIDTH, base_sam_file, memsam_file, msa_file,
-                                 msa_state, random_sam_state, samed_file)
+from tests.interop_files import (
+    TINY_BLOCKS,
+    TINY_SAM,
+    TINY_WIDTH,
+    base_sam_file,
+    memsam_file,
+    msa_file,
+    msa_state,
+    random_sam_state,
+    samed_file,
+)
 from tests.test_samus import _randomize
 
 
@@ -40,7 +49,8 @@ def test_samed_lora_gives_samed_qkv(tmp_path, suffix):
     with torch.no_grad():
         assert torch.allclose(qkv(x), expected, atol=1e-5)
     sam = torch.load(base, weights_only=True)
-    assert torch.equal(model.state_dict()["image_encoder.blocks.0.attn.qkv.weight"], sam["image_encoder.blocks.0.attn.qkv.weight"])
+    key = "image_encoder.blocks.0.attn.qkv.weight"
+    assert torch.equal(model.state_dict()[key], sam[key])
     assert torch.equal(model.mask_decoder.iou_token.weight, theirs["mask_decoder.iou_token.weight"])
 
 
@@ -123,7 +133,8 @@ def test_msa_wrong_recipe_and_corrupt_file(tmp_path):
     path = msa_file(tmp_path)
     with pytest.raises(CheckpointError, match=r"best_dice_checkpoint\.pth: MSA's adapter at 'blocks\.0\.mlp' is "
                                               r"parallel, scale 0\.5, act gelu; .* act relu"):
-        build_model(load_recipe("recipes/msa.yaml", [*TINY_SAM, "model.adapters.0.act=relu", f"model.checkpoint={path}"]))
+        build_model(load_recipe("recipes/msa.yaml", [*TINY_SAM, "model.adapters.0.act=relu",
+                                                     f"model.checkpoint={path}"]))
     with pytest.raises(CheckpointError, match=r"best_dice_checkpoint\.pth: \d+ keys the model does not have, first: "
                                               r"image_encoder\.blocks\.0\.MLP_Adapter"):
         build_model(load_recipe("recipes/sam_vit_b.yaml", [*TINY_SAM, f"model.checkpoint={path}"]))
@@ -187,7 +198,8 @@ def test_inspect_names_the_recipe_of_each_kind(tmp_path):
     assert "model size: tiny (ViT width 96, 4 blocks)" in CliRunner().invoke(app, ["inspect", str(sam_path)]).output
     torch.save({"conv.weight": torch.zeros(1)}, tmp_path / "other.pth")
     result = CliRunner().invoke(app, ["inspect", str(tmp_path / "other.pth")])
-    assert result.exit_code == 2 and "other.pth: not a checkpoint layout samfx knows (first keys: conv.weight)" in result.output
+    assert result.exit_code == 2
+    assert "other.pth: not a checkpoint layout samfx knows (first keys: conv.weight)" in result.output
 
 
 def test_samfx_checkpoint_as_safetensors_round_trip(tmp_path):
@@ -215,8 +227,8 @@ def test_train_writes_best_as_safetensors_that_eval_reads(tmp_path):
     from samfx.engine.trainer import Trainer
 
     plugins = toy_plugins()
-    recipe = load_recipe("tests/recipes/toy.yaml", ["train.stages.0.max_steps=2", "train.checkpoint_format=safetensors"],
-                         plugins.registry)
+    overrides = ["train.stages.0.max_steps=2", "train.checkpoint_format=safetensors"]
+    recipe = load_recipe("tests/recipes/toy.yaml", overrides, plugins.registry)
     run = tmp_path / "run"
     Trainer(recipe, run, registry=plugins.registry, quiet=True).fit()
     assert (run / "best.safetensors").is_file() and not (run / "best.pt").exists() and (run / "last.pt").is_file()

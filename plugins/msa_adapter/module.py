@@ -15,7 +15,8 @@ MODES = ("auto", "parallel", "serial")
 class MSAAdapter(Adapter):
     """``parallel``: y + scale·up(act(down(x))); ``serial``: y + scale·up(act(down(y)))."""
 
-    def __init__(self, dim: int, hidden: int, parallel: bool, scale: float, act: str = "relu", site: str = ""):
+    def __init__(self, dim: int, hidden: int, parallel: bool, scale: float, act: str = "relu",
+                 site: str = ""):
         super().__init__()
         self.parallel, self.scale, self.act_name, self.site = parallel, scale, act, site
         self.down = nn.Linear(dim, hidden)
@@ -38,14 +39,6 @@ class MSAAdapter(Adapter):
             depth = f"image_encoder.{self.site[:-len('.mlp')]}.Depth_Adapter."
             out = {k: v for k, v in out.items() if not k.startswith(depth)}
         return out
-
-    def export_foreign_state(self, fmt: str, state: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
-        """``msa``: this adapter under MSA's names (no Depth_Adapter: samfx has no 3-D branch)."""
-        if fmt != "msa":
-            return state
-        msa_keys.check_fits(self.parallel, self.scale, self.act_name, self.site)
-        table = {mine: theirs for theirs, mine in msa_keys.names(self.site, prefix).items()}
-        return {table.get(k, k): v for k, v in state.items()}
 
 
 def build_msa_adapter(config: MSAAdapterConfig, ctx: BuildContext, site: Site) -> MSAAdapter:
