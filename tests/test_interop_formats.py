@@ -238,3 +238,16 @@ def test_train_writes_best_as_safetensors_that_eval_reads(tmp_path):
     assert report["checkpoint"].endswith("best.safetensors")
     with pytest.raises(RecipeError, match=r"train\.checkpoint_format: unknown 'onnx'; use pt or safetensors"):
         load_recipe("tests/recipes/toy.yaml", ["train.checkpoint_format=onnx"], plugins.registry)
+
+
+def test_apg_file_as_safetensors(tmp_path):
+    from samfx_plugins.apg.io import load_apg, save_apg
+    from samfx_plugins.apg.module import AutoPromptGenerator
+
+    source, target = AutoPromptGenerator(32, tokens=4), AutoPromptGenerator(32, tokens=4)
+    path = save_apg(source, tmp_path / "apg.safetensors")
+    load_apg(target, path)
+    assert all(torch.equal(a, b) for a, b in zip(source.state_dict().values(), target.state_dict().values()))
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match=r"apg\.safetensors: cannot read safetensors file"):
+        load_apg(target, path)
