@@ -12,7 +12,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -163,6 +163,20 @@ def _split(state: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
 
 def _shape(t: Tensor) -> str:
     return "(" + ",".join(str(s) for s in t.shape) + ")"
+
+
+Shapes = dict[str, tuple[int, ...]]
+
+
+def lazy_shapes(path: str | Path) -> Callable[[], Shapes]:
+    """A function giving the key -> shape table of the weights in `path`, read on first call only."""
+    cache: Shapes = {}
+
+    def shapes() -> Shapes:
+        if not cache:
+            cache.update({k: tuple(v.shape) for k, v in model_state(read_checkpoint(path), path).items()})
+        return cache
+    return shapes
 
 
 def component_prefixes(model: nn.Module) -> dict[str, ForeignKeys]:

@@ -58,16 +58,17 @@ def read_model(src: Path, recipe: str | None, overrides: Sequence[str], drop: Se
 
     obj = read_checkpoint(src)
     state = _drop(model_state(obj, src), drop)
+    shapes = {k: tuple(v.shape) for k, v in state.items()}
     if recipe is None:
         if obj.get("format") != FORMAT or "recipe" not in obj:
             raise CheckpointError(f"{src}: not a samfx checkpoint, so convert needs --recipe (the recipe that "
                                   f"loads it; `samfx inspect {src}` names it)")
         rec = recipe_of(obj)
-        model = build_model(rec, load_checkpoint=False)
+        model = build_model(rec, load_checkpoint=False, weight_shapes=lambda: shapes)
         restore_weights(model, state, src, "convert --drop removes weights the model needs; use --recipe")
         return model, rec
     rec = load_recipe(recipe, [*overrides, "model.checkpoint=null"])
-    model = build_model(rec, load_checkpoint=False)
+    model = build_model(rec, load_checkpoint=False, weight_shapes=lambda: shapes)
     load_recipe_weights(model, rec.config["model"], state=state, where=src)
     return model, rec
 

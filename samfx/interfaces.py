@@ -23,6 +23,8 @@ class BuildContext:
     embed_size: tuple[int, int] = (64, 64)  # (h, w) of the image embedding
     encoder_dim: int = 768            # ViT width of the encoder (for adapters)
     num_classes: int = 1              # foreground classes the data queries (CAMUS: 3)
+    # "load_weights": whether the model's checkpoint will be loaded; "weight_shapes": None or a function
+    # giving the key -> shape table of the weights the model will receive (to size a component from them)
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -55,14 +55,23 @@ def test_samed_lora_gives_samed_qkv(tmp_path, suffix):
 
 
 def test_samed_rank_from_the_file(tmp_path):
+    from samfx.engine.checkpointing import load_model
+
     base, lora = base_sam_file(tmp_path), samed_file(tmp_path, rank=8)
-    with pytest.raises(CheckpointError, match=r"samed_lora\.pth: its SAMed LoRA has rank 8 but the recipe's lora "
-                                              r"adapter rank 4; set rank: 8"):
-        _samed(base, lora)
-    report = inspect_checkpoint(lora)
-    assert "model.adapters.0.rank=8" in report["load_with"]
-    model = _samed(base, lora, "model.adapters.0.rank=8")
+    model = _samed(base, lora)
     assert model.adapters["lora-blocks-3-attn-qkv"].a[1].weight.shape == (8, TINY_WIDTH)
+    with pytest.raises(CheckpointError, match=r"samed_lora\.pth: its SAMed LoRA has rank 8 but the recipe's lora "
+                                              r"adapter rank 4; set rank: 8 on it, or rank: null"):
+        _samed(base, lora, "model.adapters.0.rank=4")
+    out = tmp_path / "samed_samfx.pt"                  # the stored recipe says rank: null; eval rebuilds rank 8
+    result = CliRunner().invoke(app, ["convert", str(lora), *TINY_SAM, f"model.base_checkpoint={base}",
+                                      "--recipe", "recipes/samed.yaml", "--to", "samfx", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rebuilt, recipe, _ = load_model(out)
+    assert recipe.config["model"]["adapters"][0]["rank"] is None
+    assert rebuilt.adapters["lora-blocks-0-attn-qkv"].b[0].weight.shape == (TINY_WIDTH, 8)
+    fresh = build_model(load_recipe("recipes/samed.yaml", TINY_SAM))   # nothing to read the rank from: SAMed's 4
+    assert fresh.adapters["lora-blocks-0-attn-qkv"].a[0].weight.shape == (4, TINY_WIDTH)
 
 
 def test_samed_multiclass_decoder_and_corrupt_file_are_one_line(tmp_path):

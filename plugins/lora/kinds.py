@@ -11,9 +11,8 @@ def _is_samed(shapes: Shapes) -> bool:
 
 
 def _overrides(shapes: Shapes) -> list[str]:
-    rank, width = shapes["w_a_000"]
-    out = ["model.base_checkpoint=~/checkpoints/sam_vit_b_01ec64.pth", *size_override(width)]
-    return out + ([] if rank == 4 else [f"model.adapters.0.rank={rank}"])
+    width = shapes["w_a_000"][1]   # the rank is read from the file by recipes/samed.yaml (rank: null)
+    return ["model.base_checkpoint=~/checkpoints/sam_vit_b_01ec64.pth", *size_override(width)]
 
 
 def _note(shapes: Shapes) -> str:

@@ -9,6 +9,8 @@ from samfx.interfaces import Adapter, BuildContext, Site
 from samfx_plugins.lora import samed
 from samfx_plugins.lora.config import LoRAConfig
 
+DEFAULT_RANK = 4  # SAMed's
+
 
 class LoRA(Adapter):
     """One (A, B) pair per target slice of the output; starts as the identity (B = 0)."""
@@ -59,8 +61,9 @@ def build_lora(config: LoRAConfig, ctx: BuildContext, site: Site) -> LoRA:
     if site.layout != "linear":
         raise RecipeError(f"{where}: needs a 'linear' site (an nn.Linear such as blocks.N.attn.qkv), "
                           f"this one is '{site.layout}'")
-    if config.rank < 1:
-        raise RecipeError(f"{where}: rank must be >= 1, got {config.rank}")
+    rank = config.rank if config.rank is not None else rank_from_weights(ctx, site.name)
+    if rank < 1:
+        raise RecipeError(f"{where}: rank must be >= 1, got {rank}")
     t = config.targets
     if t != "all":
         if not t or any(c not in "qkv" for c in t) or len(set(t)) != len(t):
@@ -68,5 +71,12 @@ def build_lora(config: LoRAConfig, ctx: BuildContext, site: Site) -> LoRA:
         if site.out_dim % 3:
             raise RecipeError(f"{where}: targets '{t}' need a fused qkv output (width divisible by 3), "
                               f"got width {site.out_dim}; use targets: all")
-    scale = 1.0 if config.alpha is None else config.alpha / config.rank
-    return LoRA(site.in_dim, site.out_dim, config.rank, scale, t, site.name)
+    scale = 1.0 if config.alpha is None else config.alpha / rank
+    return LoRA(site.in_dim, site.out_dim, rank, scale, t, site.name)
+
+
+def rank_from_weights(ctx: BuildContext, site: str) -> int:
+    """``rank: null``: the rank of the weights the model will receive (BuildContext "weight_shapes"), else 4."""
+    shapes = ctx.extra.get("weight_shapes")
+    found = samed.rank_in(shapes(), site) if shapes is not None else None
+    return found if found is not None else DEFAULT_RANK

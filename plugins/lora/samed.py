@@ -9,6 +9,7 @@ samfx's adapter at ``blocks.n.attn.qkv`` with ``targets: qv`` holds the same pai
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 from torch import Tensor
 
@@ -45,5 +46,17 @@ def check_fits(state: dict[str, Tensor], rank: int, targets: str, scale: float) 
                               f"(scale 1), this one has targets: {targets}, scale {scale:g}")
     if samed_rank(state) != rank:
         raise CheckpointError(f"its SAMed LoRA has rank {samed_rank(state)} but the recipe's lora adapter "
-                              f"rank {rank}; set rank: {samed_rank(state)} on it (`samfx inspect FILE` "
-                              f"prints the command)")
+                              f"rank {rank}; set rank: {samed_rank(state)} on it, or rank: null to take the "
+                              f"file's")
+
+
+def rank_in(shapes: Mapping[str, tuple[int, ...]], site: str) -> int | None:
+    """The rank of the LoRA pair for `site` in a key -> shape table: a samfx checkpoint's
+    ``adapters.<name>-<site>.a.0.weight`` or a SAMed file's ``w_a_*``; None when it holds neither."""
+    tail = f"-{site.replace('.', '-')}.a.0.weight"
+    for key, shape in shapes.items():
+        if key.startswith("adapters.") and key.endswith(tail):
+            return shape[0]
+    m = _SITE.match(site)
+    theirs = f"w_a_{2 * int(m.group(1)):03d}" if m else None
+    return shapes[theirs][0] if theirs in shapes else None

@@ -76,7 +76,8 @@ def load_model(path: str | Path, registry=None, device: str | torch.device = "cp
 
     obj = load(path)
     recipe = recipe_of(obj)
-    model = build_model(recipe, registry, load_checkpoint=False)
+    shapes = {k: tuple(v.shape) for k, v in obj["model"].items()} if isinstance(obj.get("model"), dict) else {}
+    model = build_model(recipe, registry, load_checkpoint=False, weight_shapes=lambda: shapes)
     restore_weights(model, obj["model"], path, "was a plugin changed since training?")
     if obj.get("prompt") and obj["prompt"] in model.prompt_generators:
         model.use_prompt(obj["prompt"])
