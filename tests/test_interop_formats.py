@@ -188,6 +188,11 @@ def test_memsam_memory_is_refused_with_the_reason_and_its_samus_part_loads(tmp_p
     model = build_model(load_recipe("recipes/samus_stm.yaml", [*stm, f"model.checkpoint={part}"]))
     assert torch.equal(model.image_encoder.patch_embed.proj.weight, samus.image_encoder.patch_embed.proj.weight)
     assert inspect_checkpoint(path)["load_with"].startswith(f"samfx convert {path} --drop 'memory.*'")
+    cut = tmp_path / "memsam_cut.pth"
+    cut.write_bytes(path.read_bytes()[:5000])
+    result = CliRunner().invoke(app, ["convert", str(cut), "--drop", "memory.*", "--to", "authors",
+                                      "--recipe", "recipes/samus.yaml", "--out", str(tmp_path / "x.pth")])
+    assert result.exit_code == 2 and f"error: {cut}: cannot read checkpoint" in result.output
 
 
 # -- inspect / convert / safetensors ------------------------------------------------------------
