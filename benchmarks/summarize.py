@@ -58,11 +58,12 @@ def targets(paths: list[str]) -> list[str]:
         cfg = f"{best['report']}, {'compiled' if best['compiled'] else 'eager'} {best['precision']}"
         met = "" if target is None else (" - target met" if best["img_per_s"] >= target and
                                          (mem is None or best["peak_mem_gib"] <= mem) else " - target NOT met")
-        return (f"- {what}: {best['img_per_s']:.0f} img/s at {best['peak_mem_gib']:.2f} GiB (batch {best['batch']}, {cfg}; "
-                f"{best['device']}); "
+        return (f"- {what}: {best['img_per_s']:.0f} img/s at {best['peak_mem_gib']:.2f} GiB "
+                f"(batch {best['batch']}, {cfg}; {best['device']}); "
                 f"{best['img_per_s'] / ref:.1f}x the authors' {ref:.0f} img/s on an H200{met}")
 
-    out = ["", "Targets (SAMUS vit_b 256²; the authors' code on an H200: train 76 img/s at 12.0 GiB, inference 279 img/s):",
+    out = ["", "Targets (SAMUS vit_b 256²; the authors' code on an H200: train 76 img/s at 12.0 GiB, "
+               "inference 279 img/s):",
            line("train batch 8, fastest", train, None, REFERENCE["train"]),
            line("train batch 8, fastest within 4 GiB (target >= 300 img/s)",
                 [r for r in train if r["peak_mem_gib"] <= TARGETS["train_gib"]], TARGETS["train"], REFERENCE["train"],

@@ -5,8 +5,9 @@ Inputs are random images and label maps of the model's input size with one rando
 time it). A training step is what the trainer does per batch: its step module
 (``samfx.engine.steps.ImageStep``: all classes of each image in one encoder pass, the stage's loss on
 fp32 logits), backward, the stage's optimizer as the trainer builds it; an inference step is
-``forward_classes`` under ``inference_mode`` with the eval prompt. Each configuration gets untimed warm-up steps (the first also absorbs
-``torch.compile``) and then ``steps`` timed steps with one device synchronisation at each end.
+``forward_classes`` under ``inference_mode`` with the eval prompt. Each configuration gets untimed
+warm-up steps (the first also absorbs ``torch.compile``) and then ``steps`` timed steps with one
+device synchronisation at each end.
 
 Memory: on CUDA ``max_memory_allocated`` (and reserved) during the configuration; on CPU the
 process RSS sampled every 2 ms, an upper bound (the allocator may keep freed memory), so compare
@@ -22,7 +23,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -30,6 +31,9 @@ from torch import Tensor, nn
 from samfx.engine.optim import build_optimizer
 from samfx.engine.steps import ImageStep
 from samfx.errors import SamfxError
+
+if TYPE_CHECKING:
+    from samfx.model import SegmentationModel
 
 SCHEMA = 1
 MODES = ("eager", "compiled")
@@ -56,7 +60,7 @@ class BenchResult:
 
 
 class InferStep(nn.Module):
-    def __init__(self, model: nn.Module, classes: list[int]):
+    def __init__(self, model: SegmentationModel, classes: list[int]):
         super().__init__()
         self.model, self.classes = model, classes
 
@@ -164,8 +168,8 @@ def _stage_indices(stages: list[dict], wanted: list[str] | None) -> list[int]:
 
 
 def _rel_pos_mode(model: nn.Module, dev: torch.device) -> str:
-    modes = {getattr(m, "rel_pos_mode", None) for m in model.modules() if type(m).__name__ == "FastAttention"}
-    modes.discard(None)
+    found = {getattr(m, "rel_pos_mode", None) for m in model.modules() if type(m).__name__ == "FastAttention"}
+    modes = {m for m in found if m is not None}
     if not modes:
         return "reference" if any(type(m).__name__ == "Attention" and hasattr(m, "rel_pos_h")
                                   for m in model.modules()) else "n/a"
@@ -218,10 +222,11 @@ def run_bench(recipe_path: str, overrides: list[str], device: str = "auto", batc
         model = model.to(memory_format=torch.channels_last)
     enc = model.image_encoder
     if cfg["train"].get("activation_checkpointing"):
-        if not hasattr(enc, "set_activation_checkpointing"):
+        set_checkpointing = getattr(enc, "set_activation_checkpointing", None)  # optional encoder method
+        if set_checkpointing is None:
             raise SamfxError(f"train.activation_checkpointing: encoder {type(enc).__name__} has no "
                              f"set_activation_checkpointing(); set it to false")
-        enc.set_activation_checkpointing(True)
+        set_checkpointing(True)
     size = model.image_size
     profile_dir = Path(profile_dir) if profile_dir else None
     if profile_dir:
@@ -343,7 +348,7 @@ def _run_one(model, step_mod, mode, label, compiled, precision, b, size, classes
         row.error = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:300]}"
     finally:
         model.zero_grad(set_to_none=True)
-        del opt, fn
+        opt = fn = None  # free optimizer state and compiled graph now (not `del`: step() closes over them)
     return row
 
 

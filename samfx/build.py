@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import OmegaConf
 
@@ -11,6 +11,9 @@ from samfx.errors import RecipeError
 from samfx.interfaces import BuildContext
 from samfx.recipe import RESERVED, Recipe
 from samfx.registry import Component, Registry
+
+if TYPE_CHECKING:
+    from samfx.model import SegmentationModel
 
 
 def make_config(comp: Component, cfg: dict[str, Any]) -> Any:
@@ -33,7 +36,7 @@ def prompt_configs(recipe: Recipe) -> tuple[dict[str, dict[str, Any]], str]:
     found: dict[str, dict[str, Any]] = {}
 
     def key_for(cfg: dict[str, Any]) -> str:
-        base = cfg["name"].split("/")[-1]
+        base: str = cfg["name"].split("/")[-1]
         key, i = base, 1
         while key in found and found[key] != cfg:
             i += 1
@@ -59,7 +62,7 @@ def prompt_key(recipe: Recipe, cfg: dict[str, Any] | None) -> str:
 
 
 def build_model(recipe: Recipe, registry: Registry | None = None, load_checkpoint: bool = True,
-                weight_shapes: Callable[[], dict[str, tuple[int, ...]]] | None = None):
+                weight_shapes: Callable[[], dict[str, tuple[int, ...]]] | None = None) -> SegmentationModel:
     """Encoder first (it fixes the geometry), then prompt encoder, decoder, prompts, adapters, temporal.
 
     ``weight_shapes`` gives the key -> shape table of the weights the model will receive (default: those

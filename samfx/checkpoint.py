@@ -14,13 +14,16 @@ import os
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from samfx.errors import CheckpointError
-from samfx.interfaces import ForeignKeys, ImageEncoder
+from samfx.interfaces import ForeignKeys
+
+if TYPE_CHECKING:
+    from samfx.model import SegmentationModel
 
 FORMAT = "samfx"
 
@@ -179,7 +182,7 @@ def lazy_shapes(path: str | Path) -> Callable[[], Shapes]:
     return shapes
 
 
-def component_prefixes(model: nn.Module) -> dict[str, ForeignKeys]:
+def component_prefixes(model: SegmentationModel) -> dict[str, ForeignKeys]:
     """Every component below the encoder by its state-dict prefix (``prompt_generators.<key>.``, ...)."""
     groups = {"prompt_generators": getattr(model, "prompt_generators", {}), "adapters": getattr(model, "adapters", {})}
     out = {f"{group}.{key}.": comp for group, comps in groups.items() for key, comp in comps.items()
@@ -190,21 +193,14 @@ def component_prefixes(model: nn.Module) -> dict[str, ForeignKeys]:
     return out
 
 
-def import_foreign(model: nn.Module, state: dict[str, Tensor]) -> dict[str, Tensor]:
+def import_foreign(model: SegmentationModel, state: dict[str, Tensor]) -> dict[str, Tensor]:
     """Let each component rename the foreign keys it owns (``import_foreign_state(state, prefix)``)."""
     for prefix, comp in component_prefixes(model).items():
         state = comp.import_foreign_state(state, prefix)
     return state
 
 
-def encoder_of(model: nn.Module) -> ImageEncoder:
-    encoder = model.image_encoder
-    if not isinstance(encoder, ImageEncoder):
-        raise CheckpointError(f"the model's image_encoder is a {type(encoder).__name__}, not an ImageEncoder")
-    return encoder
-
-
-def load_weights(model: nn.Module, path: str | Path, allow_missing: Sequence[str] = (),
+def load_weights(model: SegmentationModel, path: str | Path, allow_missing: Sequence[str] = (),
                  loaded: Sequence[str] = ()) -> dict[str, list[str]]:
     """Load SAM / SAMUS-authors / samfx weights into a SegmentationModel.
 
@@ -217,11 +213,11 @@ def load_weights(model: nn.Module, path: str | Path, allow_missing: Sequence[str
     return load_state(model, model_state(read_checkpoint(path), path), path, allow_missing, loaded)
 
 
-def load_state(model: nn.Module, state: dict[str, Tensor], path: str | Path, allow_missing: Sequence[str] = (),
+def load_state(model: SegmentationModel, state: dict[str, Tensor], path: str | Path, allow_missing: Sequence[str] = (),
                loaded: Sequence[str] = ()) -> dict[str, list[str]]:
     """:func:`load_weights` for a state dict already read from `path` (named in errors)."""
     converted: dict[str, Tensor] = {}
-    encoder = encoder_of(model)
+    encoder = model.image_encoder
     enc_state = encoder.convert_state_dict(_split(state, "image_encoder."))
     converted.update({f"image_encoder.{k}": v for k, v in enc_state.items()})
     converted.update({k: v for k, v in state.items() if not k.startswith("image_encoder.")})
@@ -254,7 +250,7 @@ def load_state(model: nn.Module, state: dict[str, Tensor], path: str | Path, all
     return {"missing": missing, "loaded": sorted(earlier | set(converted))}
 
 
-def load_recipe_weights(model: nn.Module, m: dict[str, Any], state: dict[str, Tensor] | None = None,
+def load_recipe_weights(model: SegmentationModel, m: dict[str, Any], state: dict[str, Tensor] | None = None,
                         where: str | Path | None = None) -> None:
     """The recipe's ``model.base_checkpoint`` then ``model.checkpoint`` (or `state`, read from `where`,
     in its place); the top file is checked for keys that neither holds."""

@@ -135,7 +135,7 @@ def analyze_clip(masks: Any, spacing: Any, label: int = 1, ed: int | None = None
     sy, sx = _spacing(spacing, "analyze_clip")
     areas = lv_areas(lv, (sy, sx))
     lengths = np.array([long_axis_length(m, (sy, sx)) for m in lv])
-    volumes = np.array([area_length_volume(a, l) for a, l in zip(areas, lengths)])
+    volumes = np.array([area_length_volume(a, length) for a, length in zip(areas, lengths)])
     d_ed, d_es = detect_ed_es(areas)
     ed = d_ed if ed is None or ed < 0 else int(ed)
     es = d_es if es is None or es < 0 else int(es)

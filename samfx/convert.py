@@ -9,14 +9,13 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from samfx.checkpoint import (
     FORMAT,
     component_prefixes,
-    encoder_of,
     load_recipe_weights,
     model_state,
     read_checkpoint,
@@ -24,17 +23,21 @@ from samfx.checkpoint import (
 )
 from samfx.errors import CheckpointError
 
+if TYPE_CHECKING:
+    from samfx.model import SegmentationModel
+    from samfx.recipe import Recipe
+
 LAYOUTS = ("samfx", "authors", "samed", "sam")
 SAMFX_ONLY = ("prompt_generators.", "adapters.", "temporal.")
 # SAMed's file holds its LoRA, the prompt encoder and the mask decoder, never the (frozen) image encoder
 LAYOUT_DROPS: dict[str, tuple[str, ...]] = {"samed": ("image_encoder.",)}
 
 
-def export_state(model: nn.Module, fmt: str) -> dict[str, Tensor]:
+def export_state(model: SegmentationModel, fmt: str) -> dict[str, Tensor]:
     """The model's weights in layout `fmt` ("authors", "samed" or "sam"); an error names any part the
     layout has no place for."""
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    state = encoder_of(model).export_foreign_state(fmt, state, "image_encoder.")
+    state = model.image_encoder.export_foreign_state(fmt, state, "image_encoder.")
     for prefix, comp in component_prefixes(model).items():
         state = comp.export_foreign_state(fmt, state, prefix)
     state = {k: v for k, v in state.items() if not k.startswith(LAYOUT_DROPS.get(fmt, ()))}
@@ -49,7 +52,8 @@ def _drop(state: dict[str, Tensor], patterns: Sequence[str]) -> dict[str, Tensor
     return {k: v for k, v in state.items() if not any(fnmatch.fnmatchcase(k, p) for p in patterns)}
 
 
-def read_model(src: Path, recipe: str | None, overrides: Sequence[str], drop: Sequence[str]) -> tuple[Any, Any]:
+def read_model(src: Path, recipe: str | None, overrides: Sequence[str],
+               drop: Sequence[str]) -> tuple[SegmentationModel, Recipe]:
     """(model, recipe) holding `src`'s weights: samfx checkpoints rebuild their own recipe; any other
     file is loaded into `recipe` (+ `overrides`) exactly as ``model.checkpoint`` would load it."""
     from samfx.build import build_model

@@ -8,7 +8,13 @@ docs/plugins.md documents these hooks; a test keeps that page in sync with this 
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import pluggy
+
+if TYPE_CHECKING:
+    from samfx.ckpt_kinds import CheckpointKind
+    from samfx.registry import PluginRegistrar
 
 PROJECT = "samfx"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -19,7 +25,7 @@ class SamfxHooks:
     """Hook specifications of samfx."""
 
     @hookspec
-    def samfx_register(self, registry):
+    def samfx_register(self, registry: PluginRegistrar) -> None:
         """Register this plugin's components.
 
         Call ``registry.add(kind, name, factory, schema=..., description=...)`` once per component.
@@ -30,11 +36,11 @@ class SamfxHooks:
         """
 
     @hookspec
-    def samfx_doctor(self):
+    def samfx_doctor(self) -> dict[str, Any]:  # type: ignore[empty-body]  # a spec; pluggy never calls it
         """Return a dict of extra diagnostics for ``samfx doctor`` (versions, optional features)."""
 
     @hookspec
-    def samfx_checkpoint_kinds(self):
+    def samfx_checkpoint_kinds(self) -> list[CheckpointKind]:  # type: ignore[empty-body]  # a spec
         """Return a list of ``samfx.ckpt_kinds.CheckpointKind``: the foreign checkpoint layouts this plugin
         reads, for ``samfx inspect`` (name, the recipe that loads such a file, a torch-free ``matches``
         on the file's key -> shape table). Loading itself goes through the components'

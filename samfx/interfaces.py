@@ -8,6 +8,7 @@ component's schema instance and a :class:`BuildContext`, and returns one of thes
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -175,5 +176,5 @@ class DataSource:
     generated or imported (synthetic data, CAMUS folder...), and reusing it afterwards.
     """
 
-    def path(self, cache_dir: str) -> "Path":  # noqa: F821
+    def path(self, cache_dir: str) -> Path:
         raise NotImplementedError

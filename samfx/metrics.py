@@ -73,7 +73,7 @@ def _spacing(spacing: Sequence[float] | None) -> tuple[float, float] | None:
         raise ValueError(f"spacing: expected (row_mm, col_mm), got {spacing!r}")
     if not all(math.isfinite(v) and v > 0 for v in s):
         return None  # unknown spacing -> pixels
-    return s  # type: ignore[return-value]
+    return s
 
 
 def surface_distances(pred: Any, gt: Any, spacing: Sequence[float] | None = None
@@ -178,7 +178,7 @@ def summarize(records: list[dict[str, Any]], class_names: dict[int, str],
         per_patient.setdefault(str(rec.get("patient", rec.get("index"))), []).append(rec)
     patients = []
     for pid, recs in per_patient.items():
-        classes = {}
+        classes: dict[str, dict[str, Any]] = {}
         for name in class_names.values():
             classes[name] = {}
             for m in metric_names:

@@ -9,14 +9,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from samfx.interfaces import (Adapter, ImageEncoder, MaskDecoderBase, PromptContext, PromptEncoderBase,
-                              PromptGenerator, Prompts, TemporalModule)
+from samfx.interfaces import (
+    Adapter,
+    ImageEncoder,
+    MaskDecoderBase,
+    PromptContext,
+    PromptEncoderBase,
+    PromptGenerator,
+    Prompts,
+    TemporalModule,
+)
 
 
 @dataclass
@@ -60,7 +68,7 @@ class SegmentationModel(nn.Module):
         self.mask_decoder = mask_decoder
         self.prompt_generators = nn.ModuleDict(prompt_generators)
         self.adapters = nn.ModuleDict({k: a for k, (a, _) in (adapters or {}).items()})
-        for key, (adapter, site_module) in (adapters or {}).items():
+        for adapter, site_module in (adapters or {}).values():
             site_module.register_forward_hook(partial(_run_adapter, adapter))
         self.temporal = temporal
         self.active_prompt = active_prompt
@@ -87,7 +95,7 @@ class SegmentationModel(nn.Module):
 
     @property
     def prompt_generator(self) -> PromptGenerator:
-        return self.prompt_generators[self.active_prompt]
+        return cast(PromptGenerator, self.prompt_generators[self.active_prompt])
 
     # -- forward ------------------------------------------------------------------------------
     def encode(self, images: Tensor) -> Tensor:
@@ -169,7 +177,8 @@ class SegmentationModel(nn.Module):
             raise SamfxError(f"forward_clip: prompt '{name}' needs frame-0 labels of every clip, but {missing}; "
                              f"use an automatic prompt (e.g. apg) or label frame 0")
         cls = torch.tensor(classes, device=frames.device, dtype=torch.long).repeat(b)
-        state = self.temporal.init_state(b * k, frames.device) if self.temporal is not None else None
+        temporal = self.temporal
+        state = temporal.init_state(b * k, frames.device) if temporal is not None else None
         logits, ious, targets = [], [], []
         for t in range(t_len):
             emb = self.encode(frames[:, t]).repeat_interleave(k, dim=0)
@@ -178,7 +187,7 @@ class SegmentationModel(nn.Module):
                 tgt = class_targets(labels[:, t], cls)
                 if on_frame is None:
                     targets.append(tgt.view(b, k, *tgt.shape[2:]))
-            fused, extra = self.temporal.read(state, emb) if state is not None else (emb, None)
+            fused, extra = temporal.read(state, emb) if temporal is not None and state is not None else (emb, None)
             if t == 0 or not gen.needs_targets:
                 out = self.decode(fused, cls, tgt if gen.needs_targets else None, extra_dense=extra, prompt=name)
             else:  # a simulated user prompts frame 0 only; later frames: no-mask prompt + memory
@@ -186,8 +195,8 @@ class SegmentationModel(nn.Module):
                 n = fused.shape[0]
                 no_prompt = Prompts(sparse.expand(n, -1, -1), dense.expand(n, -1, -1, -1))
                 out = self._run_decoder(fused, self.prompt_encoder.get_dense_pe(), no_prompt, extra)
-            if state is not None:
-                state = self.temporal.write(state, emb, torch.sigmoid(out.logits))
+            if temporal is not None and state is not None:
+                state = temporal.write(state, emb, torch.sigmoid(out.logits))
             if on_frame is not None:
                 on_frame(t, out)
             else:

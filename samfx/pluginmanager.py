@@ -126,7 +126,8 @@ def load_plugins(extra: dict[str, Any] | None = None, strict: bool | None = None
             for key in [k for k, c in registry.components.items() if c.plugin == name]:
                 del registry.components[key]
             info.components = []
-            registry.unavailable[name] = f"failed to load: {info.error.splitlines()[0]} (run `samfx doctor` for the traceback)"
+            registry.unavailable[name] = (f"failed to load: {info.error.splitlines()[0]} "
+                                          f"(run `samfx doctor` for the traceback)")
             if pm.get_plugin(name) is not None:
                 pm.unregister(name=name)
             if strict:

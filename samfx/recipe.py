@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -145,15 +146,15 @@ class _Validator:
                 elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
                     node = node[int(part)]
                 else:
-                    return name  # a list or scalar (or the command line's marker) replaced it here
+                    return str(name)  # a list or scalar (or the command line's marker) replaced it here
             else:
-                return name
+                return str(name)
         return self.sources[-1][0] if self.sources else CLI
 
     def fail(self, path: str, msg: str) -> RecipeError:
         return RecipeError(f"{path}: {msg} (in {self.source_of(path)})")
 
-    def typed(self, schema: type, data: Any, path: str, ignore: set[str] = frozenset()) -> dict[str, Any]:
+    def typed(self, schema: type, data: Any, path: str, ignore: Collection[str] = frozenset()) -> dict[str, Any]:
         """Validate `data` against dataclass `schema`; return a plain dict with defaults filled."""
         where = path or "recipe"
         if data is None:
@@ -199,7 +200,7 @@ class _Validator:
             if OmegaConf.is_config(child):
                 self._no_interpolation(child, sub)
 
-    def _unknown_keys(self, schema: type, data: dict[str, Any], path: str, ignore: set[str]) -> None:
+    def _unknown_keys(self, schema: type, data: dict[str, Any], path: str, ignore: Collection[str]) -> None:
         fields = {f.name: f for f in dataclasses.fields(schema)}
         for key, value in data.items():
             sub = f"{path}.{key}" if path else str(key)
@@ -324,7 +325,11 @@ def _at_pattern(node: Any, parts: list[str], path: str) -> list[tuple[str, Any]]
     if not parts:
         return [(path, node)]
     head, rest = parts[0], parts[1:]
-    join = (lambda k: f"{path}.{k}" if path else str(k))
+
+    def join(k: Any) -> str:
+        return f"{path}.{k}" if path else str(k)
+
+    items: list[tuple[Any, Any]]
     if head == "*":
         items = list(enumerate(node)) if isinstance(node, list) else []
     else:
@@ -362,7 +367,8 @@ def load_recipe(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
     """
     sources = _layers(Path(path)) if path is not None else []
     # start from the defaults so overrides can address default list items (train.stages.0.epochs=3)
-    merged: dict[str, Any] = OmegaConf.to_container(OmegaConf.structured(RecipeSchema))  # type: ignore
+    # to_container's declared result covers lists and scalars; a structured dataclass gives a dict
+    merged: dict[str, Any] = OmegaConf.to_container(OmegaConf.structured(RecipeSchema))  # type: ignore[assignment]
     for _, layer in sources:
         merged = _deep_merge(merged, layer)
     for item in overrides:

@@ -51,7 +51,7 @@ def read_yaml(path: Path, where: str) -> dict[str, Any]:
         raise RecipeError(f"{path}: not a UTF-8 text file (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
                           f"a recipe is YAML text: save it as UTF-8") from None
     try:
-        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=_StrictLoader)
     except _DuplicateKey as exc:
         raise RecipeError(f"{path}:{exc.line}: key '{exc.key}' given twice (first at line {exc.first}); "
                           f"keep one of them") from None

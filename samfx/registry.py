@@ -47,7 +47,8 @@ class Component:
             return self.factory
         module_name, _, attr = self.factory.partition(":")
         try:
-            return getattr(importlib.import_module(module_name), attr)
+            factory: Callable[..., Any] = getattr(importlib.import_module(module_name), attr)
+            return factory
         except Exception as exc:  # a broken plugin must name itself
             raise RegistryError(
                 f"{self.kind} '{self.qualname}': cannot import factory '{self.factory}': "

@@ -12,7 +12,7 @@ A recipe::
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 
 @dataclass
@@ -24,10 +24,10 @@ class ModelSection:
     adapters: list[Any] = field(default_factory=list)
     temporal: Any = None
     # Official SAM / SAMUS-authors / samfx checkpoint loaded after building (path; ~ expanded).
-    checkpoint: Optional[str] = None
+    checkpoint: str | None = None
     # Loaded before `checkpoint`, which then overrides what both hold: the base weights a partial file
     # is trained on (e.g. SAM's vit_b under a SAMed LoRA file, which holds no image encoder).
-    base_checkpoint: Optional[str] = None
+    base_checkpoint: str | None = None
     # Keys of the checkpoint that may be missing beyond those the components add by design.
     checkpoint_allow_missing: list[str] = field(default_factory=list)
 
@@ -81,7 +81,7 @@ class StageSection:
     trainable: list[str] = field(default_factory=lambda: ["image_encoder:default", "adapters", "prompt"])
     prompt: Any = None                # a prompt_generator config used in this stage (default: model.prompt)
     epochs: int = 1
-    max_steps: Optional[int] = None   # stop the stage after this many optimizer steps
+    max_steps: int | None = None   # stop the stage after this many optimizer steps
     optimizer: OptimizerSection = field(default_factory=OptimizerSection)
     schedule: ScheduleSection = field(default_factory=ScheduleSection)
     loss: Any = field(default_factory=lambda: {"name": "dice_bce"})
@@ -96,7 +96,7 @@ class TrainSection:
     device: str = "auto"              # auto | cpu | cuda | cuda:N
     precision: str = "auto"           # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16
     grad_accum: int = 1
-    grad_clip: Optional[float] = None
+    grad_clip: float | None = None
     log_every: int = 10
     val_every: int = 1                # epochs
     save_every: int = 0               # also write last.pt every N optimizer steps (0: at epoch ends only)
@@ -151,9 +151,9 @@ class Range:
     """Allowed numeric values of one key: bounds ``ge`` / ``gt`` / ``lt`` (None: open); ``note`` says
     what an edge value means. ``None`` values (optional keys) are not checked."""
 
-    ge: Optional[float] = None
-    gt: Optional[float] = None
-    lt: Optional[float] = None
+    ge: float | None = None
+    gt: float | None = None
+    lt: float | None = None
     note: str = ""
 
     def allows(self, x: float) -> bool:

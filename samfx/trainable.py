@@ -10,10 +10,14 @@ Everything not selected is frozen.
 from __future__ import annotations
 
 import fnmatch
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
 from samfx.errors import RecipeError
+
+if TYPE_CHECKING:
+    from samfx.model import SegmentationModel
 
 
 def count_params(module: nn.Module) -> tuple[int, int]:
@@ -29,7 +33,7 @@ def count_params(module: nn.Module) -> tuple[int, int]:
     return total, trainable
 
 
-def select(model: nn.Module, entries: list[str], where: str = "trainable") -> set[str]:
+def select(model: SegmentationModel, entries: list[str], where: str = "trainable") -> set[str]:
     names = [n for n, _ in model.named_parameters()]
     comps = model.component_modules()
     chosen: set[str] = set()
@@ -37,7 +41,8 @@ def select(model: nn.Module, entries: list[str], where: str = "trainable") -> se
         hit: set[str] = set()
         if entry.endswith(":default") and entry[: -len(":default")] in comps:
             comp = entry[: -len(":default")]
-            hit = {f"{comp}.{n}" for n in getattr(comps[comp], "default_trainable")()}
+            # duck-typed: any component may define default_trainable() (image encoders do)
+            hit = {f"{comp}.{n}" for n in comps[comp].default_trainable()}  # type: ignore[operator]
         elif entry == "prompt":
             hit = {n for n in names if n.startswith("prompt_generators.")}
         elif entry == "adapters":
@@ -60,14 +65,14 @@ def select(model: nn.Module, entries: list[str], where: str = "trainable") -> se
     return chosen
 
 
-def set_trainable(model: nn.Module, entries: list[str], where: str = "trainable") -> set[str]:
+def set_trainable(model: SegmentationModel, entries: list[str], where: str = "trainable") -> set[str]:
     chosen = select(model, entries, where)
     for name, p in model.named_parameters():
         p.requires_grad_(name in chosen)
     return chosen
 
 
-def apply_stage(model: nn.Module, recipe, index: int) -> set[str]:
+def apply_stage(model: SegmentationModel, recipe: Any, index: int) -> set[str]:
     """Freeze/unfreeze for stage `index` and switch the model to that stage's prompt generator."""
     from samfx.build import prompt_key
 

@@ -10,8 +10,7 @@ from samfx.interfaces import BuildContext, MaskDecoderBase, PromptContext, Promp
 from samfx.trainable import count_params
 from samfx_plugins.apg.config import APGConfig
 from samfx_plugins.apg.io import extract_from_state, load_apg, read_apg, save_apg
-from samfx_plugins.apg.module import (AutoPromptGenerator, PaperCombine, build_apg,
-                                      softmax1_attention)
+from samfx_plugins.apg.module import AutoPromptGenerator, PaperCombine, build_apg, softmax1_attention
 
 torch.set_num_threads(1)
 REFERENCE_PARAMS = 8_861_312      # the SAMUS authors' APG (8.49M) + dense-prompt convs (0.37M)

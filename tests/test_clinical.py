@@ -7,8 +7,19 @@ import numpy as np
 import pytest
 import torch
 
-from samfx.clinical import (ClinicalError, analyze_clip, area_jitter, area_tracking, area_length_volume, biplane_volume,
-                            detect_ed_es, ef_errors, ejection_fraction, long_axis_length, lv_areas)
+from samfx.clinical import (
+    ClinicalError,
+    analyze_clip,
+    area_jitter,
+    area_length_volume,
+    area_tracking,
+    biplane_volume,
+    detect_ed_es,
+    ef_errors,
+    ejection_fraction,
+    long_axis_length,
+    lv_areas,
+)
 
 
 def ellipse(a_mm, b_mm, spacing=(0.5, 0.5), size=(160, 160), angle_deg=0.0, center=None):

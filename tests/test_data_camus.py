@@ -37,7 +37,8 @@ def make_camus(root, splits=True, patients=4):
         d.mkdir(parents=True)
         for view in ("2CH", "4CH"):
             (d / f"Info_{view}.cfg").write_text(
-                f"ED: 1\nES: {T}\nNbFrame: {T}\nSex: F\nAge: {60 + p}\nImageQuality: Good\nEF: {50 + p}.5\nFrameRate: 30.0\n")
+                f"ED: 1\nES: {T}\nNbFrame: {T}\nSex: F\nAge: {60 + p}\nImageQuality: Good\nEF: {50 + p}.5\n"
+                "FrameRate: 30.0\n")
             for k, phase in enumerate(("ED", "ES")):
                 img = np.full((W, H), 10 * p + k, np.uint8)
                 img[3, 7] = 200  # x=3 (column), y=7 (row)
@@ -97,7 +98,8 @@ def test_sequences_cfg_and_ed_es(imported):
 
 
 def test_read_cfg(tmp_path):
-    (tmp_path / "Info_2CH.cfg").write_text("ED: 1\nES: 13\nSex: M\nEF: 47.2\nImageQuality: Poor\nweird line\nNew Key: x y\n")
+    (tmp_path / "Info_2CH.cfg").write_text("ED: 1\nES: 13\nSex: M\nEF: 47.2\nImageQuality: Poor\nweird line\n"
+                                           "New Key: x y\n")
     assert read_cfg(tmp_path / "Info_2CH.cfg") == {"cfg_ed": 1, "cfg_es": 13, "sex": "M", "ef": 47.2,
                                                    "image_quality": "Poor", "new_key": "x y"}
 

@@ -109,6 +109,7 @@ def test_bad_csv(tmp_path):
 
 def test_cli_limit(tmp_path):
     root = make_echonet(tmp_path / "e")
-    r = CliRunner().invoke(app, ["data", "echonet", str(root), "--out", str(tmp_path / "e.h5"), "--limit", "2", "--json"])
+    r = CliRunner().invoke(app, ["data", "echonet", str(root), "--out", str(tmp_path / "e.h5"), "--limit", "2",
+                                 "--json"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.output)["counts"] == {"sequences": 2, "labeled_frames": 4}

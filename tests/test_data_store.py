@@ -3,7 +3,7 @@ import h5py
 import numpy as np
 import pytest
 
-from samfx.data.store import StoreWriter, read_frames, read_index, read_sample, open_store, split_patients
+from samfx.data.store import StoreWriter, open_store, read_frames, read_index, read_sample, split_patients
 from samfx.errors import DataError
 
 

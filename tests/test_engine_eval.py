@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -87,7 +86,8 @@ def test_eval_report_matches_independent_metrics(plugins, toy_run, monkeypatch):
     by_patient = {}
     for r in report["images"]:
         by_patient.setdefault(r["patient"], []).append(r["classes"]["LV"]["dice"])
-    assert report["per_patient"]["LV"]["dice"]["mean"] == pytest.approx(np.mean([np.mean(v) for v in by_patient.values()]))
+    patient_means = [np.mean(v) for v in by_patient.values()]
+    assert report["per_patient"]["LV"]["dice"]["mean"] == pytest.approx(np.mean(patient_means))
     assert report["mean"]["dice"] == pytest.approx(np.mean([report["per_image"][n]["dice"]["mean"]
                                                             for n in ("LV", "MYO", "LA")]))
 
@@ -129,9 +129,9 @@ def test_predict_images_nifti_sequences_and_store(plugins, toy_run, tmp_path):
 
 
 def test_predict_refuses_simulated_prompts_and_bad_inputs(plugins, toy_run, tmp_path):
-    from samfx.engine.predict import predict
-
     from PIL import Image
+
+    from samfx.engine.predict import predict
 
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "x.png")
     with pytest.raises(SamfxError, match="prompt 'clicks' simulates clicks/boxes from ground truth, which "

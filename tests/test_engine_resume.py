@@ -7,11 +7,10 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
-
-from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 

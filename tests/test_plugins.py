@@ -92,10 +92,10 @@ def test_list_plugins_filters_by_kind():
 
 @pytest.mark.parametrize("args", [["--help"], ["list-plugins", "--json"]])
 def test_light_commands_do_not_import_torch(args):
-    code = ("import sys, runpy; sys.argv=['samfx', *%r]\n"
+    code = (f"import sys, runpy; sys.argv=['samfx', *{args!r}]\n"
             "try:\n    runpy.run_module('samfx.cli.main', run_name='__main__')\n"
             "except SystemExit:\n    pass\n"
             "assert 'torch' not in sys.modules, 'torch was imported'\n"
-            "print('NO_TORCH')" % (args,))
+            "print('NO_TORCH')")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert "NO_TORCH" in res.stdout, res.stderr

@@ -362,7 +362,8 @@ def test_bf16_autocast_keeps_fp32_keys_and_finite_outputs():
 
 # -- engine helpers: clip step, sequence evaluation ---------------------------------------------
 def test_clip_step_and_zero_loss_without_labeled_frames():
-    from samfx.engine.clips import ClipStep, clip_loss as engine_clip_loss
+    from samfx.engine.clips import ClipStep
+    from samfx.engine.clips import clip_loss as engine_clip_loss
     from samfx_plugins.losses.losses import Dice
 
     torch.manual_seed(0)

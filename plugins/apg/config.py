@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 FORMS = ("paper", "reference")
 # Keys that fix the APG's architecture: a saved APG loads only where these agree.
@@ -25,8 +24,8 @@ class APGConfig:
 
     form: str = "paper"
     tokens: int = 50
-    sparse_tokens: Optional[int] = None
+    sparse_tokens: int | None = None
     tasks: int = 1
-    mlp_dim: Optional[int] = None
+    mlp_dim: int | None = None
     residual: bool = True
-    weights: Optional[str] = None
+    weights: str | None = None

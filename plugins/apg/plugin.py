@@ -1,6 +1,6 @@
 """Registration of the apg plugin (light: no torch import)."""
 from samfx import hookimpl
-
+from samfx.ckpt_kinds import CheckpointKind
 from samfx_plugins.apg.config import APGConfig
 
 
@@ -11,7 +11,7 @@ def samfx_register(registry):
 
 
 @hookimpl
-def samfx_checkpoint_kinds():
+def samfx_checkpoint_kinds() -> list[CheckpointKind]:
     from samfx_plugins.apg.kinds import AUTOSAMUS
 
     return [AUTOSAMUS]

@@ -5,10 +5,12 @@ import hashlib
 import json
 from pathlib import Path
 
-from samfx.data.cache import cache_dir as resolve_cache, cached
+from samfx.data.cache import cache_dir as resolve_cache
+from samfx.data.cache import cached
 from samfx.data.store import read_index
 from samfx.errors import DataError
 from samfx.interfaces import DataSource
+from samfx_plugins.datasets.config import BusiConfig, EchoNetPediatricConfig
 
 
 class _Cached(DataSource):
@@ -100,6 +102,29 @@ class EchoNet(_Cached):
         return cached(file, lambda p: import_echonet(self._root(), p, limit=c.limit))
 
 
+class Busi(_Cached):
+    kind = "busi"
+
+    def path(self, cache_dir: str | Path | None = None) -> Path:
+        from samfx.data.importers.busi import import_busi
+
+        c = self.config
+        file = self._dir(cache_dir) / self._name(seed=c.seed, v=1)
+        return cached(file, lambda p: import_busi(self._root(), p, seed=c.seed))
+
+
+class EchoNetPediatric(_Cached):
+    kind = "echonet_pediatric"
+
+    def path(self, cache_dir: str | Path | None = None) -> Path:
+        from samfx.data.importers.echonet_pediatric import import_echonet_pediatric
+
+        c = self.config
+        file = self._dir(cache_dir) / self._name(val_fold=c.val_fold, test_fold=c.test_fold, limit=c.limit, v=1)
+        return cached(file, lambda p: import_echonet_pediatric(self._root(), p, val_fold=c.val_fold,
+                                                               test_fold=c.test_fold, limit=c.limit))
+
+
 def synthetic_echo(config, ctx=None) -> SyntheticEcho:
     return SyntheticEcho(config)
 
@@ -118,3 +143,11 @@ def us30k(config, ctx=None) -> US30K:
 
 def echonet(config, ctx=None) -> EchoNet:
     return EchoNet(config)
+
+
+def busi(config: BusiConfig, ctx: object = None) -> Busi:
+    return Busi(config)
+
+
+def echonet_pediatric(config: EchoNetPediatricConfig, ctx: object = None) -> EchoNetPediatric:
+    return EchoNetPediatric(config)

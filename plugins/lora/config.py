@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 
 @dataclass
@@ -15,6 +14,6 @@ class LoRAConfig:
     "qv"), or "all" for one pair over the whole output (any nn.Linear site).
     """
 
-    rank: Optional[int] = None
-    alpha: Optional[float] = None
+    rank: int | None = None
+    alpha: float | None = None
     targets: str = "qv"

@@ -1,6 +1,8 @@
 """LoRA adapter (SAMed): y + scale·B(A(x)) on the output of an nn.Linear site, B zero-initialised."""
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import Tensor, nn
 
@@ -28,7 +30,7 @@ class LoRA(Adapter):
         self.a = nn.ModuleList(nn.Linear(in_dim, rank, bias=False) for _ in self.slices)
         self.b = nn.ModuleList(nn.Linear(rank, size, bias=False) for _, size in self.slices)
         for b in self.b:
-            nn.init.zeros_(b.weight)
+            nn.init.zeros_(cast(nn.Linear, b).weight)
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         if len(self.slices) == 1 and self.slices[0][1] == y.shape[-1]:

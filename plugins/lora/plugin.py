@@ -1,6 +1,6 @@
 """Registration of the lora plugin (light: no torch import)."""
 from samfx import hookimpl
-
+from samfx.ckpt_kinds import CheckpointKind
 from samfx_plugins.lora.config import LoRAConfig
 
 
@@ -11,7 +11,7 @@ def samfx_register(registry):
 
 
 @hookimpl
-def samfx_checkpoint_kinds():
+def samfx_checkpoint_kinds() -> list[CheckpointKind]:
     from samfx_plugins.lora.kinds import SAMED
 
     return [SAMED]

@@ -58,5 +58,5 @@ def rank_in(shapes: Mapping[str, tuple[int, ...]], site: str) -> int | None:
         if key.startswith("adapters.") and key.endswith(tail):
             return shape[0]
     m = _SITE.match(site)
-    theirs = f"w_a_{2 * int(m.group(1)):03d}" if m else None
+    theirs = f"w_a_{2 * int(m.group(1)):03d}" if m else ""
     return shapes[theirs][0] if theirs in shapes else None

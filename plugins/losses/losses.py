@@ -22,6 +22,8 @@ def soft_dice_loss(logits: Tensor, targets: Tensor, smooth: float = 1.0) -> Tens
 
 
 class DiceBCE(Loss):
+    pos_weight: Tensor  # buffer
+
     def __init__(self, dice_weight: float, bce_weight: float, pos_weight: float, smooth: float):
         super().__init__()
         self.dice_weight, self.bce_weight, self.smooth = dice_weight, bce_weight, smooth
@@ -52,6 +54,8 @@ class Dice(Loss):
 
 
 class BCE(Loss):
+    pos_weight: Tensor  # buffer
+
     def __init__(self, pos_weight: float):
         super().__init__()
         self.register_buffer("pos_weight", torch.tensor([pos_weight]), persistent=False)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 
 @dataclass
@@ -17,5 +16,5 @@ class MSAAdapterConfig:
 
     mode: str = "auto"
     ratio: float = 0.25
-    scale: Optional[float] = None
+    scale: float | None = None
     act: str = "relu"

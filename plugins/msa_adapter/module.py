@@ -45,8 +45,8 @@ def build_msa_adapter(config: MSAAdapterConfig, ctx: BuildContext, site: Site) -
     where = f"adapter 'msa_adapter' at site '{site.name}'"
     if site.layout != "bhwc":
         raise RecipeError(f"{where}: needs ViT tokens (layout 'bhwc', e.g. blocks.N or blocks.N.mlp), "
-                          f"this site is '{site.layout}' (the glob 'blocks.*' matches every site under blocks; for block "
-                          f"outputs use 'blocks.*[0-9]')")
+                          f"this site is '{site.layout}' (the glob 'blocks.*' matches every site under blocks; "
+                          f"for block outputs use 'blocks.*[0-9]')")
     if config.mode not in MODES:
         raise RecipeError(f"{where}: mode '{config.mode}' is unknown; use one of: {', '.join(MODES)}")
     if config.act not in ACTS:

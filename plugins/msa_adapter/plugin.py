@@ -1,6 +1,6 @@
 """Registration of the msa_adapter plugin (light: no torch import)."""
 from samfx import hookimpl
-
+from samfx.ckpt_kinds import CheckpointKind
 from samfx_plugins.msa_adapter.config import MSAAdapterConfig
 
 
@@ -12,7 +12,7 @@ def samfx_register(registry):
 
 
 @hookimpl
-def samfx_checkpoint_kinds():
+def samfx_checkpoint_kinds() -> list[CheckpointKind]:
     from samfx_plugins.msa_adapter.kinds import MSA
 
     return [MSA]

@@ -6,9 +6,11 @@ right for one image with many prompts and wrong for B images with B prompt sets.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from segment_anything.modeling import MaskDecoder, PromptEncoder, TwoWayTransformer
-from torch import Tensor
+from torch import Tensor, nn
 
 from samfx.errors import SamfxError
 from samfx.interfaces import BuildContext, MaskDecoderBase, PromptEncoderBase
@@ -19,6 +21,13 @@ from samfx_plugins.sam.fast import set_fast_path
 
 class SamPromptEncoder(PromptEncoder, PromptEncoderBase):
     """segment-anything's PromptEncoder with the geometry of the model it is built into."""
+
+    # set by segment_anything's PromptEncoder (untyped)
+    input_image_size: tuple[int, int]
+    pe_layer: Any
+    no_mask_embed: nn.Embedding
+    not_a_point_embed: nn.Embedding
+    point_embeddings: Any  # nn.ModuleList of nn.Embedding, indexed
 
     def __init__(self, embed_dim: int, embed_size: tuple[int, int], image_size: int, mask_in_chans: int = 16):
         super().__init__(embed_dim=embed_dim, image_embedding_size=tuple(embed_size),
@@ -51,6 +60,14 @@ class SamMaskDecoder(MaskDecoder, MaskDecoderBase):
 
     Returns ``(low_res_logits (B,1,4h,4w), iou_pred (B,1))`` from SAM's first (single-mask) token.
     """
+
+    # set by segment_anything's MaskDecoder (untyped)
+    iou_token: nn.Embedding
+    mask_tokens: nn.Embedding
+    transformer: nn.Module
+    output_upscaling: nn.Sequential
+    output_hypernetworks_mlps: nn.ModuleList
+    iou_prediction_head: nn.Module
 
     def output_tokens(self) -> Tensor:
         return torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)

@@ -6,7 +6,9 @@ size ``convert_state_dict`` resizes ``pos_embed`` (bilinear) and each block's re
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import partial
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -16,8 +18,8 @@ from torch.utils.checkpoint import checkpoint
 
 from samfx.errors import RecipeError, SamfxError, did_you_mean
 from samfx.interfaces import BuildContext, ImageEncoder, Site
-from samfx_plugins.sam.fast import set_fast_path
 from samfx_plugins.sam.config import PROMPT_DIM, SIZES, SamEncoderConfig
+from samfx_plugins.sam.fast import set_fast_path
 
 # SAM's pixel statistics on the 0..255 scale (segment_anything.build_sam).
 PIXEL_MEAN = (123.675, 116.28, 103.53)
@@ -54,7 +56,7 @@ def resize_rel_pos(table: Tensor, length: int) -> Tensor:
     return out[0].t().to(table.dtype)
 
 
-def fit_geometry(state: dict[str, Tensor], encoder: nn.Module) -> dict[str, Tensor]:
+def fit_geometry(state: dict[str, Tensor], encoder: SamViTBase) -> dict[str, Tensor]:
     """Resize ``pos_embed`` and each block's ``attn.rel_pos_{h,w}`` in `state` to `encoder`'s shapes.
 
     Blocks are matched by index (``blocks.<i>.``), so global and window blocks each get their own
@@ -77,19 +79,20 @@ def fit_geometry(state: dict[str, Tensor], encoder: nn.Module) -> dict[str, Tens
     return out
 
 
-def vit_sites(blocks: nn.ModuleList, dim: int, grid: tuple[int, int], global_idx: tuple[int, ...],
+def vit_sites(blocks: Iterable[Any], dim: int, grid: tuple[int, int], global_idx: tuple[int, ...],
               window: int) -> dict[str, Site]:
     """Adapter sites of SAM-style ViT blocks: ``blocks.N.attn.qkv`` ("linear"; spatial = the window or
     grid its attention sees), ``blocks.N.attn.proj`` (attention output), ``blocks.N.mlp`` and ``blocks.N``
     ("bhwc" token maps)."""
     out: dict[str, Site] = {}
+    spatial = cast("tuple[int, int]", tuple(grid))
     for i, blk in enumerate(blocks):
-        attn_grid = tuple(grid) if i in global_idx else (window, window)
+        attn_grid = spatial if i in global_idx else (window, window)
         out[f"blocks.{i}.attn.qkv"] = Site(f"blocks.{i}.attn.qkv", blk.attn.qkv, "linear", dim, 3 * dim, attn_grid)
         # attention output (after its projection): where MSA's Space_Adapter sits
         out[f"blocks.{i}.attn.proj"] = Site(f"blocks.{i}.attn.proj", blk.attn.proj, "bhwc", dim, dim, attn_grid)
-        out[f"blocks.{i}.mlp"] = Site(f"blocks.{i}.mlp", blk.mlp, "bhwc", dim, dim, tuple(grid))
-        out[f"blocks.{i}"] = Site(f"blocks.{i}", blk, "bhwc", dim, dim, tuple(grid))
+        out[f"blocks.{i}.mlp"] = Site(f"blocks.{i}.mlp", blk.mlp, "bhwc", dim, dim, spatial)
+        out[f"blocks.{i}"] = Site(f"blocks.{i}", blk, "bhwc", dim, dim, spatial)
     return out
 
 
@@ -98,11 +101,19 @@ class SamViTBase(ImageEncoderViT, ImageEncoder):
     normalisation, ViT adapter sites and checkpoint geometry fitting. Subclasses call
     ``ImageEncoderViT.__init__`` through ``super().__init__`` and then :meth:`_setup`."""
 
+    # set by segment_anything's ImageEncoderViT (untyped) and _setup
+    patch_embed: nn.Module
+    pos_embed: Tensor
+    blocks: nn.ModuleList
+    neck: nn.Sequential
+    pixel_mean: Tensor
+    pixel_std: Tensor
+
     def _setup(self, who: str, size: str, image_size: int, tokens: int, pixel_norm: bool) -> None:
         preset = SIZES[size]
         self.who, self.size = who, size
         self.image_size = image_size
-        self.embed_dim = self.neck[0].out_channels
+        self.embed_dim = cast(nn.Conv2d, self.neck[0]).out_channels
         self.encoder_dim = preset["embed_dim"]
         self.embed_size = (tokens, tokens)
         self.global_attn_indexes = tuple(preset["global_attn_indexes"])

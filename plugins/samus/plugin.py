@@ -1,5 +1,6 @@
 """Registration of the samus plugin (light: no torch import)."""
 from samfx import hookimpl
+from samfx.ckpt_kinds import CheckpointKind
 from samfx_plugins.samus.config import SamusEncoderConfig
 
 
@@ -12,7 +13,7 @@ def samfx_register(registry):
 
 
 @hookimpl
-def samfx_checkpoint_kinds():
+def samfx_checkpoint_kinds() -> list[CheckpointKind]:
     from samfx_plugins.samus.kinds import SAMUS
 
     return [SAMUS]

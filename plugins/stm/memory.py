@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -92,8 +93,10 @@ class SpaceTimeMemory(TemporalModule):
             self.gru_cand = nn.Conv2d(value_dim + hidden_dim, hidden_dim, 3, padding=1)
         self.readout_proj = nn.Sequential(
             nn.Conv2d(value_dim + hidden_dim, c, 3, padding=1), nn.GELU(), nn.Conv2d(c, c, 1))
-        nn.init.normal_(self.readout_proj[-1].weight, std=out_init_std)
-        nn.init.zeros_(self.readout_proj[-1].bias)
+        last = cast(nn.Conv2d, self.readout_proj[-1])
+        nn.init.normal_(last.weight, std=out_init_std)
+        assert last.bias is not None
+        nn.init.zeros_(last.bias)
 
     # -- helpers ------------------------------------------------------------------------------
     def _check(self, state: MemoryBank, emb: Tensor, what: str) -> None:
@@ -220,6 +223,6 @@ def build_stm(cfg, ctx: BuildContext) -> SpaceTimeMemory:
     for ok, msg in checks:
         if not ok:
             raise STMError(msg)
-    return SpaceTimeMemory(ctx.embed_dim, tuple(ctx.embed_size), ctx.image_size, cfg.key_dim, cfg.value_dim,
+    return SpaceTimeMemory(ctx.embed_dim, ctx.embed_size, ctx.image_size, cfg.key_dim, cfg.value_dim,
                            cfg.mask_channels, cfg.hidden_dim, cfg.memory_frames, cfg.keep_first, cfg.write_every,
                            cfg.affinity, cfg.inject, cfg.out_init_std)

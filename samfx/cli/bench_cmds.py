@@ -57,7 +57,7 @@ def bench(recipe: str = typer.Argument(..., help="Recipe YAML file."),
         table.add_column(col)
     for r in report["results"]:
         table.add_row(r["mode"], r["stage"], str(r["compiled"]), r["precision"], str(r["batch"]),
-                      f"{r['img_per_s']:.1f}", f"{r['step_ms']:.1f}", f"{r['step_ms_min']:.1f}", f"{r['first_step_s']:.1f}",
-                      f"{r['peak_mem_gib']:.2f}", r["error"])
+                      f"{r['img_per_s']:.1f}", f"{r['step_ms']:.1f}", f"{r['step_ms_min']:.1f}",
+                      f"{r['first_step_s']:.1f}", f"{r['peak_mem_gib']:.2f}", r["error"])
     console = Console()
     Console(width=max(console.width, 140)).print(table)

@@ -87,13 +87,14 @@ def stats(path: Path = typer.Argument(..., help="Store file (.h5)."), as_json: b
 
 
 @data_app.command()
-def camus(root: Path = typer.Argument(..., help="CAMUS folder (holding database_nifti/ and database_split/)."),
+def camus(root: Path = typer.Argument(..., help="CAMUS folder: database_nifti/ + database_split/ (2023 "
+                                                 "release) or training/ + testing/ (2019 release, .mhd)."),
           out: Path = _OUT,
           seed: int = typer.Option(0, "--seed", help="Seed of the patient split when no split files exist."),
-          sequences: bool = typer.Option(True, "--sequences/--no-sequences", help="Import half sequences."),
+          sequences: bool = typer.Option(True, "--sequences/--no-sequences", help="Import the sequences too."),
           skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip and report unreadable files."),
           force: bool = _FORCE, as_json: bool = _JSON) -> None:
-    """Import CAMUS (NIfTI release): ED/ES images, half sequences, cfg fields, official splits."""
+    """Import CAMUS (2023 NIfTI or 2019 MetaImage release, detected): images, sequences, cfg, splits."""
     from samfx.data.importers.camus import import_camus
 
     try:
@@ -123,7 +124,8 @@ def us30k(root: Path = typer.Argument(..., help="US30K folder (holding MainPatie
 
 
 @data_app.command()
-def echonet(root: Path = typer.Argument(..., help="EchoNet-Dynamic folder (FileList.csv, VolumeTracings.csv, Videos/)."),
+def echonet(root: Path = typer.Argument(..., help="EchoNet-Dynamic folder (FileList.csv, VolumeTracings.csv, "
+                                                   "Videos/)."),
             out: Path = _OUT,
             limit: Optional[int] = typer.Option(None, "--limit", help="Import only the first N videos."),
             skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip and report undecodable videos."),

@@ -88,14 +88,14 @@ def train(recipe: Optional[str] = typer.Argument(None, help="Recipe YAML (option
 
 @app.command("eval")
 def eval_cmd(target: str = typer.Argument(..., help="Run folder (uses best.pt, else last.pt) or checkpoint file."),
-             data: Optional[str] = typer.Option(None, "--data",
-                                                help="Store file (.h5) or dataset as YAML, e.g. '{name: camus, root: DIR}'."),
+             data: Optional[str] = typer.Option(None, "--data", help="Store file (.h5) or dataset as YAML, "
+                                                                     "e.g. '{name: camus, root: DIR}'."),
              split: Optional[str] = typer.Option(None, "--split", help="Split to evaluate (default: eval.split)."),
              prompt: Optional[str] = typer.Option(None, "--prompt", help="Prompt generator (default: eval.prompt, "
                                                                          "else the last stage's)."),
              device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
-             compat_row_hd: bool = typer.Option(False, "--compat-row-hd",
-                                                help="Also report the SAMUS authors' row-Hamming 'HD' (not a distance)."),
+             compat_row_hd: bool = typer.Option(False, "--compat-row-hd", help="Also report the SAMUS authors' "
+                                                "row-Hamming 'HD' (not a distance)."),
              limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N images."),
              as_json: bool = typer.Option(False, "--json", help="Print the JSON report (docs/metrics.md).")) -> None:
     """Dice, IoU, HD and HD95 per class, per image and per patient; writes eval-<split>.json."""
@@ -115,7 +115,8 @@ def eval_cmd(target: str = typer.Argument(..., help="Run folder (uses best.pt, e
 
 @app.command()
 def predict(checkpoint: str = typer.Argument(..., help="Run folder or checkpoint file."),
-            inputs: list[str] = typer.Argument(..., help="PNG/JPEG/TIFF images, NIfTI (.nii/.nii.gz), samfx .h5 stores."),
+            inputs: list[str] = typer.Argument(..., help="PNG/JPEG/TIFF images, NIfTI (.nii/.nii.gz), "
+                                                         "samfx .h5 stores."),
             out: str = typer.Option(..., "--out", help="Output folder."),
             prompt: Optional[str] = typer.Option(None, "--prompt", help="Automatic prompt generator to use "
                                                                         "(clicks/boxes need ground truth)."),

@@ -32,7 +32,8 @@ def check_augment(cfg: dict[str, Any] | AugmentSection | None) -> dict[str, Any]
     known = {f.name for f in dataclasses.fields(AugmentSection)}
     for key in cfg:
         if key not in known:
-            raise DataError(f"augment.{key}: unknown key{did_you_mean(key, known) or '; known keys: ' + ', '.join(sorted(known))}")
+            hint = did_you_mean(key, known) or "; known keys: " + ", ".join(sorted(known))
+            raise DataError(f"augment.{key}: unknown key{hint}")
     out = {**dataclasses.asdict(AugmentSection()), **cfg}
     for key in ("scale", "gamma"):
         lo, hi = (float(v) for v in out[key])

@@ -130,6 +130,7 @@ class ImageDataset(_StoreDataset):
         img, lab = aug.resize(image[None], label[None], self.image_size)
         p = aug.draw_params(self.augment, self.seed, self.epoch, index)
         img, lab = aug.apply(img, lab, p)
+        assert lab is not None  # a label map in, a label map out
         return {"image": self._rgb(img[0]), "label": lab[0], "spacing": self._spacing(it, p),
                 "index": index, "id": it.id if frame < 0 else f"{it.id}#{frame}",
                 "patient": it.patient, "view": it.view, "phase": phase}

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 
 @contextmanager
@@ -14,8 +15,14 @@ def progress_bar(total: int, description: str, enabled: bool = True, *, show_los
         yield lambda n=1, loss=None: None
         return
     from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn()]
     if show_loss:
@@ -25,6 +32,7 @@ def progress_bar(total: int, description: str, enabled: bool = True, *, show_los
         task = bar.add_task(description, total=total, loss=float("nan"))
 
         def advance(n: int = 1, loss: float | None = None) -> None:
-            bar.update(task, advance=n, **({} if loss is None else {"loss": loss}))
+            fields: dict[str, Any] = {} if loss is None else {"loss": loss}
+            bar.update(task, advance=n, **fields)
 
         yield advance

@@ -31,8 +31,16 @@ from typing import Any
 import numpy as np
 
 from samfx.data import outfile
-from samfx.data.checks import (READ_ERRORS, REMAKE, bad, check_label_values, check_sample,
-                                check_sequence, reading, require)
+from samfx.data.checks import (
+    READ_ERRORS,
+    REMAKE,
+    bad,
+    check_label_values,
+    check_sample,
+    check_sequence,
+    reading,
+    require,
+)
 from samfx.errors import DataError
 
 FORMAT = "samfx-store"
@@ -42,7 +50,7 @@ _SAMPLE_ATTRS = ("patient", "view", "phase", "spacing")
 _SEQ_ATTRS = ("patient", "view", "spacing", "ed", "es", "ef")
 
 
-def _h5py():
+def _h5py() -> Any:
     import h5py
 
     return h5py
@@ -99,9 +107,10 @@ class StoreWriter:
         self.allowed = {0, *self.classes}
         self.class_names = list(class_names)
         self.source, self.description = source, description
-        self.compression = {"gzip": dict(compression="gzip", compression_opts=4),
-                            "lzf": dict(compression="lzf"), "none": {}}[compression]
-        self.file = None
+        presets: dict[str, dict[str, Any]] = {"gzip": dict(compression="gzip", compression_opts=4),
+                                              "lzf": dict(compression="lzf"), "none": {}}
+        self.compression = presets[compression]
+        self.file: Any = None  # the h5py.File while open
         self.ids: set[str] = set()
         self.splits: dict[str, dict[str, list[str]]] = {}
 
@@ -383,7 +392,8 @@ def read_labels(f, item_id: str, index: Any = slice(None), classes: Any = None) 
     return labels
 
 
-def split_patients(patients: list[str], seed: int, val_frac: float = 0.1, test_frac: float = 0.2) -> dict[str, list[str]]:
+def split_patients(patients: list[str], seed: int, val_frac: float = 0.1,
+                   test_frac: float = 0.2) -> dict[str, list[str]]:
     """Seeded split by patient: at least one val and one test patient when there are >= 3."""
     order = [patients[i] for i in np.random.default_rng([seed, 4242]).permutation(len(patients))]
     n = len(order)

@@ -165,7 +165,8 @@ def render_sequence(seed: int, patient: int, view: str, frames: int, size: tuple
         u_rv0 = 0.25 * L_ed
         rv = _bullet(u - u_rv0, v - vc, L - u_rv0, wrv) & ~outer
         rv_wall = _bullet(u - u_rv0 + 3.5, v - vc, L - u_rv0 + 3.5, wrv + 3.5) & ~rv & ~outer & (u <= L)
-        ra = (((u - (L + 22.0)) / (20.0 * g)) ** 2 + ((v - vc * 1.05) / (17.0 * g)) ** 2 <= 1) & (u > L + 2.0) & ~outer & ~la
+        ra = ((((u - (L + 22.0)) / (20.0 * g)) ** 2 + ((v - vc * 1.05) / (17.0 * g)) ** 2 <= 1)
+              & (u > L + 2.0) & ~outer & ~la)
         blood = blood | rv | ra
         tissue_extra = rv_wall
 
@@ -223,8 +224,8 @@ def render_sequence(seed: int, patient: int, view: str, frames: int, size: tuple
     comp = np.exp(-alpha * r * (1 - rng.uniform(0.55, 0.9)))  # what the TGC leaves
     lateral = np.clip(1 - 0.4 * (np.abs(ang) / half) ** 4, 0, 1)
     env = e * speckle * (comp * lateral)[None]
-    k = rng.uniform(8.0, 20.0)
-    img = np.log1p(k * env) / math.log1p(k * rng.uniform(0.6, 0.9))
+    gain = rng.uniform(8.0, 20.0)
+    img = np.log1p(gain * env) / math.log1p(gain * rng.uniform(0.6, 0.9))
     img = img + noise_sd * rng.standard_normal(img.shape, dtype=f32)
     img = np.clip(img, 0, 1) * sector[None]
     frames_u8 = np.round(img * 255).astype(np.uint8)

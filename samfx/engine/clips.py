@@ -10,13 +10,17 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from samfx.errors import SamfxError
+
+if TYPE_CHECKING:
+    from samfx.interfaces import PromptGenerator
+    from samfx.model import SegmentationModel
 
 
 def clip_batch_to_device(batch: dict[str, Any], device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
@@ -64,12 +68,13 @@ class ClipStep(nn.Module):
     """Forward + clip loss in one module, so DDP sees the whole computation through ``__call__``.
     ``area_change_weight`` > 0 adds that multiple of :func:`area_change_loss`."""
 
-    def __init__(self, model: nn.Module, classes: list[int], loss_fn: nn.Module, area_change_weight: float = 0.0):
+    def __init__(self, model: SegmentationModel, classes: list[int], loss_fn: nn.Module,
+                 area_change_weight: float = 0.0):
         super().__init__()
         self.model, self.classes, self.loss_fn = model, classes, loss_fn
         self.area_change_weight = float(area_change_weight)
 
-    def forward(self, frames: Tensor, labels: Tensor, labeled: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, frames: Tensor, labels: Tensor, labeled: Tensor) -> tuple[Tensor, Tensor | None]:
         out = self.model.forward_clip(frames, self.classes, labels, labeled)
         loss = clip_loss(out, self.loss_fn)
         if self.area_change_weight:
@@ -78,7 +83,7 @@ class ClipStep(nn.Module):
 
 
 @torch.no_grad()
-def segment_sequence(model: nn.Module, frames: Tensor, classes: list[int], labels: Tensor | None = None,
+def segment_sequence(model: SegmentationModel, frames: Tensor, classes: list[int], labels: Tensor | None = None,
                      prompt: str | None = None, precision: str = "fp32") -> Tensor:
     """Label maps (T,S,S) uint8 of one sequence (frames (T,3,S,S)), streamed frame by frame."""
     from samfx.engine.inference import autocast, label_map
@@ -95,7 +100,7 @@ def segment_sequence(model: nn.Module, frames: Tensor, classes: list[int], label
     return torch.stack(maps)
 
 
-def evaluate_sequences(model: nn.Module, dataset: Any, classes: list[int], device: torch.device,
+def evaluate_sequences(model: SegmentationModel, dataset: Any, classes: list[int], device: torch.device,
                        prompt: str | None = None, lv_label: int = 1, precision: str = "fp32",
                        limit: int | None = None) -> dict[str, Any]:
     """Per-sequence and mean metrics of a SequenceDataset: per-frame Dice per class on labeled frames,
@@ -112,7 +117,7 @@ def evaluate_sequences(model: nn.Module, dataset: Any, classes: list[int], devic
         item = dataset[i]
         frames, labels = item["frames"].to(device).float(), item["labels"].long()
         labeled = item["labeled"].bool()
-        needs = model.prompt_generators[prompt or model.active_prompt].needs_targets
+        needs = cast("PromptGenerator", model.prompt_generators[prompt or model.active_prompt]).needs_targets
         pred = segment_sequence(model, frames, classes, labels.to(device) if needs else None, prompt, precision)
         spacing = item["spacing"].double().reshape(-1).numpy()
         per_class = {c: [dice(pred[t] == c, labels[t] == c) for t in range(len(pred)) if labeled[t]]

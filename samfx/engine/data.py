@@ -48,6 +48,7 @@ def open_split(recipe: Recipe, registry: Registry, split: str, image_size: int, 
     path = store or store_path(data["source"], registry)
     seed = int(recipe.config["train"]["seed"])
     augment = data["augment"] if train else None
+    ds: ClipDataset | ImageDataset
     if train and int(data.get("clip_length") or 0) > 0:
         ds = ClipDataset(path, split, image_size, int(data["clip_length"]), augment=augment, seed=seed)
     else:

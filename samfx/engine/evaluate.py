@@ -124,8 +124,9 @@ def evaluate(target: str | Path, *, split: str | None = None, data: str | None =
     store = store_path(source, registry, "--data" if data else "data.source")
     key = choose_prompt(model, recipe, prompt, registry, True, "--prompt")
     precision = resolve_precision(cfg["train"]["precision"], dev)
-    ds = ImageDataset(store, split, model.image_size)
-    check_classes(classes, ds.index, "data.classes (the checkpoint's)")
+    full = ImageDataset(store, split, model.image_size)
+    check_classes(classes, full.index, "data.classes (the checkpoint's)")
+    ds: ImageDataset | torch.utils.data.Subset[Any] = full
     if limit:
         ds = torch.utils.data.Subset(ds, list(range(min(limit, len(ds)))))
     loader = DataLoader(ds, batch_size=int(cfg["eval"]["batch_size"]), shuffle=False, collate_fn=collate,
@@ -140,6 +141,7 @@ def evaluate(target: str | Path, *, split: str | None = None, data: str | None =
     records: list[dict[str, Any]] = []
     for batch in loader:
         images, label = to_device(batch, dev)
+        assert label is not None  # ImageDataset items always carry a label map
         pred, _, _ = segment(model, images, classes, label, prompt=key, precision=precision)
         for i in range(images.shape[0]):
             sp = [float(v) for v in torch.as_tensor(batch["spacing"][i]).reshape(-1)]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import signal
 import threading
 from pathlib import Path
+from typing import Any
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -52,7 +53,7 @@ class StopSignals:
     def __init__(self) -> None:
         self.pending = 0        # the first stop signal received, 0: none
         self.deferring = False
-        self._previous: dict[int, object] = {}
+        self._previous: dict[int, Any] = {}
         self._group = None
 
     def __enter__(self) -> StopSignals:

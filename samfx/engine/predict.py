@@ -19,7 +19,7 @@ import csv
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -42,7 +42,7 @@ IMAGE_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 class Input:
     name: str
     frames: np.ndarray                  # (T,H,W) uint8; T=1 for a single image
-    spacing: tuple[float, float] | None  # (row mm, col mm)
+    spacing: tuple[float, ...] | None  # (row mm, col mm)
     sequence: bool
     labels: np.ndarray | None = None    # (T,H,W) ground truth when known (overlays only)
     source: str = ""
@@ -90,7 +90,7 @@ def read_inputs(path: str | Path) -> list[Input]:
         from nibabel.filebasedimages import ImageFileError
 
         try:
-            img = nib.load(str(p))
+            img = cast("nib.Nifti1Image", nib.load(str(p)))
             data = np.asarray(img.dataobj)
             zooms = tuple(float(z) for z in img.header.get_zooms())
         except (ImageFileError, OSError, EOFError, ValueError, zlib.error) as exc:

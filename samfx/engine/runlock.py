@@ -35,7 +35,8 @@ class RunLocked(SamfxError):
 
 class RunLock:
     def __init__(self, path: Path, fd: int):
-        self.path, self._fd = path, fd
+        self.path = path
+        self._fd: int | None = fd
 
     @classmethod
     def acquire(cls, run_dir: Path) -> RunLock:

@@ -10,7 +10,9 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import torch
 
 from samfx.engine import checkpointing as ckpt
 from samfx.engine import distributed as D
@@ -19,6 +21,10 @@ from samfx.engine.interrupt import StopSignals
 from samfx.engine.seeding import rng_state
 from samfx.errors import SamfxError
 from samfx.recipe import Recipe
+
+if TYPE_CHECKING:
+    from samfx.engine.checkpointing import Progress
+    from samfx.registry import Registry
 
 
 class RunSession(contextlib.ExitStack):
@@ -42,21 +48,27 @@ class RunSession(contextlib.ExitStack):
             obj = ckpt.load(self.run_dir / rundir.LAST)
         return obj
 
-    def prepare(self, registry, plugin_versions: dict[str, str]) -> None:
-        """Write recipe.yaml and versions.json: once every check (including the weights) has passed."""
-        self.on_main(lambda: rundir.prepare(self.run_dir, self.recipe, registry, plugin_versions))
+    @property
+    def folder(self) -> Path:
+        assert self.run_dir is not None, "claim() names the run folder first"
+        return self.run_dir
 
-    def save_last(self, model, progress, opt=None, sched=None, scaler=None) -> None:
+    def prepare(self, registry: Registry, plugin_versions: dict[str, str]) -> None:
+        """Write recipe.yaml and versions.json: once every check (including the weights) has passed."""
+        self.on_main(lambda: rundir.prepare(self.folder, self.recipe, registry, plugin_versions))
+
+    def save_last(self, model: torch.nn.Module, progress: Progress, opt: torch.optim.Optimizer | None = None,
+                  sched: Any = None, scaler: torch.amp.GradScaler | None = None) -> None:
         """last.pt: weights, position, optimizer / scheduler / scaler and every rank's RNG states."""
         states = D.gather_lists([rng_state()])  # every rank takes part
         if not self.main:
             return
-        train_state = {"rng": states}
+        train_state: dict[str, Any] = {"rng": states}
         if opt is not None:
             train_state.update(optimizer=opt.state_dict(), scheduler=sched.state_dict(),
                                scaler=scaler.state_dict() if scaler is not None else None)
         obj = ckpt.make(model, self.recipe, progress=asdict(progress), train_state=train_state)
-        ckpt.save(obj, self.run_dir / rundir.LAST)
+        ckpt.save(obj, self.folder / rundir.LAST)
 
     def on_main(self, fn: Callable[[], Any]) -> Any:
         """`fn()` on rank 0 only; its SamfxError is raised on every rank."""

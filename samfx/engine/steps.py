@@ -2,19 +2,22 @@
 whole through ``__call__``: :class:`ImageStep` for images, :class:`samfx.engine.clips.ClipStep` for clips."""
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
 
 from samfx.engine import distributed as D
 
+if TYPE_CHECKING:
+    from samfx.model import SegmentationModel
+
 
 class ImageStep(nn.Module):
     """``step(images (B,3,S,S), label maps (B,S,S)) -> (loss, logits (B*K,1,S,S))`` with one decoder
     query per (image, class) through ``model.forward_classes``."""
 
-    def __init__(self, model: nn.Module, classes: list[int], loss_fn: nn.Module):
+    def __init__(self, model: SegmentationModel, classes: list[int], loss_fn: nn.Module):
         super().__init__()
         self.model, self.classes, self.loss_fn = model, classes, loss_fn
 
@@ -23,7 +26,7 @@ class ImageStep(nn.Module):
         return self.loss_fn(out.logits.float(), targets), out.logits
 
 
-def build_step(model: nn.Module, classes: list[int], loss_fn: nn.Module, stage: dict[str, Any], *, clips: bool,
+def build_step(model: SegmentationModel, classes: list[int], loss_fn: nn.Module, stage: dict[str, Any], *, clips: bool,
                device: torch.device, compile: bool) -> nn.Module:
     """The step module of `stage`, wrapped in DDP when distributed and compiled when asked."""
     if clips:  # temporal hook: clips through model.forward_clip, loss over labeled frames
@@ -35,4 +38,4 @@ def build_step(model: nn.Module, classes: list[int], loss_fn: nn.Module, stage: 
     if D.active():
         step = nn.parallel.DistributedDataParallel(
             step, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
-    return torch.compile(step) if compile else step
+    return cast(nn.Module, torch.compile(step)) if compile else step  # compiling a Module gives a Module

@@ -9,7 +9,7 @@ A 32x32 model trains in milliseconds per step on one CPU thread.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -17,8 +17,23 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from samfx import hookimpl
-from samfx.interfaces import (ImageEncoder, Loss, MaskDecoderBase, PromptContext, PromptEncoderBase,
-                              PromptGenerator, Prompts)
+from samfx.interfaces import (
+    ImageEncoder,
+    Loss,
+    MaskDecoderBase,
+    PromptContext,
+    PromptEncoderBase,
+    PromptGenerator,
+    Prompts,
+)
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from samfx.engine.trainer import Trainer
+    from samfx.interfaces import BuildContext
+    from samfx.pluginmanager import Plugins
+    from samfx.registry import PluginRegistrar
 
 
 @dataclass
@@ -61,7 +76,8 @@ class ToyEncoder(ImageEncoder):
         self.mix = nn.Conv2d(embed_dim, embed_dim, 1)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.mix(F.gelu(self.stem(x)))
+        out: Tensor = self.mix(F.gelu(self.stem(x)))
+        return out
 
 
 class ToyPromptEncoder(PromptEncoderBase):
@@ -73,7 +89,7 @@ class ToyPromptEncoder(PromptEncoderBase):
     def get_dense_pe(self) -> Tensor:
         return self.pe
 
-    def forward(self, points=None, boxes=None, masks=None) -> tuple[Tensor, Tensor]:
+    def forward(self, points: Any = None, boxes: Any = None, masks: Any = None) -> tuple[Tensor, Tensor]:
         if points is not None or boxes is not None or masks is not None:
             raise ValueError("the toy prompt encoder takes no points, boxes or masks")
         return self.pe.new_zeros(1, 0, self.pe.shape[1]), self.no_mask.expand(1, -1, *self.pe.shape[-2:])
@@ -125,23 +141,23 @@ class ToyBCE(Loss):
         return loss
 
 
-def _encoder(cfg: ToyEncoderConfig, ctx) -> ToyEncoder:
+def _encoder(cfg: ToyEncoderConfig, ctx: BuildContext) -> ToyEncoder:
     return ToyEncoder(cfg.image_size, cfg.embed_dim)
 
 
-def _prompt_encoder(cfg, ctx) -> ToyPromptEncoder:
-    return ToyPromptEncoder(ctx.embed_dim, tuple(ctx.embed_size))
+def _prompt_encoder(cfg: ToyEmpty, ctx: BuildContext) -> ToyPromptEncoder:
+    return ToyPromptEncoder(ctx.embed_dim, ctx.embed_size)
 
 
-def _decoder(cfg, ctx) -> ToyDecoder:
+def _decoder(cfg: ToyEmpty, ctx: BuildContext) -> ToyDecoder:
     return ToyDecoder(ctx.embed_dim)
 
 
-def _class_prompt(cfg, ctx) -> ToyClassPrompt:
+def _class_prompt(cfg: ToyPromptConfig, ctx: BuildContext) -> ToyClassPrompt:
     return ToyClassPrompt(ctx.embed_dim, ctx.num_classes, cfg.noise)
 
 
-def _loss(cfg: ToyLossConfig, ctx) -> ToyBCE:
+def _loss(cfg: ToyLossConfig, ctx: BuildContext) -> ToyBCE:
     return ToyBCE(cfg.nan_at_call)
 
 
@@ -151,7 +167,7 @@ class ToyDataSource:
     def __init__(self, cfg: ToyDataConfig):
         self.cfg = cfg
 
-    def path(self, cache_dir: str):
+    def path(self, cache_dir: str) -> Path:
         from pathlib import Path
 
         from samfx.data.store import StoreWriter
@@ -188,13 +204,13 @@ class ToyDataSource:
         return out
 
 
-def _data(cfg: ToyDataConfig, ctx) -> ToyDataSource:
+def _data(cfg: ToyDataConfig, ctx: BuildContext) -> ToyDataSource:
     return ToyDataSource(cfg)
 
 
 class ToyPlugin:
     @hookimpl
-    def samfx_register(self, registry):
+    def samfx_register(self, registry: PluginRegistrar) -> None:
         registry.add("image_encoder", "toy", _encoder, schema=ToyEncoderConfig, description="test encoder")
         registry.add("prompt_encoder", "toy", _prompt_encoder, schema=ToyEmpty, description="test")
         registry.add("mask_decoder", "toy", _decoder, schema=ToyEmpty, description="test")
@@ -204,13 +220,13 @@ class ToyPlugin:
                      description="test store")
 
 
-def toy_plugins():
+def toy_plugins() -> Plugins:
     from samfx.pluginmanager import load_plugins
 
     return load_plugins(extra={"toy": ToyPlugin()})
 
 
-class ToyShapes(torch.utils.data.Dataset):
+class ToyShapes(torch.utils.data.Dataset[dict[str, Any]]):
     """In-memory echo-like items in ImageDataset's format: LV ellipse (1), MYO ring (2), LA (3).
 
     Geometry is fixed per index; ``augment`` adds noise from torch's global RNG (as a dataset with
@@ -274,7 +290,7 @@ def main(argv: list[str] | None = None) -> None:
     plugins = toy_plugins()
     recipe = load_recipe(args.recipe, args.overrides, plugins.registry)
 
-    def kill(trainer, event: str) -> None:
+    def kill(trainer: Trainer, event: str) -> None:
         if event == "step" and trainer.progress.global_step == args.kill_at_step:
             os.kill(os.getpid(), getattr(signal, f"SIG{args.kill_signal}"))
 

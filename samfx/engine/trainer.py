@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -32,15 +32,20 @@ from samfx.engine.checkpointing import Progress
 from samfx.engine.data import collate, open_split
 from samfx.engine.inference import autocast, resolve_precision, to_device
 from samfx.engine.interrupt import Interrupted, ignore_in_worker
-from samfx.engine.optim import build_optimizer, build_scheduler
 from samfx.engine.runlog import RunLog
 from samfx.engine.sampler import ResumableBatchSampler
 from samfx.engine.seeding import EpochSeeded, derive_seed, seed_everything, set_deterministic, set_rng_state
 from samfx.engine.session import RunSession
+from samfx.engine.stage import plan_stage
 from samfx.engine.steps import build_step
 from samfx.engine.stepvalues import StepValues
 from samfx.errors import RecipeError, SamfxError
 from samfx.recipe import Recipe
+
+if TYPE_CHECKING:
+    from samfx.model import SegmentationModel
+    from samfx.pluginmanager import Plugins
+    from samfx.registry import Registry
 
 SELECT = {"val/dice": max, "val/loss": min, "train/loss": min}  # names: schema.SELECT_METRICS, checked at load
 
@@ -54,13 +59,17 @@ class Trainer:
     recipe's data source (tests, notebooks). ``callbacks`` are called as ``cb(trainer, event)`` with
     event "step" after each optimizer step and "epoch" after each epoch."""
 
-    def __init__(self, recipe: Recipe, run_dir: str | Path | None = None, *, registry=None,
-                 plugin_versions: dict[str, str] | None = None, datasets: dict[str, Dataset | None] | None = None,
-                 resume: bool = False, callbacks: list[Callable[[Trainer, str], None]] = (), quiet: bool = False):
+    def __init__(self, recipe: Recipe, run_dir: str | Path | None = None, *, registry: Registry | None = None,
+                 plugin_versions: dict[str, str] | None = None,
+                 datasets: Mapping[str, Dataset[Any] | None] | None = None, resume: bool = False,
+                 callbacks: Sequence[Callable[[Trainer, str], None]] = (), quiet: bool = False):
         from samfx.pluginmanager import get_plugins
 
-        plugins = get_plugins() if registry is None else None
-        self.registry = registry or plugins.registry
+        plugins: Plugins | None = None
+        if registry is None:
+            plugins = get_plugins()
+            registry = plugins.registry
+        self.registry = registry
         self.plugin_versions = plugin_versions or (plugins.versions() if plugins else {})
         self.recipe, self.resume, self.callbacks, self.quiet = recipe, resume, list(callbacks), quiet
         self.cfg = recipe.config
@@ -77,7 +86,7 @@ class Trainer:
         self.main = self.info.is_main
         self._datasets = datasets
         self.progress = Progress()
-        self.model: nn.Module | None = None
+        self.model: SegmentationModel | None = None
         self.metrics: dict[str, float] = {}
 
     # -- set-up -----------------------------------------------------------------------------------
@@ -97,9 +106,9 @@ class Trainer:
             torch.backends.cudnn.benchmark = not self.train_cfg["deterministic"]
         if self.train_cfg.get("channels_last"):
             self.model = self.model.to(memory_format=torch.channels_last)
-        enc = self.model.image_encoder
-        if self.train_cfg.get("activation_checkpointing") and hasattr(enc, "set_activation_checkpointing"):
-            enc.set_activation_checkpointing(True)
+        set_checkpointing = getattr(self.model.image_encoder, "set_activation_checkpointing", None)  # optional
+        if self.train_cfg.get("activation_checkpointing") and set_checkpointing is not None:
+            set_checkpointing(True)
         image_size = self.model.image_size
         if self._datasets is not None:
             train_ds, val_ds = self._datasets["train"], self._datasets.get("val")
@@ -113,7 +122,7 @@ class Trainer:
                                              int(self.train_cfg["seed"]), shuffle=True, drop_last=True,
                                              rank=self.info.rank, world_size=self.info.world_size)
 
-    def _optional_split(self, split: str, image_size: int) -> Dataset | None:
+    def _optional_split(self, split: str, image_size: int) -> Dataset[Any] | None:
         from samfx.errors import DataError
 
         try:
@@ -130,12 +139,23 @@ class Trainer:
                 return None
             raise
 
+    @property
+    def _built(self) -> SegmentationModel:
+        assert self.model is not None, "fit() builds the model first"
+        return self.model
+
+    @property
+    def _folder(self) -> Path:
+        assert self.run_dir is not None, "fit() names the run folder first"
+        return self.run_dir
+
     def _restore(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Weights and position from last.pt (already checked by rundir.claim); returns its train_state."""
-        ckpt.restore_weights(self.model, obj["model"], self.run_dir / rundir.LAST,
+        ckpt.restore_weights(self._built, obj["model"], self._folder / rundir.LAST,
                              "restore last.pt from a copy, or start a new run")
         self.progress = Progress(**obj["progress"])
-        return obj["train_state"]
+        train_state: dict[str, Any] = obj["train_state"]
+        return train_state
 
     # -- main loop ------------------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
@@ -149,7 +169,7 @@ class Trainer:
             try:
                 return self._fit()
             except Interrupted as exc:
-                raise exc.explain(self.run.run_dir)
+                raise exc.explain(self.run.run_dir) from None
             except Exception as exc:
                 if not self.stop.pending:
                     raise
@@ -159,7 +179,10 @@ class Trainer:
         obj = self.run.claim()
         self.run_dir = self.run.run_dir
         self._build()  # opens the data: only once the folder has passed its checks
-        state = self._restore(obj) if self.resume else None
+        state = None
+        if self.resume:
+            assert obj is not None, "claim() reads last.pt when resuming"
+            state = self._restore(obj)
         del obj
         self.run.prepare(self.registry, self.plugin_versions)
         self.log = RunLog(self.run_dir if self.main else None,
@@ -174,7 +197,7 @@ class Trainer:
             p = self.progress
             p.stage, p.epoch, p.batch, p.step, p.best = p.stage + 1, 0, 0, 0, None
             p.finished = p.stage >= len(stages)
-            self.run.save_last(self.model, p)
+            self.run.save_last(self._built, p)
         out = self._write_metrics()
         # ranks leave together: a rank that tore down its gloo group while rank 0 was still writing
         # aborted once ("terminate called without an active exception")
@@ -182,43 +205,21 @@ class Trainer:
         return out
 
     def _run_stage(self, index: int, state: dict[str, Any] | None) -> None:
-        from samfx.build import build_component
-        from samfx.interfaces import BuildContext
-        from samfx.trainable import apply_stage
-
-        st, where, p = self.train_cfg["stages"][index], f"train.stages.{index}", self.progress
-        model = self.model
-        apply_stage(model, self.recipe, index)
-        params = [q for q in model.parameters() if q.requires_grad]
-        if not params:
-            raise RecipeError(f"{where}.trainable: selects no parameters; name a component (e.g. 'prompt')")
-        ctx = BuildContext(image_size=model.image_size, num_classes=len(self.classes))
-        loss_fn = build_component(self.registry, "loss", st["loss"], ctx, f"{where}.loss").to(self.device)
-        opt = build_optimizer(params, st["optimizer"], f"{where}.optimizer")
+        st, p, model = self.train_cfg["stages"][index], self.progress, self._built
+        plan = plan_stage(model, self.recipe, self.registry, index, self.sampler.batches_per_epoch(),
+                          self.precision, self.device, state)
+        params, loss_fn, opt, sched, scaler = plan.params, plan.loss_fn, plan.opt, plan.sched, plan.scaler
+        accum, per_epoch, total, epochs = plan.accum, plan.per_epoch, plan.total, plan.epochs
         self.optimizer = opt  # for callbacks / inspection
-        accum = int(self.train_cfg["grad_accum"])
-        per_epoch = self.sampler.batches_per_epoch()
-        steps_per_epoch = math.ceil(per_epoch / accum)
-        total = int(st["epochs"]) * steps_per_epoch
-        if st.get("max_steps"):
-            total = min(total, int(st["max_steps"])) if st["epochs"] >= 1 else int(st["max_steps"])
-        sched = build_scheduler(opt, st["schedule"], total, f"{where}.schedule")
-        scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
-        if state is not None and "optimizer" in state:
-            opt.load_state_dict(state["optimizer"])
-            sched.load_state_dict(state["scheduler"])
-            if scaler is not None and state.get("scaler"):
-                scaler.load_state_dict(state["scaler"])
         if state is not None:
             rngs = state["rng"]
             set_rng_state(rngs[self.info.rank] if len(rngs) == self.info.world_size else rngs[0])
         clips = self.clips
         step_mod = build_step(model, self.classes, loss_fn, st, clips=clips, device=self.device,
                               compile=bool(self.train_cfg.get("compile")))
+        batch_to_device: Callable[[dict[str, Any], torch.device], tuple[torch.Tensor | None, ...]] = to_device
         if clips:
             from samfx.engine.clips import clip_batch_to_device as batch_to_device
-        else:
-            batch_to_device = to_device
         grad_clip = self.train_cfg.get("grad_clip")
         save_every = int(self.train_cfg.get("save_every") or 0)
         log_every = max(1, int(self.train_cfg["log_every"]))
@@ -229,8 +230,6 @@ class Trainer:
         def step_done() -> bool:
             return p.step >= total
 
-        epochs = max(1, int(st["epochs"])) if not st.get("max_steps") else max(int(st["epochs"]),
-                                                                               math.ceil(total / steps_per_epoch))
         workers = int(self.cfg["data"]["num_workers"])
         # one loader per stage: workers persist across epochs (the sampler sends each item's epoch)
         loader = DataLoader(self.train_ds, batch_sampler=self.sampler, collate_fn=collate, num_workers=workers,
@@ -268,7 +267,7 @@ class Trainer:
                     last_in_group = p.batch + 1 - group_start == group
                     sync = contextlib.nullcontext()
                     if D.active() and not last_in_group:
-                        sync = step_mod.no_sync()
+                        sync = step_mod.no_sync()  # type: ignore[operator]  # DDP-wrapped when D.active()
                     with sync:
                         with autocast(self.precision, self.device):
                             loss, _ = step_mod(*inputs)
@@ -306,7 +305,7 @@ class Trainer:
                     signum = self.stop.agreed()
                     if signum or (save_every and p.step % save_every == 0):
                         read_back()
-                        self.run.save_last(self.model, p, opt, sched, scaler)
+                        self.run.save_last(self._built, p, opt, sched, scaler)
                     if signum:
                         raise Interrupted(signum, saved_step=p.global_step)
                 read_back()
@@ -321,7 +320,8 @@ class Trainer:
             if self.val_ds is not None and not self.clips and int(self.cfg["eval"]["overlays"]) > 0:
                 self._overlays(st["name"])
 
-    def _end_epoch(self, index, st, epoch, epochs, opt, sched, scaler, loss_fn, done: bool) -> None:
+    def _end_epoch(self, index: int, st: dict[str, Any], epoch: int, epochs: int, opt: torch.optim.Optimizer,
+                   sched: Any, scaler: torch.amp.GradScaler | None, loss_fn: nn.Module, done: bool) -> None:
         p = self.progress
         metrics = {"train/loss": p.loss_sum / max(1, p.loss_count)}
         p.epoch, p.batch, p.loss_sum, p.loss_count = epoch + 1, 0, 0.0, 0
@@ -338,20 +338,20 @@ class Trainer:
         if is_best:
             p.best = {"metric": name, "value": value, "epoch": epoch, "step": p.step, "global_step": p.global_step}
             if self.main:
-                obj = ckpt.make(self.model, self.recipe, progress=asdict(p), metric=dict(p.best, stage=st["name"]))
+                obj = ckpt.make(self._built, self.recipe, progress=asdict(p), metric=dict(p.best, stage=st["name"]))
                 best = rundir.best_name(self.recipe.config["train"]["checkpoint_format"])
-                ckpt.save(obj, self.run_dir / best)
+                ckpt.save(obj, self._folder / best)
         p.history = [h for h in p.history if h["stage"] != st["name"]] + [
             {"stage": st["name"], "index": index, "best": p.best, "last": metrics, "epochs_done": p.epoch,
              "steps_done": p.step}]
-        self.run.save_last(self.model, p, opt, sched, scaler)
+        self.run.save_last(self._built, p, opt, sched, scaler)
         if self.main:
             self._write_metrics()
         shown = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if "/dice_" not in k)
         self._say(f"  {st['name']} epoch {epoch + 1}/{epochs} step {p.step}: {shown}" + ("  (best)" if is_best else ""))
 
     def _stop(self, what: str, index: int, st: dict[str, Any], epoch: int, step: int) -> None:
-        last = self.run_dir / rundir.LAST
+        last = self._folder / rundir.LAST
         kept = f"last good checkpoint kept: {last}" if last.exists() else "no checkpoint was written yet"
         hint = "lower the learning rate or set train.grad_clip"
         if self.precision == "fp16":
@@ -364,17 +364,19 @@ class Trainer:
         """Validation metrics (samfx.engine.validation): images, or whole sequences for clip training."""
         from samfx.engine.validation import validate_images, validate_sequences
 
+        assert self.val_ds is not None, "no validation split"
         if self.clips:
-            return validate_sequences(self.model, self.val_ds, self.classes, self.class_names, self.device,
+            return validate_sequences(self._built, self.val_ds, self.classes, self.class_names, self.device,
                                       self.precision)
-        return validate_images(self.model, self.val_ds, self.classes, self.class_names, self.device,
+        return validate_images(self._built, self.val_ds, self.classes, self.class_names, self.device,
                                self.precision, int(self.cfg["eval"]["batch_size"]),
                                int(self.cfg["data"]["num_workers"]), loss_fn)
 
     def _overlays(self, stage_name: str) -> None:
         from samfx.engine.validation import write_overlays
 
-        write_overlays(self.model, self.val_ds, self.classes, self.run_dir / "overlays" / rundir.safe_name(stage_name),
+        assert self.val_ds is not None
+        write_overlays(self._built, self.val_ds, self.classes, self._folder / "overlays" / rundir.safe_name(stage_name),
                        self.device, self.precision, int(self.cfg["eval"]["overlays"]))
 
     # -- output -------------------------------------------------------------------------------------------
@@ -383,7 +385,7 @@ class Trainer:
         out = {"run": str(self.run_dir), "finished": p.finished, "global_step": p.global_step,
                "stages": p.history, "last": self.metrics}
         if self.main:
-            rundir.write_json(self.run_dir / "metrics.json", out)
+            rundir.write_json(self._folder / "metrics.json", out)
         return out
 
     def _say(self, text: str) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -13,10 +13,14 @@ from samfx.engine import distributed as D
 from samfx.engine.data import collate
 from samfx.engine.inference import autocast, label_map, per_class_logits, to_device
 
+if TYPE_CHECKING:
+    from samfx.model import SegmentationModel
+
 
 def _shard(ds: Dataset) -> Subset:
     info = D.env_info() if D.active() else D.DistInfo()
-    return Subset(ds, list(range(info.rank, len(ds), info.world_size)))
+    # map-style datasets have __len__; torch's Dataset type does not declare it
+    return Subset(ds, list(range(info.rank, len(ds), info.world_size)))  # type: ignore[arg-type]
 
 
 def _summary(per_class: list[float], names: list[str]) -> dict[str, float]:
@@ -26,7 +30,7 @@ def _summary(per_class: list[float], names: list[str]) -> dict[str, float]:
 
 
 @torch.no_grad()
-def validate_images(model: nn.Module, ds: Dataset, classes: list[int], names: list[str], device: torch.device,
+def validate_images(model: SegmentationModel, ds: Dataset, classes: list[int], names: list[str], device: torch.device,
                     precision: str, batch_size: int, num_workers: int = 0,
                     loss_fn: nn.Module | None = None) -> dict[str, float]:
     """val/loss (the stage's loss, image-weighted), val/dice (mean over classes of per-image Dice
@@ -40,6 +44,7 @@ def validate_images(model: nn.Module, ds: Dataset, classes: list[int], names: li
     records: list[tuple[float, list[float]]] = []
     for batch in loader:
         images, label = to_device(batch, device)
+        assert label is not None  # validation splits are labeled
         with autocast(precision, device):
             targets, out = model.forward_classes(images, classes, label)
         loss = float(loss_fn(out.logits.float(), targets)) if loss_fn is not None else math.nan
@@ -50,12 +55,12 @@ def validate_images(model: nn.Module, ds: Dataset, classes: list[int], names: li
     records = D.gather_lists(records)
     model.train(was_training)
     n = max(1, len(records))
-    out = {"val/loss": sum(r[0] for r in records) / n}
-    out.update(_summary([sum(r[1][k] for r in records) / n for k in range(len(classes))], names))
-    return out
+    metrics = {"val/loss": sum(r[0] for r in records) / n}
+    metrics.update(_summary([sum(r[1][k] for r in records) / n for k in range(len(classes))], names))
+    return metrics
 
 
-def validate_sequences(model: nn.Module, ds: Dataset, classes: list[int], names: list[str],
+def validate_sequences(model: SegmentationModel, ds: Dataset, classes: list[int], names: list[str],
                        device: torch.device, precision: str) -> dict[str, float]:
     """Clip training: whole sequences through forward_clip; val/dice = mean over classes of the
     per-sequence mean Dice on labeled frames (no val/loss)."""
@@ -73,7 +78,7 @@ def validate_sequences(model: nn.Module, ds: Dataset, classes: list[int], names:
 
 
 @torch.no_grad()
-def write_overlays(model: nn.Module, ds: Dataset, classes: list[int], folder: Path, device: torch.device,
+def write_overlays(model: SegmentationModel, ds: Dataset, classes: list[int], folder: Path, device: torch.device,
                    precision: str, n: int) -> None:
     """Overlay PNGs of the first `n` items of `ds` (prediction in colour, ground truth in white),
     replacing any PNGs already in `folder`."""
@@ -83,9 +88,10 @@ def write_overlays(model: nn.Module, ds: Dataset, classes: list[int], folder: Pa
     clear(folder)
     was_training = model.training
     model.eval()
-    for i in range(min(n, len(ds))):
+    for i in range(min(n, len(ds))):  # type: ignore[arg-type]  # map-style Dataset: has __len__
         item: dict[str, Any] = ds[i]
         images, label = to_device(collate([item]), device)
+        assert label is not None
         with autocast(precision, device):
             _, out = model.forward_classes(images, classes, label)
         pred = label_map(per_class_logits(out.logits, 1, len(classes)), classes)[0]

@@ -1,4 +1,5 @@
-"""Import CAMUS (public NIfTI release) into a samfx store.
+"""Import CAMUS into a samfx store: the 2023 NIfTI release here, the 2019 MetaImage release in
+samfx.data.importers.camus_mhd (`import_camus` detects which one ROOT holds).
 
 Layout: ``ROOT/database_nifti/patientNNNN/patientNNNN_{2CH,4CH}_{ED,ES}[_gt].nii.gz``,
 ``..._half_sequence[_gt].nii.gz``, ``Info_{2CH,4CH}.cfg`` and
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 
@@ -27,7 +29,8 @@ CLASSES, CLASS_NAMES = [1, 2, 3], ["LV", "MYO", "LA"]
 VIEWS = ("2CH", "4CH")
 SPLIT_FILES = {"train": "subgroup_training.txt", "val": "subgroup_validation.txt", "test": "subgroup_testing.txt"}
 CFG_KEYS = {"ED": "cfg_ed", "ES": "cfg_es", "NbFrame": "nb_frames", "Sex": "sex", "Age": "age",
-            "ImageQuality": "image_quality", "EF": "ef", "FrameRate": "frame_rate"}
+            "ImageQuality": "image_quality", "EF": "ef", "FrameRate": "frame_rate",
+            "LVedv": "lv_edv", "LVesv": "lv_esv", "LVef": "ef"}  # the last three: 2019 release
 
 
 def read_nifti(path: Path) -> tuple[np.ndarray, tuple[float, float]]:
@@ -35,7 +38,7 @@ def read_nifti(path: Path) -> tuple[np.ndarray, tuple[float, float]]:
     import nibabel as nib
 
     try:
-        img = nib.load(str(path))
+        img = cast("nib.Nifti1Image", nib.load(str(path)))
         data = np.asanyarray(img.dataobj)
         zooms = img.header.get_zooms()
     except Exception as exc:  # nibabel raises many types for truncated / foreign files
@@ -67,7 +70,8 @@ def read_cfg(path: Path) -> dict[str, object]:
 def _base(root: Path) -> tuple[Path, Path]:
     root = root.expanduser()
     if not root.is_dir():
-        raise DataError(f"{root}: CAMUS folder not found; pass the folder holding database_nifti/")
+        raise DataError(f"{root}: CAMUS folder not found; pass the folder holding database_nifti/ (2023 "
+                        f"release) or training/ and testing/ (2019 release)")
     nifti = root / "database_nifti" if (root / "database_nifti").is_dir() else root
     return nifti, (nifti.parent if nifti.name == "database_nifti" else root) / "database_split"
 
@@ -78,10 +82,16 @@ def import_camus(root: str | Path, out: str | Path, *, seed: int = 0, sequences:
     (an existing `out` is replaced only with `force` and only when it is a samfx store)."""
     check_out(Path(out).expanduser(), force)  # before any reading
     nifti, split_dir = _base(Path(root))
+    from samfx.data.importers.camus_mhd import import_camus_mhd, is_mhd_release  # imports this module
+
+    if nifti.name != "database_nifti" and is_mhd_release(nifti):
+        return import_camus_mhd(nifti, out, seed=seed, sequences=sequences, skip_bad=skip_bad,
+                                show_progress=show_progress, force=force)
     patients = sorted(p for p in nifti.iterdir() if p.is_dir() and re.fullmatch(r"patient\d+", p.name))
     if not patients:
-        raise DataError(f"{nifti}: no patientNNNN folders; expected the CAMUS layout "
-                        f"database_nifti/patientNNNN/patientNNNN_2CH_ED.nii.gz")
+        raise DataError(f"{nifti}: no patientNNNN folders; expected a CAMUS layout: "
+                        f"database_nifti/patientNNNN/patientNNNN_2CH_ED.nii.gz (2023 release) or "
+                        f"training/patientNNNN/patientNNNN_2CH_ED.mhd (2019 release)")
     report = ImportReport(str(out), f"camus:{nifti}")
     counts = dict(patients=0, images=0, sequences=0)
     with StoreWriter(out, CLASSES, CLASS_NAMES, source="camus", description=f"CAMUS from {nifti}",
@@ -100,7 +110,7 @@ def import_camus(root: str | Path, out: str | Path, *, seed: int = 0, sequences:
             raise DataError(f"{nifti}: no CAMUS image with its _gt file was found; check the layout")
         _splits(w, split_dir, imported, seed, report)
     report.counts = counts
-    return report
+    return report.finish()
 
 
 def _import_view(w: StoreWriter, pdir: Path, view: str, sequences: bool, counts: dict, report: ImportReport,
@@ -134,7 +144,7 @@ def _image(w: StoreWriter, pdir: Path, view: str, phase: str, extra: dict, count
     counts["images"] += 1
 
 
-def _sequence(w: StoreWriter, pdir: Path, view: str, cfg: dict, cfg_path: Path, extra: dict, counts: dict,
+def _sequence(w: StoreWriter, pdir: Path, view: str, cfg: dict[str, Any], cfg_path: Path, extra: dict, counts: dict,
               report: ImportReport) -> None:
     pid = pdir.name
     seq_path = pdir / f"{pid}_{view}_half_sequence.nii.gz"
@@ -151,7 +161,7 @@ def _sequence(w: StoreWriter, pdir: Path, view: str, cfg: dict, cfg_path: Path, 
         if labels.shape != frames.shape:
             raise DataError(f"{gt_path}: shape {labels.shape} does not match the sequence {frames.shape}")
         labels, labeled = to_label(labels, str(gt_path)), np.ones(frames.shape[0], bool)
-    n = frames.shape[0]
+    n: int = frames.shape[0]
     ed, es = int(cfg.get("cfg_ed", 1)) - 1, int(cfg.get("cfg_es", n)) - 1
     if not (0 <= ed < n and 0 <= es < n):
         report.notes.append(f"{cfg_path}: ED/ES ({ed + 1}, {es + 1}) outside the {n}-frame half sequence; "

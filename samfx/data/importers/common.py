@@ -26,6 +26,14 @@ class ImportReport:
     missing: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)   # "file: why", with skip_bad
     notes: list[str] = field(default_factory=list)
+    stats: dict[str, Any] = field(default_factory=dict)  # samfx.data.importers.summary, set by finish()
+
+    def finish(self) -> ImportReport:
+        """Fill `stats` from the store written to `out` (call after the writer closed); returns self."""
+        from samfx.data.importers.summary import store_summary
+
+        self.stats = store_summary(self.out)
+        return self
 
     def attempt(self, skip_bad: bool, fn: Callable[[], T]) -> T | None:
         """``fn()``; its DataError is raised, or with ``skip_bad`` recorded in ``skipped`` (result None)."""
@@ -44,12 +52,17 @@ class ImportReport:
                 more = f" (+{len(items) - SHOW} more)" if len(items) > SHOW else ""
                 lines.append(f"{len(items)} {what}: " + "; ".join(items[:SHOW]) + more)
         lines += self.notes
+        if self.stats:
+            from samfx.data.importers.summary import summary_line
+
+            lines.append(summary_line(self.stats))
         return lines
 
     def to_json(self) -> dict[str, Any]:
         return {"out": self.out, "source": self.source, "counts": self.counts,
                 "missing": {"count": len(self.missing), "first": self.missing[:SHOW]},
-                "skipped": {"count": len(self.skipped), "first": self.skipped[:SHOW]}, "notes": self.notes}
+                "skipped": {"count": len(self.skipped), "first": self.skipped[:SHOW]}, "notes": self.notes,
+                "stats": self.stats}
 
 
 def safe_id(text: str) -> str:
@@ -75,7 +88,8 @@ def to_label(arr: np.ndarray, where: str) -> np.ndarray:
     a = np.asarray(arr)
     if a.dtype == bool:
         return a.astype(np.uint8)
-    if a.size and (not np.all(np.isfinite(a)) or a.min() < 0 or a.max() > 255 or np.any(np.abs(a - np.round(a)) > 1e-3)):
+    if a.size and (not np.all(np.isfinite(a)) or a.min() < 0 or a.max() > 255
+                   or np.any(np.abs(a - np.round(a)) > 1e-3)):
         raise DataError(f"{where}: label map must hold integer class ids, got values in "
                         f"[{a.min()}, {a.max()}]; is this an image rather than a label file?")
     return np.round(a).astype(np.uint8)

@@ -7,6 +7,8 @@ Layout: ``ROOT/FileList.csv`` (FileName, EF, FPS, NumberOfFrames, Split, ...),
 chords across the LV; the polygon through the chords' first end points and, reversed, their
 second end points is filled. Of the two traced frames the one with the larger LV area is ED, the
 other ES (independent of row order). Spacing is unknown (NaN). AVIs are decoded with PyAV.
+The tracing reader and the per-video writer also serve EchoNet-Pediatric (echonet_pediatric.py),
+whose VolumeTracings.csv lists outline points (FileName, X, Y, Frame) instead of chords.
 """
 from __future__ import annotations
 
@@ -44,13 +46,33 @@ def read_avi(path: Path) -> np.ndarray:
     return np.stack(frames).astype(np.uint8)
 
 
+CHORD_COLUMNS = ("X1", "Y1", "X2", "Y2")  # EchoNet-Dynamic: a long axis, then chords across the LV
+POINT_COLUMNS = ("X", "Y")                # EchoNet-Pediatric: points along the LV outline
+Traces = dict[str, dict[int, list[list[float]]]]  # video stem -> frame -> tracing rows
+
+
+def read_tracings(path: Path, columns: tuple[str, ...]) -> Traces:
+    """VolumeTracings.csv as stem -> frame -> rows of `columns`; rows whose Frame is a note such as
+    "No Systolic" (EchoNet-Pediatric) are skipped, any other non-number is a DataError naming the line."""
+    traces: Traces = defaultdict(lambda: defaultdict(list))
+    for i, row in enumerate(_read_csv(path, ("FileName", *columns, "Frame")), start=2):
+        if row["Frame"].strip().lower().startswith("no "):
+            continue
+        try:
+            traces[_stem(row["FileName"])][int(float(row["Frame"]))].append([float(row[k]) for k in columns])
+        except (TypeError, ValueError):
+            raise DataError(f"{path}:{i}: non-numeric coordinate or frame in {row}") from None
+    return traces
+
+
 def _read_csv(path: Path, need: tuple[str, ...]) -> list[dict[str, str]]:
     if not path.is_file():
         raise DataError(f"{path}: not found; expected the EchoNet-Dynamic layout (FileList.csv, "
                         f"VolumeTracings.csv, Videos/)")
     with path.open(newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    cols = set(rows[0]) if rows else set()
+        reader = csv.DictReader(fh)
+        rows = list(reader)
+    cols = set(reader.fieldnames or ())  # from the header line: a file may have no rows
     lacking = [c for c in need if c not in cols]
     if lacking:
         raise DataError(f"{path}: missing column(s) {lacking}; found {sorted(cols)}")
@@ -58,12 +80,16 @@ def _read_csv(path: Path, need: tuple[str, ...]) -> list[dict[str, str]]:
 
 
 def trace_mask(lines: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Filled LV mask (H,W) uint8 from one frame's tracing rows (N,4) = X1, Y1, X2, Y2."""
+    """Filled LV mask (H,W) uint8 from one frame's tracing rows: (N,4) = X1, Y1, X2, Y2 chords
+    after a long-axis row, or (N,2) = X, Y outline points in order."""
     from PIL import Image, ImageDraw
 
-    chords = lines[1:]
-    xs = np.concatenate([chords[:, 0], chords[::-1, 2]])
-    ys = np.concatenate([chords[:, 1], chords[::-1, 3]])
+    if lines.shape[1] == 2:
+        xs, ys = lines[:, 0], lines[:, 1]
+    else:
+        chords = lines[1:]
+        xs = np.concatenate([chords[:, 0], chords[::-1, 2]])
+        ys = np.concatenate([chords[:, 1], chords[::-1, 3]])
     canvas = Image.new("L", (shape[1], shape[0]), 0)
     ImageDraw.Draw(canvas).polygon([(float(x), float(y)) for x, y in zip(xs, ys)], fill=1, outline=1)
     return np.asarray(canvas, dtype=np.uint8)
@@ -82,14 +108,7 @@ def import_echonet(root: str | Path, out: str | Path, *, limit: int | None = Non
     if not root.is_dir():
         raise DataError(f"{root}: EchoNet-Dynamic folder not found")
     files = _read_csv(root / "FileList.csv", ("FileName", "EF", "Split"))
-    tracings = _read_csv(root / "VolumeTracings.csv", ("FileName", "X1", "Y1", "X2", "Y2", "Frame"))
-    traces: dict[str, dict[int, list[list[float]]]] = defaultdict(lambda: defaultdict(list))
-    for i, row in enumerate(tracings, start=2):
-        try:
-            traces[_stem(row["FileName"])][int(float(row["Frame"]))].append(
-                [float(row[k]) for k in ("X1", "Y1", "X2", "Y2")])
-        except ValueError:
-            raise DataError(f"{root / 'VolumeTracings.csv'}:{i}: non-numeric coordinate or frame in {row}") from None
+    traces = read_tracings(root / "VolumeTracings.csv", CHORD_COLUMNS)
     files = files[:limit] if limit else files
     report = ImportReport(str(out), f"echonet:{root}")
     counts = {"sequences": 0, "labeled_frames": 0}
@@ -104,7 +123,8 @@ def import_echonet(root: str | Path, out: str | Path, *, limit: int | None = Non
                 report.missing.append(f"Videos/{stem}.avi")
                 advance()
                 continue
-            n_labeled = report.attempt(skip_bad, lambda: _one(w, stem, path, row, traces.get(stem, {}), report))
+            n_labeled = report.attempt(skip_bad, lambda: add_video(w, safe_id(stem), path, row,
+                                                                   traces.get(stem, {}), report))
             if n_labeled is None:
                 advance()
                 continue
@@ -119,10 +139,12 @@ def import_echonet(root: str | Path, out: str | Path, *, limit: int | None = Non
         for split, ids in split_ids.items():
             w.set_split(split, ids=ids)
     report.counts = counts
-    return report
+    return report.finish()
 
 
-def _one(w: StoreWriter, stem: str, path: Path, row: dict[str, str], traces: dict[int, list], report: ImportReport) -> int:
+def add_video(w: StoreWriter, item_id: str, path: Path, row: dict[str, str], traces: dict[int, list[list[float]]],
+              report: ImportReport, *, view: str = "4CH", **extra: object) -> int:
+    """Write one video as sequence `item_id` with masks on its traced frames; returns how many."""
     frames = read_avi(path)
     n, shape = frames.shape[0], frames.shape[1:]
     labels = np.zeros(frames.shape, np.uint8)
@@ -140,12 +162,12 @@ def _one(w: StoreWriter, stem: str, path: Path, row: dict[str, str], traces: dic
         areas[frame] = int(labels[frame].sum())
     ed = es = -1
     if len(areas) >= 2:
-        ed, es = max(areas, key=areas.get), min(areas, key=areas.get)
+        ed, es = max(areas, key=areas.__getitem__), min(areas, key=areas.__getitem__)
     try:
         ef = float(row["EF"])
     except ValueError:
         ef = float("nan")
     fps = float(row.get("FPS") or "nan")
-    w.add_sequence(safe_id(stem), frames, labels, labeled, patient=stem, view="4CH", spacing=None, ed=ed, es=es,
-                   ef=ef, fps=fps, source=str(path))
+    w.add_sequence(item_id, frames, labels, labeled, patient=_stem(row["FileName"]), view=view, spacing=None,
+                   ed=ed, es=es, ef=ef, fps=fps, source=str(path), **extra)
     return int(labeled.sum())

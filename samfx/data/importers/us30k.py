@@ -135,7 +135,7 @@ def import_us30k(root: str | Path, out: str | Path, *, datasets: list[str] | Non
         report.notes.append(f"{multi} image(s) are listed in more than one split (kept in each)")
     counts["datasets"] = len({d for d, *_ in present})
     report.counts = counts
-    return report
+    return report.finish()
 
 
 def _one(w: StoreWriter, ds: str, name: str, img_path: Path, lab_path: Path, n_classes: int) -> str:

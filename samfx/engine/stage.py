@@ -1,0 +1,65 @@
+"""What one training stage runs with: its trainable parameters, loss, optimizer, schedule, gradient
+scaler and length, built from ``train.stages.N`` (and, resuming mid-stage, restored from last.pt)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from samfx.engine.optim import build_optimizer, build_scheduler
+from samfx.errors import RecipeError
+from samfx.recipe import Recipe
+
+if TYPE_CHECKING:
+    from samfx.model import SegmentationModel
+    from samfx.registry import Registry
+
+
+@dataclass
+class StagePlan:
+    params: list[nn.Parameter]
+    loss_fn: nn.Module
+    opt: torch.optim.Optimizer
+    sched: Any
+    scaler: torch.amp.GradScaler | None
+    accum: int                # micro-batches per optimizer step
+    per_epoch: int            # micro-batches per epoch
+    total: int                # optimizer steps of the stage (epochs, or max_steps when smaller)
+    epochs: int               # epochs the loop may start to reach `total`
+
+
+def plan_stage(model: SegmentationModel, recipe: Recipe, registry: Registry, index: int, per_epoch: int,
+               precision: str, device: torch.device, state: dict[str, Any] | None) -> StagePlan:
+    """Select stage `index`'s trainable set and build what it trains with; `state` (last.pt's
+    train_state when resuming inside this stage) restores the optimizer, schedule and scaler."""
+    from samfx.build import build_component
+    from samfx.interfaces import BuildContext
+    from samfx.trainable import apply_stage
+
+    cfg = recipe.config
+    st, where = cfg["train"]["stages"][index], f"train.stages.{index}"
+    apply_stage(model, recipe, index)
+    params = [q for q in model.parameters() if q.requires_grad]
+    if not params:
+        raise RecipeError(f"{where}.trainable: selects no parameters; name a component (e.g. 'prompt')")
+    ctx = BuildContext(image_size=model.image_size, num_classes=len(cfg["data"]["classes"]))
+    loss_fn = build_component(registry, "loss", st["loss"], ctx, f"{where}.loss").to(device)
+    opt = build_optimizer(params, st["optimizer"], f"{where}.optimizer")
+    accum = int(cfg["train"]["grad_accum"])
+    steps_per_epoch = math.ceil(per_epoch / accum)
+    total = int(st["epochs"]) * steps_per_epoch
+    if st.get("max_steps"):
+        total = min(total, int(st["max_steps"])) if st["epochs"] >= 1 else int(st["max_steps"])
+    epochs = max(1, int(st["epochs"])) if not st.get("max_steps") else max(int(st["epochs"]),
+                                                                           math.ceil(total / steps_per_epoch))
+    sched = build_scheduler(opt, st["schedule"], total, f"{where}.schedule")
+    scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
+    if state is not None and "optimizer" in state:
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+    return StagePlan(params, loss_fn, opt, sched, scaler, accum, per_epoch, total, epochs)
