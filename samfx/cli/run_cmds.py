@@ -116,13 +116,13 @@ def eval_cmd(target: str = typer.Argument(..., help="Run folder (uses best.pt, e
 @app.command()
 def predict(checkpoint: str = typer.Argument(..., help="Run folder or checkpoint file."),
             inputs: list[str] = typer.Argument(..., help="PNG/JPEG/TIFF images, NIfTI (.nii/.nii.gz), "
-                                                         "samfx .h5 stores."),
+                                                         "samfx .h5 stores, DICOM files or folders of them."),
             out: str = typer.Option(..., "--out", help="Output folder."),
             prompt: Optional[str] = typer.Option(None, "--prompt", help="Automatic prompt generator to use "
                                                                         "(clicks/boxes need ground truth)."),
             device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
             as_json: bool = typer.Option(False, "--json", help="Print predictions.json.")) -> None:
-    """Label maps + overlays per image; per-frame masks and the LV area curve per sequence."""
+    """Label maps + overlays per image; per-frame masks, the LV area curve, ED/ES and an EF estimate per sequence."""
     from samfx.engine.predict import predict as run_predict
 
     try:
@@ -134,5 +134,6 @@ def predict(checkpoint: str = typer.Argument(..., help="Run folder or checkpoint
         return
     for r in report["results"]:
         what = r.get("label") or r.get("lv_area_csv")
-        typer.echo(f"{r['name']}: {r['frames']} frame(s) -> {what}")
+        ef = f"; EF {r['ef_estimate']:.1f} % (ED {r['ed']}, ES {r['es']})" if r.get("ef_estimate") is not None else ""
+        typer.echo(f"{r['name']}: {r['frames']} frame(s) -> {what}{ef}")
     typer.echo(f"written to {report['out']} (predictions.json)")

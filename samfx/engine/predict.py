@@ -1,14 +1,17 @@
-"""``samfx predict``: label maps and overlays for PNG / NIfTI / HDF5 inputs, LV area curves for sequences.
+"""``samfx predict``: label maps and overlays for PNG / NIfTI / HDF5 / DICOM inputs, LV area curves and EF
+for sequences.
 
 Inputs: 2-D images (PNG/JPEG/BMP/TIFF, any mode -> grayscale), NIfTI (.nii / .nii.gz: 2-D, or
 3-D = a sequence of frames on the last axis; axes (x, y[, t]) as CAMUS stores them), samfx HDF5
-stores (every sample and sequence). Outputs in OUT:
+stores (every sample and sequence), DICOM files and folders of them (read as ``samfx data dicom``
+imports them: gray, cropped to the ultrasound region, sector kept). Outputs in OUT:
 
     <name>_label.png      uint8 label map (class ids) at the input's own resolution
     <name>_overlay.png    prediction over the image (ground truth contours when the store has them)
     <name>/frame_NNN_label.png, <name>/frame_NNN_overlay.png   per frame of a sequence
     <name>_lv_area.csv / .png   LV area per frame (mm² when the spacing is known, else px²)
-    predictions.json      what was written, per input
+    predictions.json      what was written, per input; per sequence also ED/ES and an EF estimate
+                          (single-plane area-length on the predicted LV)
 
 The prompt must be automatic (e.g. ``apg``, ``none``): simulated clicks and boxes need ground
 truth, which unlabeled inputs do not have.
@@ -25,7 +28,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from samfx.clinical import analyze_clip
 from samfx.data.checks import first_line
+from samfx.data.importers.dicom_read import is_dicom, read_dicom
 from samfx.data.outfile import reason
 from samfx.engine import checkpointing as ckpt
 from samfx.engine import rundir
@@ -72,16 +77,16 @@ def read_inputs(path: str | Path) -> list[Input]:
     p = Path(path).expanduser()
     if not p.exists():
         raise SamfxError(f"{p}: input not found")
-    if p.is_dir():
-        raise SamfxError(f"{p}: is a folder; pass the image, NIfTI or .h5 files in it")
+    if p.is_dir() or is_dicom(p) or p.name.lower().endswith(".dcm"):
+        return _read_dicom(p)
     name = p.name
     for suffix in (".nii.gz", ".nii", ".h5", ".hdf5", *IMAGE_EXT):
         if name.lower().endswith(suffix):
             stem = name[: -len(suffix)]
             break
     else:
-        raise SamfxError(f"{p}: unsupported input type; use PNG/JPEG/TIFF images, NIfTI (.nii, .nii.gz) or a "
-                         f"samfx HDF5 store (.h5)")
+        raise SamfxError(f"{p}: unsupported input type; use PNG/JPEG/TIFF images, NIfTI (.nii, .nii.gz), a "
+                         f"samfx HDF5 store (.h5), DICOM files or a folder of DICOM files")
     low = name.lower()
     if low.endswith((".nii", ".nii.gz")):
         import zlib
@@ -138,6 +143,19 @@ def _read_store(p: Path, stem: str) -> list[Input]:
                 labels = np.where(np.asarray(item.labeled)[:, None, None], labels, 0)
                 out.append(Input(f"{stem}-{item.id}", frames, spacing, True, labels, str(p),
                                  {"ed": item.ed, "es": item.es}))
+    return out
+
+
+def _read_dicom(p: Path) -> list[Input]:
+    """A DICOM file, or every DICOM file under a folder, as it would be imported (samfx data dicom)."""
+    from samfx.data.importers.dicom import collect_dicoms, item_name
+
+    prefix = f"{p.name}-" if p.is_dir() else ""
+    out = []
+    for path, rel in collect_dicoms([p]):
+        cine = read_dicom(path)
+        out.append(Input(prefix + item_name(rel), cine.frames, cine.spacing, cine.frames.shape[0] > 1,
+                         source=str(path), extra={"fps": cine.fps}))
     return out
 
 
@@ -236,21 +254,34 @@ class Predictor:
             w.writerow(["frame", "lv_area_px", f"lv_area_{unit}"])
             for t in range(pred.shape[0]):
                 w.writerow([t, int(area_px[t]), f"{float(areas[t]):.4f}"])
-        png_path = self._plot_area(item, areas, unit)
+        clinical = self._clinical(item, pred) if pred.shape[0] > 1 else {}  # no EF from one frame
+        png_path = self._plot_area(item, areas, unit, clinical.get("ed", -1), clinical.get("es", -1))
         rec.update(folder=str(folder), lv_area_csv=str(csv_path), lv_area_png=str(png_path),
-                   lv_area_max=float(areas.max()), lv_area_min=float(areas.min()), area_unit=unit)
+                   lv_area_max=float(areas.max()), lv_area_min=float(areas.min()), area_unit=unit, **clinical)
         return rec
 
-    def _plot_area(self, item: Input, areas: np.ndarray, unit: str) -> Path:
+    def _clinical(self, item: Input, pred: np.ndarray) -> dict[str, Any]:
+        """ED/ES (the input's when known, else max/min LV area) and the single-plane area-length EF of
+        the predicted LV; with unknown spacing square pixels are assumed (EF does not depend on scale)."""
+        c = analyze_clip(pred, item.spacing or (1.0, 1.0), label=self.lv, ed=item.extra.get("ed", -1),
+                         es=item.extra.get("es", -1))
+        out: dict[str, Any] = {"ed": c.ed, "es": c.es, "ef_method": "single-plane area-length",
+                               "ef_estimate": round(c.ef, 2) if math.isfinite(c.ef) else None}
+        if item.spacing:
+            out.update(edv_ml=round(c.edv, 3), esv_ml=round(c.esv, 3))
+        else:
+            out["ef_note"] = "pixel spacing unknown: square pixels assumed, volumes not reported"
+        return out
+
+    def _plot_area(self, item: Input, areas: np.ndarray, unit: str, ed: int, es: int) -> Path:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
         fig, ax = plt.subplots(figsize=(6, 3))
         ax.plot(np.arange(len(areas)), areas, marker="o", ms=3)
-        for key in ("ed", "es"):
-            f = item.extra.get(key, -1)
-            if f is not None and 0 <= f < len(areas):
+        for key, f in (("ed", ed), ("es", es)):
+            if 0 <= f < len(areas):
                 ax.axvline(f, ls="--", color="gray")
                 ax.text(f, ax.get_ylim()[1], key.upper(), ha="center", va="bottom", fontsize=8)
         ax.set_xlabel("frame")
