@@ -177,9 +177,22 @@ def lazy_shapes(path: str | Path) -> Callable[[], Shapes]:
 
     def shapes() -> Shapes:
         if not cache:
-            cache.update({k: tuple(v.shape) for k, v in model_state(read_checkpoint(path), path).items()})
+            cache.update({k: tuple(v.shape) for k, v in model_state(_read_mapped(Path(path)), path).items()})
         return cache
     return shapes
+
+
+def _read_mapped(path: Path) -> dict[str, Any]:
+    """Like read_checkpoint, but memory-maps zip-format torch files (nothing is read that is not used);
+    anything else, or any problem, goes through read_checkpoint and its messages."""
+    try:
+        if path.is_file() and not is_safetensors(path):
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            if isinstance(obj, dict):
+                return obj
+    except Exception:
+        pass
+    return read_checkpoint(path)
 
 
 def component_prefixes(model: SegmentationModel) -> dict[str, ForeignKeys]:
