@@ -80,5 +80,5 @@ def memsam_file(folder: Path, samus_authors_state: dict[str, Tensor]) -> Path:
     state["memory.key_proj.key_proj.weight"] = torch.randn(64, 256, 3, 3, generator=g)
     state["memory.key_proj.key_proj.bias"] = torch.randn(64, generator=g)
     path = folder / "memsam.pth"
-    torch.save(state, path, _use_new_zipfile_serialization=False)  # as MemSAM's train_video.py saves
+    torch.save(state, path, _use_new_zipfile_serialization=False)  # MemSAM saves in the legacy format
     return path
