@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from omegaconf import OmegaConf
@@ -60,8 +61,13 @@ def prompt_key(recipe: Recipe, cfg: dict[str, Any] | None) -> str:
     return next(k for k, v in found.items() if v == cfg)
 
 
-def build_model(recipe: Recipe, registry: Registry | None = None, load_checkpoint: bool = True) -> SegmentationModel:
-    """Encoder first (it fixes the geometry), then prompt encoder, decoder, prompts, adapters, temporal."""
+def build_model(recipe: Recipe, registry: Registry | None = None, load_checkpoint: bool = True,
+                weight_shapes: Callable[[], dict[str, tuple[int, ...]]] | None = None) -> SegmentationModel:
+    """Encoder first (it fixes the geometry), then prompt encoder, decoder, prompts, adapters, temporal.
+
+    ``weight_shapes`` gives the key -> shape table of the weights the model will receive (default: those
+    of ``model.checkpoint`` when it is loaded), read only if a component sizes itself from them
+    (``BuildContext.extra["weight_shapes"]``, e.g. ``lora`` with ``rank: null``)."""
     from samfx.model import SegmentationModel
     from samfx.pluginmanager import get_registry
 
@@ -69,8 +75,11 @@ def build_model(recipe: Recipe, registry: Registry | None = None, load_checkpoin
     m = recipe.config["model"]
     # extra["load_weights"]: components with their own weight files (e.g. apg's `weights`) load them
     # only when the model's checkpoint would load too (not when rebuilding a trained run's model).
+    if weight_shapes is None and load_checkpoint and m.get("checkpoint"):
+        from samfx.checkpoint import lazy_shapes
+        weight_shapes = lazy_shapes(m["checkpoint"])
     ctx = BuildContext(num_classes=len(recipe.config["data"]["classes"]),
-                       extra={"load_weights": load_checkpoint})
+                       extra={"load_weights": load_checkpoint, "weight_shapes": weight_shapes})
     encoder = build_component(registry, "image_encoder", m["image_encoder"], ctx, "model.image_encoder")
     ctx.image_size, ctx.embed_dim = encoder.image_size, encoder.embed_dim
     ctx.embed_size, ctx.encoder_dim = tuple(encoder.embed_size), encoder.encoder_dim
@@ -101,7 +110,7 @@ def build_model(recipe: Recipe, registry: Registry | None = None, load_checkpoin
     if m.get("temporal"):
         temporal = build_component(registry, "temporal_module", m["temporal"], ctx, "model.temporal")
     model = SegmentationModel(encoder, prompt_encoder, mask_decoder, prompts, main, adapters, temporal)
-    if load_checkpoint and m.get("checkpoint"):
-        from samfx.checkpoint import load_weights
-        load_weights(model, m["checkpoint"], allow_missing=m.get("checkpoint_allow_missing", []))
+    if load_checkpoint:
+        from samfx.checkpoint import load_recipe_weights
+        load_recipe_weights(model, m)
     return model

@@ -1,6 +1,9 @@
-"""Read and write weights: official SAM state dicts, the SAMUS authors' layout, samfx checkpoints.
+"""Read and write weights: official SAM state dicts, foreign layouts, samfx checkpoints.
 
-Reading always uses ``torch.load(weights_only=True)``: a checkpoint cannot run code.
+Reading uses ``torch.load(weights_only=True)`` or safetensors: a checkpoint cannot run code.
+Foreign layouts (the SAMUS / AutoSAMUS authors', SAMed, MSA...) are mapped by the components that
+own those weights: the encoder's ``convert_state_dict`` and every other component's
+``import_foreign_state`` (docs/plugins.md); the core knows no foreign key.
 Writing is atomic (temp file in the same folder, fsync, rename), so a checkpoint is never
 visible half-written.
 """
@@ -9,7 +12,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +20,7 @@ import torch
 from torch import Tensor
 
 from samfx.errors import CheckpointError
+from samfx.interfaces import ForeignKeys
 
 if TYPE_CHECKING:
     from samfx.model import SegmentationModel
@@ -42,14 +46,85 @@ def atomic_save(obj: Any, path: str | Path) -> None:
         raise
 
 
+SAFETENSORS_META = "samfx"  # metadata key holding a samfx checkpoint's non-tensor fields as JSON
+
+
+def is_safetensors(path: Path) -> bool:
+    """By suffix, or by content: an 8-byte little-endian header length followed by a JSON object."""
+    if path.suffix == ".safetensors":
+        return True
+    with open(path, "rb") as fh:
+        head = fh.read(9)
+    return len(head) == 9 and head[8:9] == b"{" and 2 <= int.from_bytes(head[:8], "little") < 10**8
+
+
+def read_safetensors(path: Path) -> dict[str, Any]:
+    """A safetensors file as a state dict; a samfx checkpoint's metadata restores its other fields."""
+    import json
+
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+            meta = fh.metadata() or {}
+    except Exception as exc:
+        msg = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise CheckpointError(f"{path}: cannot read safetensors file ({msg}); is it truncated?") from None
+    if SAFETENSORS_META not in meta:
+        return tensors
+    try:
+        fields = json.loads(meta[SAFETENSORS_META])
+    except ValueError:
+        raise CheckpointError(f"{path}: its '{SAFETENSORS_META}' metadata is not JSON; was it edited?") from None
+    return {**fields, "model": tensors}
+
+
+def save_checkpoint(obj: dict[str, Any], path: str | Path) -> None:
+    """Write a checkpoint object: ``.safetensors`` stores ``obj["model"]`` as tensors and the other
+    (plain-data) fields as JSON metadata; anything else goes through ``torch.save``."""
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        atomic_save(obj, path)
+        return
+    import json
+
+    from safetensors.torch import save
+
+    tensors = obj["model"] if "model" in obj else obj
+    fields = {k: v for k, v in obj.items() if k != "model"} if "model" in obj else None
+    meta = {SAFETENSORS_META: json.dumps(fields, default=str)} if fields is not None else None
+    blob = save({k: v.contiguous() for k, v in tensors.items()}, metadata=meta)
+    _atomic_write_bytes(blob, path)
+
+
+def _atomic_write_bytes(blob: bytes, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(blob)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint file safely; errors name the file and say what is wrong."""
+    """Load a checkpoint file (.pt/.pth or .safetensors) safely; errors name the file and say what is wrong."""
     path = Path(path).expanduser()
     if path.is_dir():
         raise CheckpointError(f"{path}: is a folder, not a weights file; `model.checkpoint` names a .pt/.pth "
                               f"file, e.g. a run's best.pt")
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found; check `model.checkpoint` in the recipe")
+    if is_safetensors(path):
+        return read_safetensors(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -69,8 +144,11 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def model_state(obj: dict[str, Any], path: str | Path) -> dict[str, Tensor]:
-    """The model's state dict inside a checkpoint object (samfx checkpoints wrap it)."""
+    """The model's state dict inside a checkpoint object (samfx checkpoints wrap it in "model", training
+    scripts such as Medical-SAM-Adapter's in "state_dict")."""
     state = obj["model"] if obj.get("format") == FORMAT else obj
+    if state is obj and isinstance(obj.get("state_dict"), dict) and not isinstance(obj["state_dict"], Tensor):
+        state = obj["state_dict"]
     if not isinstance(state, dict) or not state:
         raise CheckpointError(f"{path}: checkpoint holds no weights")
     if all(isinstance(k, str) and k.startswith("module.") for k in state):
@@ -90,28 +168,84 @@ def _shape(t: Tensor) -> str:
     return "(" + ",".join(str(s) for s in t.shape) + ")"
 
 
-def load_weights(model: SegmentationModel, path: str | Path, allow_missing: Sequence[str] = ()) -> dict[str, list[str]]:
+Shapes = dict[str, tuple[int, ...]]
+
+
+def lazy_shapes(path: str | Path) -> Callable[[], Shapes]:
+    """A function giving the key -> shape table of the weights in `path`, read on first call only."""
+    cache: Shapes = {}
+
+    def shapes() -> Shapes:
+        if not cache:
+            cache.update({k: tuple(v.shape) for k, v in model_state(_read_mapped(Path(path)), path).items()})
+        return cache
+    return shapes
+
+
+def _read_mapped(path: Path) -> dict[str, Any]:
+    """Like read_checkpoint, but memory-maps zip-format torch files (nothing is read that is not used);
+    anything else, or any problem, goes through read_checkpoint and its messages."""
+    try:
+        if path.is_file() and not is_safetensors(path):
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            if isinstance(obj, dict):
+                return obj
+    except Exception:
+        pass
+    return read_checkpoint(path)
+
+
+def component_prefixes(model: SegmentationModel) -> dict[str, ForeignKeys]:
+    """Every component below the encoder by its state-dict prefix (``prompt_generators.<key>.``, ...)."""
+    groups = {"prompt_generators": getattr(model, "prompt_generators", {}), "adapters": getattr(model, "adapters", {})}
+    out = {f"{group}.{key}.": comp for group, comps in groups.items() for key, comp in comps.items()
+           if isinstance(comp, ForeignKeys)}
+    temporal = getattr(model, "temporal", None)
+    if isinstance(temporal, ForeignKeys):
+        out["temporal."] = temporal
+    return out
+
+
+def import_foreign(model: SegmentationModel, state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Let each component rename the foreign keys it owns (``import_foreign_state(state, prefix)``)."""
+    for prefix, comp in component_prefixes(model).items():
+        state = comp.import_foreign_state(state, prefix)
+    return state
+
+
+def load_weights(model: SegmentationModel, path: str | Path, allow_missing: Sequence[str] = (),
+                 loaded: Sequence[str] = ()) -> dict[str, list[str]]:
     """Load SAM / SAMUS-authors / samfx weights into a SegmentationModel.
 
     The encoder converts its part (``convert_state_dict``: e.g. rel-pos resizing, key maps).
     Keys the model adds by design (encoder's ``new_parameter_prefixes``, prompt generators,
     adapters, temporal) may be missing; any other missing, unexpected or mis-shaped key is an
-    error naming the file and the first offenders. Returns {"missing": [...], "loaded": [...]}.
+    error naming the file and the first offenders; keys in `loaded` (filled by an earlier file, e.g.
+    ``model.base_checkpoint``) do not count as missing. Returns {"missing": [...], "loaded": [...]}.
     """
-    obj = read_checkpoint(path)
-    state = model_state(obj, path)
+    return load_state(model, model_state(read_checkpoint(path), path), path, allow_missing, loaded)
+
+
+def load_state(model: SegmentationModel, state: dict[str, Tensor], path: str | Path, allow_missing: Sequence[str] = (),
+               loaded: Sequence[str] = ()) -> dict[str, list[str]]:
+    """:func:`load_weights` for a state dict already read from `path` (named in errors)."""
     converted: dict[str, Tensor] = {}
     encoder = model.image_encoder
     enc_state = encoder.convert_state_dict(_split(state, "image_encoder."))
     converted.update({f"image_encoder.{k}": v for k, v in enc_state.items()})
     converted.update({k: v for k, v in state.items() if not k.startswith("image_encoder.")})
+    try:
+        converted = import_foreign(model, converted)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
 
     own = model.state_dict()
     unexpected = [k for k in converted if k not in own]
     mismatched = [k for k in converted if k in own and own[k].shape != converted[k].shape]
     by_design = [f"image_encoder.{p}" for p in encoder.new_parameter_prefixes()]
     by_design += ["prompt_generators.", "adapters.", "temporal."]
-    missing = [k for k in own if k not in converted]
+    earlier = set(loaded)
+    missing = [k for k in own if k not in converted and k not in earlier]
     bad_missing = [k for k in missing if not any(k.startswith(p) for p in by_design)
                    and not any(fnmatch.fnmatchcase(k, pat) for pat in allow_missing)]
     if mismatched:
@@ -126,4 +260,20 @@ def load_weights(model: SegmentationModel, path: str | Path, allow_missing: Sequ
                               f"{', '.join(bad_missing[:3])}; add patterns to model.checkpoint_allow_missing "
                               f"if that is intended")
     model.load_state_dict(converted, strict=False)
-    return {"missing": missing, "loaded": sorted(converted)}
+    return {"missing": missing, "loaded": sorted(earlier | set(converted))}
+
+
+def load_recipe_weights(model: SegmentationModel, m: dict[str, Any], state: dict[str, Tensor] | None = None,
+                        where: str | Path | None = None) -> None:
+    """The recipe's ``model.base_checkpoint`` then ``model.checkpoint`` (or `state`, read from `where`,
+    in its place); the top file is checked for keys that neither holds."""
+    allow = list(m.get("checkpoint_allow_missing") or [])
+    top = m.get("checkpoint") if state is None else where
+    loaded: list[str] = []
+    if m.get("base_checkpoint"):
+        base_allow = ["*"] if top else allow
+        loaded = load_weights(model, m["base_checkpoint"], allow_missing=base_allow)["loaded"]
+    if state is not None and where is not None:
+        load_state(model, state, where, allow, loaded)
+    elif top:
+        load_weights(model, top, allow_missing=allow, loaded=loaded)

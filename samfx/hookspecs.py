@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    from samfx.ckpt_kinds import CheckpointKind
     from samfx.registry import PluginRegistrar
 
 PROJECT = "samfx"
@@ -37,3 +38,11 @@ class SamfxHooks:
     @hookspec
     def samfx_doctor(self) -> dict[str, Any]:  # type: ignore[empty-body]  # a spec; pluggy never calls it
         """Return a dict of extra diagnostics for ``samfx doctor`` (versions, optional features)."""
+
+    @hookspec
+    def samfx_checkpoint_kinds(self) -> list[CheckpointKind]:  # type: ignore[empty-body]  # a spec
+        """Return a list of ``samfx.ckpt_kinds.CheckpointKind``: the foreign checkpoint layouts this plugin
+        reads, for ``samfx inspect`` (name, the recipe that loads such a file, a torch-free ``matches``
+        on the file's key -> shape table). Loading itself goes through the components'
+        ``import_foreign_state``.
+        """

@@ -24,6 +24,8 @@ class BuildContext:
     embed_size: tuple[int, int] = (64, 64)  # (h, w) of the image embedding
     encoder_dim: int = 768            # ViT width of the encoder (for adapters)
     num_classes: int = 1              # foreground classes the data queries (CAMUS: 3)
+    # "load_weights": whether the model's checkpoint will be loaded; "weight_shapes": None or a function
+    # giving the key -> shape table of the weights the model will receive (to size a component from them)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -43,7 +45,22 @@ class Site:
     spatial: tuple[int, int] | None = None
 
 
-class ImageEncoder(nn.Module):
+class ForeignKeys:
+    """Lets a component read its part of a checkpoint written by another project (docs/plugins.md)."""
+
+    def import_foreign_state(self, state: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
+        """Return `state` (a whole file's state dict) with the foreign keys this component owns renamed to
+        ``prefix + own key``; keys it does not own pass through unchanged. Raise CheckpointError (one
+        line, no file name: the caller adds it) when the file's part cannot fit this component."""
+        return state
+
+    def export_foreign_state(self, fmt: str, state: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
+        """The inverse for ``samfx convert --to fmt``: `state` with this component's keys (under
+        `prefix`) renamed to layout `fmt`'s names; unchanged when `fmt` keeps samfx's names."""
+        return state
+
+
+class ImageEncoder(ForeignKeys, nn.Module):
     """Maps images (B,3,S,S) to an image embedding (B,embed_dim,h,w)."""
 
     image_size: int
@@ -113,7 +130,7 @@ class Prompts:
     point_labels: Tensor | None = None
 
 
-class PromptGenerator(nn.Module):
+class PromptGenerator(ForeignKeys, nn.Module):
     """Produces prompts for each query. ``needs_targets`` is True for simulated clicks/boxes."""
 
     needs_targets: bool = False
@@ -122,7 +139,7 @@ class PromptGenerator(nn.Module):
         raise NotImplementedError
 
 
-class Adapter(nn.Module):
+class Adapter(ForeignKeys, nn.Module):
     """Attached to a :class:`Site`; ``forward(x, y)`` gets the hooked module's input x and output y
     and returns the new output (same shape as y)."""
 
@@ -130,7 +147,7 @@ class Adapter(nn.Module):
         raise NotImplementedError
 
 
-class TemporalModule(nn.Module):
+class TemporalModule(ForeignKeys, nn.Module):
     """State carried across the frames of a clip.
 
     Per frame t: ``read(state, emb)`` before the decoder returns (embedding, extra dense prompt or

@@ -287,6 +287,9 @@ def _validate(raw: dict[str, Any], sources: list[tuple[str, dict[str, Any]]],
     return cfg
 
 
+CHECKPOINT_FORMATS = ("pt", "safetensors")
+
+
 def _check_values(cfg: dict[str, Any], v: _Validator) -> None:
     """Numeric ranges (schema.RANGES) and rules across keys, before any data or model work."""
     for pattern, rng in RANGES.items():
@@ -294,6 +297,9 @@ def _check_values(cfg: dict[str, Any], v: _Validator) -> None:
             if value is not None and not rng.allows(value):
                 note = f" ({rng.note})" if rng.note else ""
                 raise v.fail(path, f"must be {rng.text()}{note}, got {value!r}")
+    if cfg["train"]["checkpoint_format"] not in CHECKPOINT_FORMATS:
+        raise v.fail("train.checkpoint_format", f"unknown '{cfg['train']['checkpoint_format']}'; use "
+                                                f"{' or '.join(CHECKPOINT_FORMATS)}")
     stages = cfg["train"]["stages"]
     if not stages:
         raise v.fail("train.stages", "no stages; a recipe trains at least one, e.g. [{name: train, epochs: 1}]")

@@ -25,6 +25,9 @@ class ModelSection:
     temporal: Any = None
     # Official SAM / SAMUS-authors / samfx checkpoint loaded after building (path; ~ expanded).
     checkpoint: str | None = None
+    # Loaded before `checkpoint`, which then overrides what both hold: the base weights a partial file
+    # is trained on (e.g. SAM's vit_b under a SAMed LoRA file, which holds no image encoder).
+    base_checkpoint: str | None = None
     # Keys of the checkpoint that may be missing beyond those the components add by design.
     checkpoint_allow_missing: list[str] = field(default_factory=list)
 
@@ -97,6 +100,9 @@ class TrainSection:
     log_every: int = 10
     val_every: int = 1                # epochs
     save_every: int = 0               # also write last.pt every N optimizer steps (0: at epoch ends only)
+    # best weights as best.pt (torch) or best.safetensors (no pickle: safe to share); last.pt stays torch
+    # format, since it holds the optimizer and RNG states safetensors cannot
+    checkpoint_format: str = "pt"     # pt | safetensors
     out_dir: str = "runs"
     compile: bool = False
     channels_last: bool = False

@@ -77,7 +77,7 @@ def test_msa_adapter_modes():
 @pytest.mark.parametrize("recipe,sites", [
     ("samed.yaml", ["lora-blocks-0-attn-qkv", "lora-blocks-1-attn-qkv", "lora-blocks-2-attn-qkv",
                     "lora-blocks-3-attn-qkv"]),
-    ("msa.yaml", [f"msa_adapter-blocks-{i}-mlp" for i in range(4)] + [f"msa_adapter-blocks-{i}" for i in range(4)]),
+    ("msa.yaml", [f"msa_adapter-blocks-{i}-{site}" for site in ("mlp", "attn-proj") for i in range(4)]),
 ])
 def test_adapter_recipes_attach_to_every_block(recipe, sites):
     from samfx.build import build_model

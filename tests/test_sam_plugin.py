@@ -72,7 +72,7 @@ def test_default_trainable_is_everything_and_sites():
     enc = SamImageEncoder("tiny", 256)
     assert enc.default_trainable() == [n for n, _ in enc.named_parameters()]
     sites = enc.sites()
-    assert set(sites) == {f"blocks.{i}{s}" for i in range(4) for s in ("", ".mlp", ".attn.qkv")}
+    assert set(sites) == {f"blocks.{i}{s}" for i in range(4) for s in ("", ".mlp", ".attn.qkv", ".attn.proj")}
     assert sites["blocks.0.attn.qkv"].layout == "linear" and sites["blocks.0.attn.qkv"].spatial == (8, 8)
     assert sites["blocks.1.attn.qkv"].spatial == (16, 16)  # global block
     assert (sites["blocks.2.attn.qkv"].in_dim, sites["blocks.2.attn.qkv"].out_dim) == (96, 288)

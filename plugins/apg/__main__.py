@@ -36,9 +36,9 @@ def _recipe_prompt(obj: dict[str, Any], folder: Path | None, key: str) -> dict[s
 
 def export(source: str | Path, out: str | Path, key: str = "apg") -> Path:
     """Write the APG under ``prompt_generators.<key>`` of `source` to `out`; returns `out`."""
-    from samfx.checkpoint import atomic_save, model_state, read_checkpoint
+    from samfx.checkpoint import model_state, read_checkpoint
     from samfx.engine.rundir import find_checkpoint
-    from samfx_plugins.apg.io import extract_from_state
+    from samfx_plugins.apg.io import extract_from_state, write_apg
 
     source = Path(source).expanduser()
     folder = source if source.is_dir() else None
@@ -48,7 +48,7 @@ def export(source: str | Path, out: str | Path, key: str = "apg") -> Path:
     config = _recipe_prompt(obj, folder, key)
     payload = extract_from_state(state, f"prompt_generators.{key}.", config, str(ckpt))
     out = Path(out).expanduser()
-    atomic_save(payload, out)
+    write_apg(payload, out)
     return out
 
 

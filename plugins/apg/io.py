@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from samfx.checkpoint import FORMAT as SAMFX_FORMAT
-from samfx.checkpoint import atomic_save
+from samfx.checkpoint import atomic_save, is_safetensors, read_safetensors, save_checkpoint
 from samfx.errors import CheckpointError
 from samfx_plugins.apg.config import ARCH_KEYS
 from samfx_plugins.apg.module import AutoPromptGenerator
@@ -49,10 +49,20 @@ def apg_payload(apg: AutoPromptGenerator) -> dict[str, Any]:
 
 
 def save_apg(model: nn.Module, path: str | Path, key: str | None = None) -> Path:
-    """Write the APG of `model` (or `model` itself) to `path` atomically; returns the path."""
+    """Write the APG of `model` (or `model` itself) to `path` atomically (``.safetensors``: the weights
+    as tensors, the other fields as JSON metadata); returns the path."""
     path = Path(path).expanduser()
-    atomic_save(apg_payload(find_apg(model, key)), path)
+    write_apg(apg_payload(find_apg(model, key)), path)
     return path
+
+
+def write_apg(payload: dict[str, Any], path: Path) -> None:
+    """An APG payload to `path`: ``torch.save``, or safetensors (weights + JSON metadata) by suffix."""
+    if path.suffix == ".safetensors":
+        fields = {k: v for k, v in payload.items() if k != "state_dict"}
+        save_checkpoint({**fields, "model": payload["state_dict"]}, path)
+    else:
+        atomic_save(payload, path)
 
 
 def read_apg(path: str | Path) -> dict[str, Any]:
@@ -61,11 +71,16 @@ def read_apg(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"{path}: APG file not found; check model.prompt.weights "
                               f"(write one with save_apg or `python -m samfx_plugins.apg export`)")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        first = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise CheckpointError(f"{path}: cannot read APG file ({first}); is it truncated?") from None
+    if is_safetensors(path):
+        obj = read_safetensors(path)
+        if "model" in obj and "format" in obj:
+            obj["state_dict"] = obj.pop("model")
+    else:
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            first = (str(exc).splitlines() or [type(exc).__name__])[0]
+            raise CheckpointError(f"{path}: cannot read APG file ({first}); is it truncated?") from None
     if not isinstance(obj, dict) or obj.get("format") != APG_FORMAT:
         got = obj.get("format") if isinstance(obj, dict) else type(obj).__name__
         hint = (" (a full samfx checkpoint: extract the APG with `python -m samfx_plugins.apg export`)"

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from segment_anything.modeling.common import LayerNorm2d, MLPBlock
 from torch import Tensor, nn
 
-from samfx.errors import RecipeError
+from samfx.errors import CheckpointError, RecipeError
 from samfx.interfaces import BuildContext, PromptContext, PromptGenerator, Prompts
 from samfx_plugins.apg.config import ARCH_KEYS, FORMS, APGConfig
 
@@ -44,13 +44,15 @@ class PaperCombine(nn.Module):
 
 
 def softmax1_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-    """Attention with softmax exp(s_i) / (1 + sum_j exp(s_j)) over (B,H,N,D) tensors.
+    """The authors' "+1" attention over (B,H,N,D) tensors, exactly as their code computes it.
 
-    The "+1" is an extra key scoring exactly 0 whose value is 0, so SDPA computes it exactly.
+    With s = q·k/sqrt(D) and m = max_j s_j the weights are exp(s_i - m) / (1 + sum_j exp(s_j - m)),
+    i.e. exp(s_i) / (exp(m) + sum_j exp(s_j)): the max is subtracted *before* the 1 is added, so the
+    extra term scales with the largest score (not the exp(s_i) / (1 + sum exp(s_j)) the name suggests).
     """
-    zk = k.new_zeros(*k.shape[:-2], 1, k.shape[-1])
-    zv = v.new_zeros(*v.shape[:-2], 1, v.shape[-1])
-    return F.scaled_dot_product_attention(q, torch.cat([k, zk], -2), torch.cat([v, zv], -2))
+    s = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5
+    e = torch.exp(s - s.amax(dim=-1, keepdim=True))
+    return (e / (1 + e.sum(dim=-1, keepdim=True))) @ v
 
 
 class ReferenceCombine(nn.Module):
@@ -131,6 +133,28 @@ class AutoPromptGenerator(PromptGenerator):
         self.proj = nn.Linear(embed_dim, embed_dim, bias=form == "reference")
         self.image_mixer = BiMixer(block, embed_dim, self.mlp_dim)
         self.dense = DensePrompt(embed_dim)
+
+    def import_foreign_state(self, state: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
+        """Read the AutoSAMUS authors' APG (``prompt_generator.*``, ``feature_adapter.*``; reference form)."""
+        from samfx_plugins.apg import authors
+
+        if not authors.is_authors_apg(state):
+            return state
+        if self.form != "reference":
+            raise CheckpointError("it holds the AutoSAMUS authors' APG (prompt_generator.*), which is the "
+                                  "reference form; set model.prompt.form=reference")
+        return authors.from_authors(state, list(self.state_dict()), prefix)
+
+    def export_foreign_state(self, fmt: str, state: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
+        """``authors``: this APG's keys in the AutoSAMUS authors' layout (reference form only)."""
+        from samfx_plugins.apg import authors
+
+        if fmt != "authors":
+            return state
+        if self.form != "reference" or self.tasks != 1:
+            raise CheckpointError(f"the authors' layout holds only a reference-form APG with one task set; "
+                                  f"this APG has form={self.form}, tasks={self.tasks}")
+        return authors.to_authors(state, prefix)
 
     def config(self) -> dict:
         """The architecture keys (ARCH_KEYS) plus sparse_tokens, as plain data."""

@@ -1,5 +1,6 @@
 """Registration of the lora plugin (light: no torch import)."""
 from samfx import hookimpl
+from samfx.ckpt_kinds import CheckpointKind
 from samfx_plugins.lora.config import LoRAConfig
 
 
@@ -7,3 +8,10 @@ from samfx_plugins.lora.config import LoRAConfig
 def samfx_register(registry):
     registry.add("adapter", "lora", "samfx_plugins.lora.module:build_lora", schema=LoRAConfig,
                  description="LoRA on a ViT's qkv projection (SAMed); attach at blocks.*.attn.qkv")
+
+
+@hookimpl
+def samfx_checkpoint_kinds() -> list[CheckpointKind]:
+    from samfx_plugins.lora.kinds import SAMED
+
+    return [SAMED]

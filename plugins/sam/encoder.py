@@ -82,12 +82,15 @@ def fit_geometry(state: dict[str, Tensor], encoder: SamViTBase) -> dict[str, Ten
 def vit_sites(blocks: Iterable[Any], dim: int, grid: tuple[int, int], global_idx: tuple[int, ...],
               window: int) -> dict[str, Site]:
     """Adapter sites of SAM-style ViT blocks: ``blocks.N.attn.qkv`` ("linear"; spatial = the window or
-    grid its attention sees), ``blocks.N.mlp`` and ``blocks.N`` ("bhwc" token maps)."""
+    grid its attention sees), ``blocks.N.attn.proj`` (attention output), ``blocks.N.mlp`` and ``blocks.N``
+    ("bhwc" token maps)."""
     out: dict[str, Site] = {}
     spatial = cast("tuple[int, int]", tuple(grid))
     for i, blk in enumerate(blocks):
         attn_grid = spatial if i in global_idx else (window, window)
         out[f"blocks.{i}.attn.qkv"] = Site(f"blocks.{i}.attn.qkv", blk.attn.qkv, "linear", dim, 3 * dim, attn_grid)
+        # attention output (after its projection): where MSA's Space_Adapter sits
+        out[f"blocks.{i}.attn.proj"] = Site(f"blocks.{i}.attn.proj", blk.attn.proj, "bhwc", dim, dim, attn_grid)
         out[f"blocks.{i}.mlp"] = Site(f"blocks.{i}.mlp", blk.mlp, "bhwc", dim, dim, spatial)
         out[f"blocks.{i}"] = Site(f"blocks.{i}", blk, "bhwc", dim, dim, spatial)
     return out

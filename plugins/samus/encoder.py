@@ -22,7 +22,7 @@ from samfx_plugins.sam.config import PROMPT_DIM
 from samfx_plugins.sam.encoder import FAST_PATH_KEY, SamViTBase, fit_geometry, size_preset, vit_kwargs
 from samfx_plugins.sam.fast import set_fast_path
 from samfx_plugins.samus.config import CNN_WIDTHS, DEFAULT_CNN_WIDTHS, IMAGE_SIZES, SamusEncoderConfig
-from samfx_plugins.samus.keys import from_authors, is_authors_layout
+from samfx_plugins.samus.keys import from_authors, is_authors_layout, to_authors
 
 SAM_POS_GRID = 64  # SAM's pos_embed is (1,64,64,d) (1024² / 16), kept and pooled by the position adapter
 
@@ -224,6 +224,15 @@ class SamusImageEncoder(SamViTBase):
         if is_authors_layout(state):
             state = from_authors(state)
         return fit_geometry(state, self)
+
+    def export_foreign_state(self, fmt: str, state: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
+        """``authors``: the encoder's keys in the SAMUS authors' layout (samfx/loading maps them back)."""
+        if fmt != "authors":
+            return state
+        mine = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        out = {k: v for k, v in state.items() if not k.startswith(prefix)}
+        out.update({prefix + k: v for k, v in to_authors(mine).items()})
+        return out
 
 
 def build_samus_encoder(cfg: SamusEncoderConfig, ctx: BuildContext) -> SamusImageEncoder:

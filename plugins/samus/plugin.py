@@ -1,5 +1,6 @@
 """Registration of the samus plugin (light: no torch import)."""
 from samfx import hookimpl
+from samfx.ckpt_kinds import CheckpointKind
 from samfx_plugins.samus.config import SamusEncoderConfig
 
 
@@ -9,3 +10,10 @@ def samfx_register(registry):
                  schema=SamusEncoderConfig,
                  description="SAMUS encoder: SAM's ViT at 256² + CNN branch, cross-branch attention, position "
                              "and feature adapters; loads official SAM and SAMUS-authors weights.")
+
+
+@hookimpl
+def samfx_checkpoint_kinds() -> list[CheckpointKind]:
+    from samfx_plugins.samus.kinds import SAMUS
+
+    return [SAMUS]

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from segment_anything.modeling.common import LayerNorm2d
 from torch import Tensor, nn
 
-from samfx.errors import SamfxError
+from samfx.errors import CheckpointError, SamfxError
 from samfx.interfaces import BuildContext, TemporalModule
 
 AFFINITIES = ("l2", "dot")
@@ -194,6 +194,15 @@ class SpaceTimeMemory(TemporalModule):
         z, r = torch.sigmoid(self.gru_gates(torch.cat([x, hidden], 1))).chunk(2, 1)
         cand = torch.tanh(self.gru_cand(torch.cat([x, r * hidden], 1)))
         return (1 - z) * hidden + z * cand
+
+    def import_foreign_state(self, state: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
+        """MemSAM's memory (``memory.*``) has no counterpart here: say why instead of 'unexpected keys'."""
+        if any(k.startswith("memory.value_encoder.") for k in state):
+            raise CheckpointError(
+                "it is a MemSAM checkpoint whose memory (memory.*: ResNet-18 value encoder, key projection, "
+                "memory decoder) does not map onto stm (docs/checkpoints.md); load its SAMUS part: samfx convert "
+                "FILE --drop 'memory.*' --to authors --recipe recipes/samus.yaml --out samus_part.pth")
+        return state
 
 
 def build_stm(cfg, ctx: BuildContext) -> SpaceTimeMemory:

@@ -1,5 +1,6 @@
 """Registration of the stm plugin (light: no torch import)."""
 from samfx import hookimpl
+from samfx.ckpt_kinds import CheckpointKind
 from samfx_plugins.stm.config import STMConfig
 
 
@@ -9,3 +10,10 @@ def samfx_register(registry):
                  description="Space-time memory (XMem/MemSAM-style): keys from the image embedding, values "
                              "from embedding + predicted probabilities, bounded bank (first + last N frames), "
                              "readout as extra dense prompt and/or fused embedding.")
+
+
+@hookimpl
+def samfx_checkpoint_kinds() -> list[CheckpointKind]:
+    from samfx_plugins.stm.kinds import MEMSAM
+
+    return [MEMSAM]

@@ -115,7 +115,7 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) ->
 
 
 # Subcommand modules register themselves on `app` / `data_app`; they import torch lazily.
-from samfx.cli import bench_cmds, byod_cmds, data_cmds, data_import_cmds, run_cmds  # noqa: E402,F401
+from samfx.cli import bench_cmds, byod_cmds, ckpt_cmds, data_cmds, data_import_cmds, run_cmds  # noqa: E402,F401
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from samfx.checkpoint import FORMAT, atomic_save, read_checkpoint
+from samfx.checkpoint import FORMAT, read_checkpoint, save_checkpoint
 from samfx.errors import CheckpointError
 from samfx.recipe import Recipe
 
@@ -51,7 +51,8 @@ def make(model: torch.nn.Module, recipe: Recipe, **extra: Any) -> dict[str, Any]
 
 
 def save(obj: dict[str, Any], path: Path) -> None:
-    atomic_save(obj, path)
+    """Atomically; a ``.safetensors`` path keeps the weights as tensors and the rest as JSON metadata."""
+    save_checkpoint(obj, path)
 
 
 def load(path: str | Path) -> dict[str, Any]:
@@ -75,7 +76,8 @@ def load_model(path: str | Path, registry=None, device: str | torch.device = "cp
 
     obj = load(path)
     recipe = recipe_of(obj)
-    model = build_model(recipe, registry, load_checkpoint=False)
+    shapes = {k: tuple(v.shape) for k, v in obj["model"].items()} if isinstance(obj.get("model"), dict) else {}
+    model = build_model(recipe, registry, load_checkpoint=False, weight_shapes=lambda: shapes)
     restore_weights(model, obj["model"], path, "was a plugin changed since training?")
     if obj.get("prompt") and obj["prompt"] in model.prompt_generators:
         model.use_prompt(obj["prompt"])

@@ -25,6 +25,11 @@ from samfx.registry import Registry
 from samfx.schema import COMPONENT_SLOTS
 
 LAST, BEST = "last.pt", "best.pt"
+BEST_SAFETENSORS = "best.safetensors"  # best weights with train.checkpoint_format: safetensors
+
+
+def best_name(checkpoint_format: str) -> str:
+    return BEST_SAFETENSORS if checkpoint_format == "safetensors" else BEST
 
 
 def new_run_dir(recipe: Recipe) -> Path:
@@ -141,10 +146,11 @@ def prepare(run_dir: Path, recipe: Recipe, registry: Registry, plugin_versions: 
 
 
 def find_checkpoint(target: str | Path, prefer: str = BEST) -> Path:
-    """A checkpoint file, or a run folder's best.pt (else last.pt)."""
+    """A checkpoint file, or a run folder's best.pt / best.safetensors (else last.pt)."""
     path = Path(target).expanduser()
     if path.is_dir():
-        for name in (prefer, LAST, BEST):
+        bests = (BEST, BEST_SAFETENSORS)
+        for name in (prefer, *(bests if prefer == BEST else ()), LAST, *bests):
             if (path / name).is_file():
                 return path / name
         raise SamfxError(f"{path}: no best.pt or last.pt in this folder; is it a samfx run folder?")

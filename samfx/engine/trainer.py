@@ -339,7 +339,8 @@ class Trainer:
             p.best = {"metric": name, "value": value, "epoch": epoch, "step": p.step, "global_step": p.global_step}
             if self.main:
                 obj = ckpt.make(self._built, self.recipe, progress=asdict(p), metric=dict(p.best, stage=st["name"]))
-                ckpt.save(obj, self._folder / rundir.BEST)
+                best = rundir.best_name(self.recipe.config["train"]["checkpoint_format"])
+                ckpt.save(obj, self._folder / best)
         p.history = [h for h in p.history if h["stage"] != st["name"]] + [
             {"stage": st["name"], "index": index, "best": p.best, "last": metrics, "epochs_done": p.epoch,
              "steps_done": p.step}]

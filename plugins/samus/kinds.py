@@ -1,0 +1,14 @@
+"""The SAMUS authors' checkpoints, for ``samfx inspect`` (torch-free)."""
+from __future__ import annotations
+
+from samfx.ckpt_kinds import CheckpointKind, Shapes, encoder_width, size_override
+
+
+def _is_samus(shapes: Shapes) -> bool:
+    return any(k.startswith("image_encoder.cnn_embed.") for k in shapes) and \
+        not any(k.startswith(("prompt_generator.", "memory.")) for k in shapes)
+
+
+SAMUS = CheckpointKind(
+    "SAMUS (the authors' train.py)", "recipes/samus.yaml", _is_samus,
+    overrides=lambda shapes: size_override(encoder_width(shapes)), priority=10)

@@ -1,0 +1,16 @@
+"""MemSAM checkpoints, for ``samfx inspect`` (torch-free)."""
+from __future__ import annotations
+
+from samfx.ckpt_kinds import CheckpointKind, Shapes
+
+
+def _is_memsam(shapes: Shapes) -> bool:
+    return any(k.startswith("memory.value_encoder.") for k in shapes)
+
+
+MEMSAM = CheckpointKind(
+    "MemSAM (SAMUS + its XMem-style memory under memory.*)", "recipes/samus_stm.yaml", _is_memsam,
+    note="its memory does not map onto samfx's stm (docs/checkpoints.md): keep the SAMUS part, the memory "
+         "starts fresh", priority=30,
+    command="samfx convert {file} --drop 'memory.*' --to authors --recipe recipes/samus.yaml "
+            "--out {stem}_samus.pth && samfx train {recipe} model.checkpoint={stem}_samus.pth")

@@ -1,0 +1,109 @@
+"""What a checkpoint file is: its layout, model size, components and the recipe that loads it.
+
+Plugins describe the foreign layouts they read through the ``samfx_checkpoint_kinds`` hook (a list of
+:class:`CheckpointKind`); the core adds samfx's own checkpoints and plain SAM state dicts. Torch-free
+matching: a kind sees only the file's key -> shape table.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+Shapes = Mapping[str, tuple[int, ...]]
+SAM_PARTS = ("image_encoder.", "prompt_encoder.", "mask_decoder.")
+# ViT width -> SAM model size (vit_b 768, vit_l 1024, vit_h 1280; samfx's test size `tiny` 96)
+SIZES = {768: "vit_b", 1024: "vit_l", 1280: "vit_h", 96: "tiny"}
+
+
+def _no_overrides(shapes: Shapes) -> list[str]:
+    return []
+
+
+@dataclass(frozen=True)
+class CheckpointKind:
+    """A checkpoint layout: ``matches(shapes)`` says whether a file's key -> shape table is one;
+    ``recipe`` loads it with ``overrides(shapes)`` added; ``note`` (text, or a function of the shapes) is
+    shown to the user. Kinds with a
+    higher ``priority`` are tried first (a more specific layout before the one it extends); ``command``
+    is how a user loads such a file (see :meth:`how_to_load`)."""
+
+    name: str
+    recipe: str
+    matches: Callable[[Shapes], bool]
+    overrides: Callable[[Shapes], list[str]] = field(default=_no_overrides)
+    note: str | Callable[[Shapes], str] = ""
+    priority: int = 0
+    command: str = "samfx train {recipe} model.checkpoint={file}{overrides}"
+
+    def how_to_load(self, file: str, shapes: Shapes) -> str:
+        """The command that loads `file` (``{file}``, ``{stem}``, ``{recipe}``, ``{overrides}`` filled in)."""
+        extra = "".join(f" {o}" for o in self.overrides(shapes))
+        stem = file.rsplit(".", 1)[0]
+        return self.command.format(recipe=self.recipe, file=file, stem=stem, overrides=extra)
+
+    def note_for(self, shapes: Shapes) -> str:
+        return self.note(shapes) if callable(self.note) else self.note
+
+
+def is_sam_state(shapes: Shapes) -> bool:
+    return bool(shapes) and all(k.startswith(SAM_PARTS) for k in shapes) and \
+        "image_encoder.patch_embed.proj.weight" in shapes
+
+
+SAM = CheckpointKind(
+    "SAM state dict (official SAM, MedSAM or another SAM fine-tune)", "recipes/sam_vit_b.yaml", is_sam_state,
+    note="MedSAM's medsam_vit_b.pth is this kind: load it with recipes/medsam.yaml (MedSAM's [0,1] "
+         "input scaling, pixel_norm: false)", priority=-100)
+
+
+def encoder_width(shapes: Shapes) -> int | None:
+    """The ViT width of the file's image encoder (``pos_embed``'s last dim), None without one."""
+    pos = shapes.get("image_encoder.pos_embed")
+    return pos[-1] if pos else None
+
+
+def size_override(width: int | None) -> list[str]:
+    """``model.image_encoder.size=...`` when the ViT width says the model is not vit_b (the recipes' size)."""
+    return [] if width in (None, 768) else [f"model.image_encoder.size={SIZES.get(width, width)}"]
+
+
+def model_size(shapes: Shapes) -> str:
+    """SAM size from the encoder's width (patch embedding) and depth; '?' when there is no encoder."""
+    width_key = next((k for k in shapes if k.endswith("patch_embed.proj.weight")), None)
+    if width_key is None:
+        return "? (no image encoder in the file)"
+    width = shapes[width_key][0]
+    depth = len({k.split(".")[2] for k in shapes if k.startswith("image_encoder.blocks.")})
+    return f"{SIZES.get(width, 'unknown')} (ViT width {width}, {depth} blocks)"
+
+
+def components(shapes: Shapes) -> dict[str, tuple[int, int]]:
+    """Top-level prefix -> (tensors, values)."""
+    out: dict[str, tuple[int, int]] = {}
+    for k, shape in shapes.items():
+        top = k.split(".")[0]
+        n = 1
+        for s in shape:
+            n *= s
+        t, v = out.get(top, (0, 0))
+        out[top] = (t + 1, v + n)
+    return out
+
+
+def identify(shapes: Shapes, kinds: list[CheckpointKind]) -> CheckpointKind | None:
+    """The first kind (highest priority first) whose ``matches`` accepts the file; None if none does."""
+    for kind in sorted([*kinds, SAM], key=lambda k: -k.priority):
+        if kind.matches(shapes):
+            return kind
+    return None
+
+
+def plugin_kinds() -> list[CheckpointKind]:
+    """Every kind the loaded plugins declare."""
+    from samfx.pluginmanager import get_plugins
+
+    found: list[Any] = []
+    for declared in get_plugins().manager.hook.samfx_checkpoint_kinds():
+        found.extend(declared or [])
+    return found
