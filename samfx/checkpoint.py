@@ -14,7 +14,7 @@ import os
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import torch
 from torch import Tensor
@@ -29,7 +29,12 @@ FORMAT = "samfx"
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
-    path = Path(path)
+    """``torch.save`` to `path`, atomically."""
+    _atomic_write(Path(path), lambda fh: torch.save(obj, fh))
+
+
+def _atomic_write(path: Path, write: Callable[[BinaryIO], Any]) -> None:
+    """Write through `write(file)` to a temp file in the same folder, fsync, rename over `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     umask = os.umask(0)
@@ -37,7 +42,7 @@ def atomic_save(obj: Any, path: str | Path) -> None:
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a checkpoint is an ordinary file
     try:
         with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -95,24 +100,7 @@ def save_checkpoint(obj: dict[str, Any], path: str | Path) -> None:
     fields = {k: v for k, v in obj.items() if k != "model"} if "model" in obj else None
     meta = {SAFETENSORS_META: json.dumps(fields, default=str)} if fields is not None else None
     blob = save({k: v.contiguous() for k, v in tensors.items()}, metadata=meta)
-    _atomic_write_bytes(blob, path)
-
-
-def _atomic_write_bytes(blob: bytes, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(blob)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    _atomic_write(path, lambda fh: fh.write(blob))
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

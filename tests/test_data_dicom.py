@@ -9,30 +9,17 @@ import numpy as np
 import pytest
 from pydicom.pixels.decoders import JPEGLosslessSV1Decoder
 from scipy import ndimage
-from typer.testing import CliRunner
 
-from samfx.cli.main import app
 from samfx.data.importers.dicom import import_dicom
 from samfx.data.importers.dicom_read import hash_id, read_dicom
 from samfx.data.store import open_store, read_frames, read_index
 from samfx.errors import DataError
+from tests.cli_inprocess import cli, one_line
 from tests.dicom_us import echo_frames, fan_mask, gray, us_dataset, write
 
 INNER = ndimage.binary_erosion(fan_mask(), iterations=2)   # sector edges: hull / JPEG tolerance
 OUTER = ndimage.binary_dilation(fan_mask(), iterations=2)
 
-
-def cli(*args: object):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def one_line(result, *parts: str) -> str:
-    assert result.exit_code == 2, (result.exit_code, result.output)
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.stderr, result.stderr
-    for part in parts:
-        assert part in lines[0], (part, lines[0])
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

@@ -7,29 +7,16 @@ import nibabel as nib
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
-from samfx.cli.main import app
 from samfx.data.importers.folder import FolderOptions, import_folder
 from samfx.data.importers.grouping import PatientRule, ratio_splits
 from samfx.data.importers.labelmap import build_label_map, parse_labels
 from samfx.data.store import open_store, read_frames, read_index, read_sample
 from samfx.errors import DataError
+from tests.cli_inprocess import cli, one_line
 
 RNG = np.random.default_rng(0)
 
-
-def cli(*args: object):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def one_line(result, *parts: str) -> str:
-    assert result.exit_code == 2, (result.exit_code, result.output)
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.stderr, result.stderr
-    for part in parts:
-        assert part in lines[0], (part, lines[0])
-    return lines[0]
 
 
 def png(path: Path, arr: np.ndarray) -> Path:

@@ -8,26 +8,13 @@ import av
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
-from samfx.cli.main import app
 from samfx.data.importers.video import frame_masks, read_video
 from samfx.data.store import open_store, read_frames, read_index
+from tests.cli_inprocess import cli, one_line
 
 T, H, W = 6, 32, 48
 
-
-def cli(*args: object):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def one_line(result, *parts: str) -> str:
-    assert result.exit_code == 2, (result.exit_code, result.output)
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.stderr, result.stderr
-    for part in parts:
-        assert part in lines[0], (part, lines[0])
-    return lines[0]
 
 
 def write_video(path: Path, fmt: str, codec: str, pix_fmt: str, rate: int = 30) -> np.ndarray:

@@ -5,16 +5,17 @@ Heavy imports (numpy, h5py, pydicom, av) stay inside the commands so `samfx --he
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import typer
 
-from samfx.cli.main import data_app, emit_json, fail
+from samfx.cli.data_cmds import FORCE_OPTION as _FORCE
+from samfx.cli.data_cmds import JSON_OPTION as _JSON
+from samfx.cli.data_cmds import OUT_OPTION as _OUT
+from samfx.cli.data_cmds import print_report as _report
+from samfx.cli.main import data_app, fail
 from samfx.errors import DataError, SamfxError
 
-_OUT = typer.Option(..., "--out", "-o", help="Store file to write (.h5); must not exist unless --force.")
-_FORCE = typer.Option(False, "--force", help="Replace --out when it is an existing samfx store (never another file).")
-_JSON = typer.Option(False, "--json", help="Print JSON.")
 _SKIP = typer.Option(False, "--skip-bad", help="Skip and report unreadable or inconsistent files.")
 _LABELS = typer.Option(None, "--labels", help="Mask values to class ids, e.g. 255=1 or 0,128,255=0,1,2 (repeatable).")
 _NAMES = typer.Option(None, "--class-names", help="Comma-separated names of classes 1..K, e.g. LV,MYO,LA.")
@@ -23,14 +24,6 @@ _PATIENT = typer.Option(None, "--patient-regex",
                         help="Regex on the file name giving the patient (first group), so splits keep patients whole.")
 _SPLIT = typer.Option("0.7,0.1,0.2", "--split", help="train,val,test fractions of patients (seeded).")
 _SEED = typer.Option(0, "--seed", help="Seed of the split.")
-
-
-def _report(report: Any, as_json: bool) -> None:
-    if as_json:
-        emit_json(report.to_json())
-    else:
-        for line in report.summary_lines():
-            typer.echo(line)
 
 
 def parse_spacing(text: str | None) -> tuple[float, float] | None:

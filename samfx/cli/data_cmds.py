@@ -6,19 +6,22 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
 from samfx.cli.main import data_app, emit_json, fail
 from samfx.errors import SamfxError
 
-_OUT = typer.Option(..., "--out", "-o", help="Store file to write (.h5); must not exist unless --force.")
-_FORCE = typer.Option(False, "--force", help="Replace --out when it is an existing samfx store (never another file).")
-_JSON = typer.Option(False, "--json", help="Print JSON.")
+# shared by every command that writes a store (also samfx/cli/data_import_cmds.py, byod_cmds.py)
+OUT_OPTION = typer.Option(..., "--out", "-o", help="Store file to write (.h5); must not exist unless --force.")
+FORCE_OPTION = typer.Option(False, "--force",
+                            help="Replace --out when it is an existing samfx store (never another file).")
+JSON_OPTION = typer.Option(False, "--json", help="Print JSON.")
 
 
-def _report(report, as_json: bool) -> None:
+def print_report(report: Any, as_json: bool) -> None:
+    """An importer's report: its summary lines, or with --json the report as JSON."""
     if as_json:
         emit_json(report.to_json())
     else:
@@ -27,14 +30,14 @@ def _report(report, as_json: bool) -> None:
 
 
 @data_app.command()
-def synth(out: Path = _OUT,
+def synth(out: Path = OUT_OPTION,
           patients: int = typer.Option(50, "--patients", help="Number of patients (each: 2CH and 4CH)."),
           seed: int = typer.Option(0, "--seed", help="Random seed: same seed, same data."),
           frames: int = typer.Option(12, "--frames", help="Frames per ED->ES sequence (>= 2)."),
           size: tuple[int, int] = typer.Option((256, 288), "--size", help="Frame size H W in pixels."),
           wall_flicker: float = typer.Option(0.0, "--wall-flicker",
                                              help="0..1: wall dropouts fade in and out over a sequence (0: fixed)."),
-          force: bool = _FORCE, as_json: bool = _JSON) -> None:
+          force: bool = FORCE_OPTION, as_json: bool = JSON_OPTION) -> None:
     """Generate synthetic apical 2CH/4CH echocardiography sequences (labels LV=1, MYO=2, LA=3)."""
     from samfx.data.synth import generate
 
@@ -55,7 +58,7 @@ def synth(out: Path = _OUT,
 
 
 @data_app.command()
-def stats(path: Path = typer.Argument(..., help="Store file (.h5)."), as_json: bool = _JSON) -> None:
+def stats(path: Path = typer.Argument(..., help="Store file (.h5)."), as_json: bool = JSON_OPTION) -> None:
     """Counts, splits, shapes, spacing, class area fractions and the EF distribution of a store."""
     from samfx.data.stats import store_stats
 
@@ -89,11 +92,11 @@ def stats(path: Path = typer.Argument(..., help="Store file (.h5)."), as_json: b
 @data_app.command()
 def camus(root: Path = typer.Argument(..., help="CAMUS folder: database_nifti/ + database_split/ (2023 "
                                                  "release) or training/ + testing/ (2019 release, .mhd)."),
-          out: Path = _OUT,
+          out: Path = OUT_OPTION,
           seed: int = typer.Option(0, "--seed", help="Seed of the patient split when no split files exist."),
           sequences: bool = typer.Option(True, "--sequences/--no-sequences", help="Import the sequences too."),
           skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip and report unreadable files."),
-          force: bool = _FORCE, as_json: bool = _JSON) -> None:
+          force: bool = FORCE_OPTION, as_json: bool = JSON_OPTION) -> None:
     """Import CAMUS (2023 NIfTI or 2019 MetaImage release, detected): images, sequences, cfg, splits."""
     from samfx.data.importers.camus import import_camus
 
@@ -102,16 +105,16 @@ def camus(root: Path = typer.Argument(..., help="CAMUS folder: database_nifti/ +
                               force=force)
     except SamfxError as exc:
         fail(exc)
-    _report(report, as_json)
+    print_report(report, as_json)
 
 
 @data_app.command()
 def us30k(root: Path = typer.Argument(..., help="US30K folder (holding MainPatient/ and dataset folders)."),
-          out: Path = _OUT,
+          out: Path = OUT_OPTION,
           dataset: Optional[list[str]] = typer.Option(None, "--dataset", help="Only this dataset (repeatable)."),
           strict: bool = typer.Option(False, "--strict", help="Fail on the first listed-but-missing file."),
           skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip and report unreadable files."),
-          force: bool = _FORCE, as_json: bool = _JSON) -> None:
+          force: bool = FORCE_OPTION, as_json: bool = JSON_OPTION) -> None:
     """Import the SAMUS authors' US30K PNG layout; listed-but-missing files are reported."""
     from samfx.data.importers.us30k import import_us30k
 
@@ -120,16 +123,16 @@ def us30k(root: Path = typer.Argument(..., help="US30K folder (holding MainPatie
                               show_progress=not as_json, force=force)
     except SamfxError as exc:
         fail(exc)
-    _report(report, as_json)
+    print_report(report, as_json)
 
 
 @data_app.command()
 def echonet(root: Path = typer.Argument(..., help="EchoNet-Dynamic folder (FileList.csv, VolumeTracings.csv, "
                                                    "Videos/)."),
-            out: Path = _OUT,
+            out: Path = OUT_OPTION,
             limit: Optional[int] = typer.Option(None, "--limit", help="Import only the first N videos."),
             skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip and report undecodable videos."),
-            force: bool = _FORCE, as_json: bool = _JSON) -> None:
+            force: bool = FORCE_OPTION, as_json: bool = JSON_OPTION) -> None:
     """Import EchoNet-Dynamic: AVI sequences with filled LV masks on the traced ED/ES frames."""
     from samfx.data.importers.echonet import import_echonet
 
@@ -138,7 +141,7 @@ def echonet(root: Path = typer.Argument(..., help="EchoNet-Dynamic folder (FileL
                                  force=force)
     except SamfxError as exc:
         fail(exc)
-    _report(report, as_json)
+    print_report(report, as_json)
 
 
 @data_app.command()

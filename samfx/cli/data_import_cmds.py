@@ -3,28 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 import typer
 
-from samfx.cli.main import data_app, emit_json, fail
+from samfx.cli.data_cmds import FORCE_OPTION as _FORCE
+from samfx.cli.data_cmds import JSON_OPTION as _JSON
+from samfx.cli.data_cmds import OUT_OPTION as _OUT
+from samfx.cli.data_cmds import print_report as _print
+from samfx.cli.main import data_app, fail
 from samfx.errors import SamfxError
 
-if TYPE_CHECKING:
-    from samfx.data.importers.common import ImportReport
-
-_OUT = typer.Option(..., "--out", "-o", help="Store file to write (.h5); must not exist unless --force.")
-_FORCE = typer.Option(False, "--force", help="Replace --out when it is an existing samfx store (never another file).")
-_JSON = typer.Option(False, "--json", help="Print JSON.")
 _SKIP = typer.Option(False, "--skip-bad", help="Skip and report unreadable files instead of stopping.")
-
-
-def _print(report: ImportReport, as_json: bool) -> None:
-    if as_json:
-        emit_json(report.to_json())
-    else:
-        for line in report.summary_lines():
-            typer.echo(line)
 
 
 @data_app.command()

@@ -29,21 +29,9 @@ SPLITS = {"TRAIN": "train", "VAL": "val", "TEST": "test"}
 
 def read_avi(path: Path) -> np.ndarray:
     """Decode a video to grayscale frames (T,H,W) uint8; DataError when it cannot be decoded."""
-    import av
+    from samfx.data.importers.video import read_video
 
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise DataError(f"{path}: no video stream; is this an EchoNet AVI?")
-            frames = [f.to_ndarray(format="gray") for f in container.decode(video=0)]
-    except DataError:
-        raise
-    except Exception as exc:  # PyAV raises FFmpeg errors of many types
-        raise DataError(f"{path}: cannot decode video ({type(exc).__name__}: {exc}); the file is damaged, "
-                        f"download it again") from None
-    if not frames:
-        raise DataError(f"{path}: the video has no decodable frame; the file is damaged")
-    return np.stack(frames).astype(np.uint8)
+    return read_video(path)[0]
 
 
 CHORD_COLUMNS = ("X1", "Y1", "X2", "Y2")  # EchoNet-Dynamic: a long axis, then chords across the LV
