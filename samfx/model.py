@@ -190,6 +190,10 @@ class SegmentationModel(nn.Module):
             fused, extra = temporal.read(state, emb) if temporal is not None and state is not None else (emb, None)
             if t == 0 or not gen.needs_targets:
                 out = self.decode(fused, cls, tgt if gen.needs_targets else None, extra_dense=extra, prompt=name)
+                if out.prompts.aux_losses:
+                    raise SamfxError(f"forward_clip: prompt '{name}' returned auxiliary losses "
+                                     f"({', '.join(out.prompts.aux_losses)}), which clip training does not "
+                                     f"use yet; train it in an image stage (data.clip_length: 0)")
             else:  # a simulated user prompts frame 0 only; later frames: no-mask prompt + memory
                 sparse, dense = self.prompt_encoder(points=None, boxes=None, masks=None)
                 n = fused.shape[0]

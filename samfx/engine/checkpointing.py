@@ -37,6 +37,7 @@ class Progress:
     loss_count: int = 0
     window_sum: float = 0.0
     window_count: int = 0
+    aux_window: dict[str, list[float]] = field(default_factory=dict)  # "aux/<name>" -> [sum, count]
     best: dict[str, Any] | None = None
     history: list[dict[str, Any]] = field(default_factory=list)  # per-stage summaries
     finished: bool = False
