@@ -79,7 +79,7 @@ def test_aux_losses_are_added_to_the_stage_loss(plugins):
     plain = loss_fn(out.logits.float(), targets)
     assert set(aux) == {"area"} and not aux["area"].requires_grad
     assert float(aux["area"]) == pytest.approx(float((0.5 - targets.mean()) ** 2))
-    assert float(loss.detach()) == pytest.approx(float(plain) + float(aux["area"]))
+    assert float(loss.detach()) == pytest.approx(float(plain.detach()) + float(aux["area"]))
     loss.backward()
     assert gen.area.grad is not None and float(gen.area.grad) != 0.0
 
@@ -108,3 +108,25 @@ def test_clip_forward_refuses_aux_losses(plugins):
         model.forward_clip(frames, [1], labels)
     assert str(err.value) == ("forward_clip: prompt 'area_prompt' returned auxiliary losses (area), which clip "
                               "training does not use yet; train it in an image stage (data.clip_length: 0)")
+
+
+def test_resumed_run_logs_the_same_aux_values(plugins, tmp_path):
+    """The aux log window is part of last.pt: a run stopped mid-window logs what an unstopped one does."""
+    from samfx import api
+
+    def rows(run):
+        with open(run / "log.csv", newline="") as fh:
+            return [(r["global_step"], r["value"]) for r in csv.DictReader(fh) if r["key"] == "train/aux/area"]
+
+    recipe = api.load_recipe(TOY, ["model.prompt={name: area_prompt}", "train.log_every=3", "train.save_every=2"],
+                             registry=plugins.registry)
+    api.train(recipe, tmp_path / "whole", registry=plugins.registry)
+
+    def stop_at_3(trainer, event):
+        if event == "step" and trainer.progress.global_step == 3:
+            raise KeyboardInterrupt  # after last.pt of step 2, inside the log window of steps 1-3
+
+    with pytest.raises(KeyboardInterrupt):
+        api.train(recipe, tmp_path / "stopped", registry=plugins.registry, callbacks=[stop_at_3])
+    api.resume(tmp_path / "stopped", registry=plugins.registry)
+    assert rows(tmp_path / "whole") == rows(tmp_path / "stopped") and len(rows(tmp_path / "whole")) >= 1

@@ -260,8 +260,7 @@ class Trainer:
                             p.window_count += 1
                             advance(0, loss=v.value)
                         elif v.what.startswith("aux/"):  # a prompt generator's own loss (Prompts.aux_losses)
-                            acc = p.aux_window.setdefault(v.what, [0.0, 0])
-                            acc[0], acc[1] = acc[0] + v.value, acc[1] + 1
+                            p.add_aux(v.what, v.value)
 
                 for batch in loader:
                     inputs = batch_to_device(batch, self.device)
@@ -300,10 +299,9 @@ class Trainer:
                     p.global_step += 1
                     if p.step % log_every == 0:
                         read_back()
-                        logged = {"train/step_loss": p.window_sum / p.window_count, "train/lr": lr}
-                        logged.update({f"train/{k}": s / max(1, n) for k, (s, n) in sorted(p.aux_window.items())})
-                        self.log.log(logged, p.global_step, st["name"], epoch, p.step)
-                        p.window_sum, p.window_count, p.aux_window = 0.0, 0, {}
+                        self.log.log({"train/step_loss": p.window_sum / p.window_count, "train/lr": lr,
+                                      **p.take_aux()}, p.global_step, st["name"], epoch, p.step)
+                        p.window_sum, p.window_count = 0.0, 0
                     for cb in self.callbacks:
                         cb(self, "step")
                     if step_done():
