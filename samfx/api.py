@@ -171,6 +171,11 @@ def load_run(target: str | Path, *, prompt: str | None = None, device: str = "au
 def predict_arrays(run: Run | str | Path, images: np.ndarray, *, sequence: bool = False,
                    prompt: str | None = None, device: str = "auto") -> np.ndarray:
     """Label maps of gray uint8 images (H,W) or (N,H,W) with a :class:`Run` or a run folder /
-    checkpoint (loaded with :func:`load_run`); nothing is written."""
-    loaded = run if isinstance(run, Run) else load_run(run, prompt=prompt, device=device)
+    checkpoint (loaded with :func:`load_run`, with `prompt` and `device`); nothing is written."""
+    if isinstance(run, Run):
+        if prompt is not None and prompt != run.prompt:
+            raise SamfxError(f"predict_arrays: prompt '{prompt}' differs from the loaded run's '{run.prompt}'; "
+                             f"pass it to load_run(..., prompt=...)")
+        return run.segment(images, sequence=sequence)
+    loaded = load_run(run, prompt=prompt, device=device)
     return loaded.segment(images, sequence=sequence)

@@ -112,3 +112,14 @@ def test_python_api_page_runs(tmp_path, monkeypatch):
     assert "[('step', 1), ('epoch', 1)]" in printed
     assert (tmp_path / "runs" / "notebook-pred" / "echo_label.png").is_file()
     assert (tmp_path / "runs" / "notebook" / "eval-test.json").is_file()
+
+
+def test_predict_arrays_refuses_a_second_prompt_for_a_loaded_run():
+    import numpy as np
+
+    run = api.Run(model=None, recipe=None, checkpoint=ROOT, classes=[1], class_names=["LV"],  # type: ignore[arg-type]
+                  prompt="none", precision="fp32")
+    with pytest.raises(SamfxError) as err:
+        api.predict_arrays(run, np.zeros((4, 5), np.uint8), prompt="apg")
+    assert str(err.value) == ("predict_arrays: prompt 'apg' differs from the loaded run's 'none'; pass it to "
+                              "load_run(..., prompt=...)")
