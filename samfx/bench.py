@@ -313,7 +313,7 @@ def _run_one(model, step_mod, mode, label, compiled, precision, b, size, classes
     def step() -> None:
         if mode == "train":
             with torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
-                loss, _ = fn(images, labels)
+                loss, *_ = fn(images, labels)
             loss.backward()
             if opt is not None:
                 opt.step()

@@ -121,13 +121,18 @@ class PromptContext:
 
 @dataclass
 class Prompts:
-    """Prompt embeddings for the mask decoder. ``image_embedding`` replaces the encoder's when set."""
+    """Prompt embeddings for the mask decoder. ``image_embedding`` replaces the encoder's when set.
+
+    ``aux_losses``: scalar training losses of the generator's own (e.g. box regression against
+    ``ctx.targets``), already weighted; the trainer adds them to the stage's loss and logs each as
+    ``train/aux/<name>``. Image stages only: clip (temporal) stages raise when a generator returns any."""
 
     sparse: Tensor                    # (B,N,C)
     dense: Tensor                     # (B,C,h,w)
     image_embedding: Tensor | None = None
     points: Tensor | None = None      # (B,N,2) pixel coords of simulated clicks, for overlays
     point_labels: Tensor | None = None
+    aux_losses: dict[str, Tensor] = field(default_factory=dict)
 
 
 class PromptGenerator(ForeignKeys, nn.Module):

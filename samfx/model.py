@@ -187,15 +187,20 @@ class SegmentationModel(nn.Module):
                 tgt = class_targets(labels[:, t], cls)
                 if on_frame is None:
                     targets.append(tgt.view(b, k, *tgt.shape[2:]))
-            fused, extra = temporal.read(state, emb) if temporal is not None and state is not None else (emb, None)
+            # a state of None is a module's own business (e.g. nothing seen yet), not 'no memory'
+            fused, extra = temporal.read(state, emb) if temporal is not None else (emb, None)
             if t == 0 or not gen.needs_targets:
                 out = self.decode(fused, cls, tgt if gen.needs_targets else None, extra_dense=extra, prompt=name)
+                if out.prompts.aux_losses and torch.is_grad_enabled():  # evaluation may ignore them
+                    raise SamfxError(f"forward_clip: prompt '{name}' returned auxiliary losses "
+                                     f"({', '.join(out.prompts.aux_losses)}), which clip training does not "
+                                     f"use yet; train it in an image stage (data.clip_length: 0)")
             else:  # a simulated user prompts frame 0 only; later frames: no-mask prompt + memory
                 sparse, dense = self.prompt_encoder(points=None, boxes=None, masks=None)
                 n = fused.shape[0]
                 no_prompt = Prompts(sparse.expand(n, -1, -1), dense.expand(n, -1, -1, -1))
                 out = self._run_decoder(fused, self.prompt_encoder.get_dense_pe(), no_prompt, extra)
-            if temporal is not None and state is not None:
+            if temporal is not None:
                 state = temporal.write(state, emb, torch.sigmoid(out.logits))
             if on_frame is not None:
                 on_frame(t, out)

@@ -1,6 +1,7 @@
 """A third-party plugin installs with pip (offline) and works with no change to samfx."""
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -26,9 +27,10 @@ def example_env(tmp_path_factory):
 def test_example_plugin_is_listed(example_env):
     res = run_samfx("list-plugins", "--json", env=example_env)
     rows = {r["name"]: r for r in json.loads(res.stdout)}
-    assert rows["example"] == {"name": "example", "version": "0.2.0", "status": "ok",
+    assert rows["example"] == {"name": "example", "version": "0.3.0", "status": "ok",
                                "target": "samfx_example.plugin",
-                               "components": {"prompt_generator": ["center_click"]}}
+                               "components": {"adapter": ["channel_gate"],
+                                              "prompt_generator": ["center_click", "learned_click"]}}
 
 
 def test_example_plugin_is_usable_from_a_recipe(example_env, tmp_path):
@@ -41,3 +43,20 @@ def test_example_plugin_is_usable_from_a_recipe(example_env, tmp_path):
     assert report["recipe"]["model"]["prompt"] == {"name": "example/center_click", "label": 1}
     assert "prompt:center_click" in report["params"]["by_component"]
     assert report["stages"][0]["params"]["trainable"] == report["params"]["by_component"]["mask_decoder"]["total"]
+
+
+def test_example_plugin_trains_its_adapter_and_aux_loss(example_env, tmp_path):
+    """Two steps of the plugin's own recipe: the gates and the click move, the aux loss is logged."""
+    import torch
+
+    run = tmp_path / "run"
+    res = run_samfx("train", str(EXAMPLE / "recipes" / "learned_click.yaml"), "train.stages.0.max_steps=2",
+                    "--out", str(run), "--quiet", env=example_env)
+    assert res.returncode == 0, res.stderr
+    with open(run / "log.csv", newline="") as fh:
+        aux = [r for r in csv.DictReader(fh) if r["key"] == "train/aux/click_centre"]
+    assert [r["global_step"] for r in aux] == ["1", "2"] and all(float(r["value"]) > 0 for r in aux)
+    state = torch.load(run / "last.pt", map_location="cpu", weights_only=False)["model"]
+    gates = [k for k in state if k.startswith("adapters.channel_gate-blocks-") and k.endswith(".gate")]
+    assert len(gates) == 4 and all(bool(state[k].abs().sum() > 0) for k in gates)
+    assert bool(state["prompt_generators.learned_click.position.weight"].abs().sum() > 0)

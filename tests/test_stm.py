@@ -370,8 +370,8 @@ def test_clip_step_and_zero_loss_without_labeled_frames():
     model = tiny_model(stm())
     frames, labels = clip_batch(2, 3)
     step = ClipStep(model, [1, 2], Dice(1.0))
-    loss, logits = step(frames, labels, torch.ones(2, 3, dtype=torch.bool))
-    assert logits.shape == (2, 3, 2, S, S) and 0 < float(loss.detach()) < 1
+    loss, logits, aux = step(frames, labels, torch.ones(2, 3, dtype=torch.bool))
+    assert logits.shape == (2, 3, 2, S, S) and 0 < float(loss.detach()) < 1 and aux == {}
     none = model.forward_clip(frames, [1], labels, torch.zeros(2, 3, dtype=torch.bool))
     zero = engine_clip_loss(none, Dice(1.0))
     assert float(zero.detach()) == 0.0 and zero.requires_grad
@@ -405,10 +405,10 @@ def test_area_change_loss_counts_unexplained_change_on_labeled_pairs():
     model = tiny_model(stm())
     frames, labels = clip_batch(2, 3)
     labeled = torch.ones(2, 3, dtype=torch.bool)
-    plain, _ = ClipStep(model, [1], Dice(1.0))(frames, labels, labeled)
+    plain, *_ = ClipStep(model, [1], Dice(1.0))(frames, labels, labeled)
     torch.manual_seed(0)
     model = tiny_model(stm())
-    with_term, _ = ClipStep(model, [1], Dice(1.0), area_change_weight=2.0)(frames, labels, labeled)
+    with_term, *_ = ClipStep(model, [1], Dice(1.0), area_change_weight=2.0)(frames, labels, labeled)
     assert float((with_term - plain).detach()) > 0
 
 

@@ -55,26 +55,21 @@ def train(recipe: Optional[str] = typer.Argument(None, help="Recipe YAML (option
 
     if nproc_per_node > 1 and "LOCAL_RANK" not in os.environ:
         D.launch(nproc_per_node, _without_nproc(sys.argv[1:]))
-    from samfx.engine.trainer import Trainer
-    from samfx.pluginmanager import get_plugins
-    from samfx.recipe import load_recipe
+    from samfx import api
 
     try:
         path, extra = _split_recipe_args(recipe, list(overrides or []), resume)
-        plugins = get_plugins()
-        rec = load_recipe(path, extra, plugins.registry)
-        run_dir = resume or out
-        if resume is not None:
-            if out is not None and Path(out).resolve() != Path(resume).resolve():
-                raise SamfxError(f"--out {out} and --resume {resume} name different folders; give only --resume")
-        trainer = Trainer(rec, run_dir, registry=plugins.registry, plugin_versions=plugins.versions(),
-                          resume=resume is not None, quiet=quiet)
+        if resume is not None and out is not None and Path(out).resolve() != Path(resume).resolve():
+            raise SamfxError(f"--out {out} and --resume {resume} name different folders; give only --resume")
         try:
-            result = trainer.fit()
+            if resume is not None:
+                result = api.resume(resume, path, overrides=extra, quiet=quiet)
+            else:
+                result = api.train(path, out, overrides=extra, quiet=quiet)
         except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM, with last.pt written (samfx.engine.interrupt)
             fail(SamfxError(str(exc) or "interrupted"), code=getattr(exc, "exit_code", 130))
         if not quiet and D.env_info().is_main:
-            typer.echo(f"run folder: {trainer.run_dir}")
+            typer.echo(f"run folder: {result['run']}")
             for st in result["stages"]:
                 best = st.get("best") or {}
                 if best:
@@ -99,11 +94,12 @@ def eval_cmd(target: str = typer.Argument(..., help="Run folder (uses best.pt, e
              limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N images."),
              as_json: bool = typer.Option(False, "--json", help="Print the JSON report (docs/metrics.md).")) -> None:
     """Dice, IoU, HD and HD95 per class, per image and per patient; writes eval-<split>.json."""
-    from samfx.engine.evaluate import evaluate, print_table
+    from samfx import api
+    from samfx.engine.evaluate import print_table
 
     try:
-        report = evaluate(target, split=split, data=data, prompt=prompt, device=device,
-                          compat=True if compat_row_hd else None, limit=limit)
+        report = api.evaluate(target, split=split, data=data, prompt=prompt, device=device,
+                              compat_row_hd=True if compat_row_hd else None, limit=limit)
     except SamfxError as exc:
         fail(exc)
     if as_json:
@@ -123,10 +119,10 @@ def predict(checkpoint: str = typer.Argument(..., help="Run folder or checkpoint
             device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
             as_json: bool = typer.Option(False, "--json", help="Print predictions.json.")) -> None:
     """Label maps + overlays per image; per-frame masks, the LV area curve, ED/ES and an EF estimate per sequence."""
-    from samfx.engine.predict import predict as run_predict
+    from samfx import api
 
     try:
-        report = run_predict(checkpoint, inputs, out, prompt=prompt, device=device)
+        report = api.predict(checkpoint, inputs, out, prompt=prompt, device=device)
     except SamfxError as exc:
         fail(exc)
     if as_json:

@@ -37,9 +37,20 @@ class Progress:
     loss_count: int = 0
     window_sum: float = 0.0
     window_count: int = 0
+    aux_window: dict[str, list[float]] = field(default_factory=dict)  # "aux/<name>" -> [sum, count]
     best: dict[str, Any] | None = None
     history: list[dict[str, Any]] = field(default_factory=list)  # per-stage summaries
     finished: bool = False
+
+    def add_aux(self, what: str, value: float) -> None:
+        acc = self.aux_window.setdefault(what, [0.0, 0])
+        acc[0], acc[1] = acc[0] + value, acc[1] + 1
+
+    def take_aux(self) -> dict[str, float]:
+        """``train/aux/<name>``: each auxiliary loss's mean over the log window, which starts anew."""
+        out = {f"train/{k}": s / max(1, n) for k, (s, n) in sorted(self.aux_window.items())}
+        self.aux_window = {}
+        return out
 
 
 def make(model: torch.nn.Module, recipe: Recipe, **extra: Any) -> dict[str, Any]:

@@ -74,12 +74,13 @@ class ClipStep(nn.Module):
         self.model, self.classes, self.loss_fn = model, classes, loss_fn
         self.area_change_weight = float(area_change_weight)
 
-    def forward(self, frames: Tensor, labels: Tensor, labeled: Tensor) -> tuple[Tensor, Tensor | None]:
+    def forward(self, frames: Tensor, labels: Tensor, labeled: Tensor
+                ) -> tuple[Tensor, Tensor | None, dict[str, Tensor]]:
         out = self.model.forward_clip(frames, self.classes, labels, labeled)
         loss = clip_loss(out, self.loss_fn)
         if self.area_change_weight:
             loss = loss + self.area_change_weight * area_change_loss(out)
-        return loss, out.logits
+        return loss, out.logits, {}
 
 
 @torch.no_grad()

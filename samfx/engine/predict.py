@@ -194,36 +194,11 @@ class Predictor:
         self.out = _out_folder(out_dir, create=True)
         self.lv = self.classes[self.names.index("LV")] if "LV" in self.names else self.classes[0]
 
-    def _prep(self, frames: np.ndarray) -> torch.Tensor:
-        s = self.model.image_size
-        x = torch.tensor(np.asarray(frames), dtype=torch.float32).div(255.0).unsqueeze(1).to(self.device)
-        x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
-        return x.expand(-1, 3, -1, -1)
-
-    def _labels(self, logits: torch.Tensor, hw: tuple[int, int]) -> np.ndarray:
-        """Per-class logits (N,K,S,S) -> label maps (N,H,W) at the input resolution."""
-        up = F.interpolate(logits.float(), size=hw, mode="bilinear", align_corners=False)
-        return label_map(up, self.classes).cpu().numpy().astype(np.uint8)
-
     @torch.no_grad()
     def segment(self, frames: np.ndarray, sequence: bool) -> np.ndarray:
         """(T,H,W) uint8 -> label maps (T,H,W); sequences go through forward_clip frame by frame."""
-        hw = frames.shape[1:]
-        k = len(self.classes)
-        if not sequence:
-            x = self._prep(frames)
-            with autocast(self.precision, self.device):
-                _, out = self.model.forward_classes(x, self.classes, None, prompt=self.prompt)
-            return self._labels(out.logits.reshape(x.shape[0], k, *out.logits.shape[-2:]), hw)
-        labels: list[np.ndarray] = []
-
-        def on_frame(t: int, out) -> None:
-            labels.append(self._labels(out.logits.reshape(1, k, *out.logits.shape[-2:]), hw)[0])
-
-        x = self._prep(frames).unsqueeze(0)  # (1,T,3,S,S)
-        with autocast(self.precision, self.device):
-            self.model.forward_clip(x, self.classes, prompt=self.prompt, on_frame=on_frame)
-        return np.stack(labels)
+        return segment_frames(self.model, frames, self.classes, prompt=self.prompt, precision=self.precision,
+                              sequence=sequence)
 
     def run(self, item: Input) -> dict[str, Any]:
         pred = self.segment(item.frames, item.sequence)
@@ -307,3 +282,31 @@ def predict(checkpoint: str | Path, inputs: list[str], out_dir: str | Path, *, p
               "classes": dict(zip(predictor.names, predictor.classes)), "results": results}
     rundir.write_json(predictor.out / "predictions.json", report)
     return report
+
+
+@torch.no_grad()
+def segment_frames(model: Any, frames: np.ndarray, classes: list[int], *, prompt: str | None = None,
+                   precision: str = "fp32", sequence: bool = False) -> np.ndarray:
+    """Gray frames (T,H,W) uint8 -> label maps (T,H,W) uint8 at their own resolution, on the model's
+    device; ``sequence`` sends them through ``forward_clip`` as one clip (temporal models)."""
+    device = next(model.parameters()).device
+    s, k, hw = model.image_size, len(classes), tuple(frames.shape[1:])
+    x = torch.tensor(np.asarray(frames), dtype=torch.float32).div(255.0).unsqueeze(1).to(device)
+    x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False, antialias=True).expand(-1, 3, -1, -1)
+
+    def labels_of(logits: torch.Tensor) -> np.ndarray:  # per-class logits (N,K,S,S) -> (N,H,W)
+        up = F.interpolate(logits.float(), size=hw, mode="bilinear", align_corners=False)
+        return label_map(up, classes).cpu().numpy().astype(np.uint8)
+
+    if not sequence:
+        with autocast(precision, device):
+            _, out = model.forward_classes(x, classes, None, prompt=prompt)
+        return labels_of(out.logits.reshape(x.shape[0], k, *out.logits.shape[-2:]))
+    labels: list[np.ndarray] = []
+
+    def on_frame(t: int, out: Any) -> None:
+        labels.append(labels_of(out.logits.reshape(1, k, *out.logits.shape[-2:]))[0])
+
+    with autocast(precision, device):
+        model.forward_clip(x.unsqueeze(0), classes, prompt=prompt, on_frame=on_frame)
+    return np.stack(labels)

@@ -14,16 +14,22 @@ if TYPE_CHECKING:
 
 
 class ImageStep(nn.Module):
-    """``step(images (B,3,S,S), label maps (B,S,S)) -> (loss, logits (B*K,1,S,S))`` with one decoder
-    query per (image, class) through ``model.forward_classes``."""
+    """``step(images (B,3,S,S), label maps (B,S,S)) -> (loss, logits (B*K,1,S,S), aux)`` with one decoder
+    query per (image, class) through ``model.forward_classes``; the prompt generator's auxiliary losses
+    are added to the loss and returned detached in `aux` (name -> scalar) for logging."""
 
     def __init__(self, model: SegmentationModel, classes: list[int], loss_fn: nn.Module):
         super().__init__()
         self.model, self.classes, self.loss_fn = model, classes, loss_fn
 
-    def forward(self, images: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, images: torch.Tensor, label: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         targets, out = self.model.forward_classes(images, self.classes, label)
-        return self.loss_fn(out.logits.float(), targets), out.logits
+        loss = self.loss_fn(out.logits.float(), targets)
+        aux = out.prompts.aux_losses
+        for value in aux.values():  # none: the loss is the stage's loss alone, bit for bit
+            loss = loss + value.float()
+        return loss, out.logits, {name: value.detach() for name, value in aux.items()}
 
 
 def build_step(model: SegmentationModel, classes: list[int], loss_fn: nn.Module, stage: dict[str, Any], *, clips: bool,

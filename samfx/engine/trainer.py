@@ -259,6 +259,8 @@ class Trainer:
                             p.window_sum += v.value
                             p.window_count += 1
                             advance(0, loss=v.value)
+                        elif v.what.startswith("aux/"):  # a prompt generator's own loss (Prompts.aux_losses)
+                            p.add_aux(v.what, v.value)
 
                 for batch in loader:
                     inputs = batch_to_device(batch, self.device)
@@ -270,8 +272,10 @@ class Trainer:
                         sync = step_mod.no_sync()  # type: ignore[operator]  # DDP-wrapped when D.active()
                     with sync:
                         with autocast(self.precision, self.device):
-                            loss, _ = step_mod(*inputs)
+                            loss, _, aux = step_mod(*inputs)
                         values.add("loss", D.all_reduce_mean(loss.detach()), epoch, p.step + 1)
+                        for name, value in aux.items():
+                            values.add(f"aux/{name}", D.all_reduce_mean(value), epoch, p.step + 1)
                         scaled = loss / group
                         (scaler.scale(scaled) if scaler is not None else scaled).backward()
                     p.batch += 1
@@ -295,8 +299,8 @@ class Trainer:
                     p.global_step += 1
                     if p.step % log_every == 0:
                         read_back()
-                        self.log.log({"train/step_loss": p.window_sum / p.window_count, "train/lr": lr},
-                                     p.global_step, st["name"], epoch, p.step)
+                        self.log.log({"train/step_loss": p.window_sum / p.window_count, "train/lr": lr,
+                                      **p.take_aux()}, p.global_step, st["name"], epoch, p.step)
                         p.window_sum, p.window_count = 0.0, 0
                     for cb in self.callbacks:
                         cb(self, "step")
