@@ -4,18 +4,32 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from samfx.engine.optim import build_optimizer, build_scheduler
-from samfx.errors import RecipeError
+from samfx.errors import RecipeError, SamfxError
 from samfx.recipe import Recipe
 
 if TYPE_CHECKING:
     from samfx.model import SegmentationModel
     from samfx.registry import Registry
+
+
+class TrainingError(SamfxError):
+    """Training had to stop (non-finite loss or gradient); the last good checkpoint is kept."""
+
+
+def nonfinite_error(what: str, where: str, last: Path, precision: str) -> TrainingError:
+    """The one-line stop for a non-finite `what` (loss, gradient norm) at `where` (stage, epoch, step)."""
+    kept = f"last good checkpoint kept: {last}" if last.exists() else "no checkpoint was written yet"
+    hint = "lower the learning rate or set train.grad_clip"
+    if precision == "fp16":
+        hint += ", or train in bf16/fp32 (fp16 overflows)"
+    return TrainingError(f"{where}: {what}; training stopped, {kept}; {hint}")
 
 
 @dataclass

@@ -36,10 +36,11 @@ from samfx.engine.runlog import RunLog
 from samfx.engine.sampler import ResumableBatchSampler
 from samfx.engine.seeding import EpochSeeded, derive_seed, seed_everything, set_deterministic, set_rng_state
 from samfx.engine.session import RunSession
-from samfx.engine.stage import plan_stage
+from samfx.engine.stage import TrainingError as TrainingError  # re-exported: what fit() raises on NaN
+from samfx.engine.stage import nonfinite_error, plan_stage
 from samfx.engine.steps import build_step
 from samfx.engine.stepvalues import StepValues
-from samfx.errors import RecipeError, SamfxError
+from samfx.errors import RecipeError
 from samfx.recipe import Recipe
 
 if TYPE_CHECKING:
@@ -48,10 +49,6 @@ if TYPE_CHECKING:
     from samfx.registry import Registry
 
 SELECT = {"val/dice": max, "val/loss": min, "train/loss": min}  # names: schema.SELECT_METRICS, checked at load
-
-
-class TrainingError(SamfxError):
-    """Training had to stop (non-finite loss or gradient); the last good checkpoint is kept."""
 
 
 class Trainer:
@@ -355,13 +352,8 @@ class Trainer:
         self._say(f"  {st['name']} epoch {epoch + 1}/{epochs} step {p.step}: {shown}" + ("  (best)" if is_best else ""))
 
     def _stop(self, what: str, index: int, st: dict[str, Any], epoch: int, step: int) -> None:
-        last = self._folder / rundir.LAST
-        kept = f"last good checkpoint kept: {last}" if last.exists() else "no checkpoint was written yet"
-        hint = "lower the learning rate or set train.grad_clip"
-        if self.precision == "fp16":
-            hint += ", or train in bf16/fp32 (fp16 overflows)"
-        raise TrainingError(f"train.stages.{index} '{st['name']}' epoch {epoch + 1} step {step}: {what}; "
-                            f"training stopped, {kept}; {hint}")
+        raise nonfinite_error(what, f"train.stages.{index} '{st['name']}' epoch {epoch + 1} step {step}",
+                              self._folder / rundir.LAST, self.precision)
 
     # -- validation -------------------------------------------------------------------------------------
     def validate(self, loss_fn: nn.Module | None = None) -> dict[str, float]:
