@@ -27,7 +27,7 @@ def rows(paths: list[str]) -> list[str]:
     return out
 
 
-# DESIGN.md §6 and issue 9: SAMUS vit_b 256², the authors' code on an H200 and samfx's targets.
+# SAMUS vit_b 256²: the authors' code on an H200 as reported for it, and samfx's targets (docs/performance.md).
 REFERENCE = {"train": 76.0, "train_gib": 12.0, "infer": 279.0, "autosamus_train": 114.0}
 TARGETS = {"train": 300.0, "train_gib": 4.0, "infer": 1000.0}
 

@@ -45,7 +45,7 @@ def _randomize(module: torch.nn.Module, seed: int = 0) -> None:
 
 
 def test_vit_b_parameter_breakdown():
-    """DESIGN.md §1: 39,653,120 trainable of 133,323,568 (encoder here; + SAM's 4,064,560 decoder side)."""
+    """The SAMUS paper's count: 39,653,120 trainable of 133,323,568 (encoder here; + SAM's 4,064,560 decoder side)."""
     with torch.device("meta"):
         enc = SamusImageEncoder("vit_b")
     groups = {"cnn": r"cnn\.", "pos_adapter": r"pos_adapter\.", "input_adapter": r"input_adapter\.",

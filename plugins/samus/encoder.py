@@ -1,5 +1,5 @@
 """The SAMUS image encoder: SAM's ViT at 256² with overlapping patches, a position adapter, feature
-adapters, a parallel CNN branch and cross-branch attention (DESIGN.md §1, the authors' code).
+adapters, a parallel CNN branch and cross-branch attention (as in the authors' code).
 
 Parameter names: SAM's for everything SAM has (``patch_embed``, ``pos_embed``, ``blocks.N.{norm1,
 attn,norm2,mlp}``, ``neck``); SAMUS's additions are ``cnn.*``, ``pos_adapter.*``, ``input_adapter.*``
