@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+import traceback
 from typing import Optional
 
 import typer
@@ -21,8 +23,15 @@ app.add_typer(data_app, name="data")
 
 
 def fail(err: Exception, code: int = 2) -> None:
+    debug_traceback(err)
     typer.echo(f"error: {err}", err=True)
     raise typer.Exit(code)
+
+
+def debug_traceback(err: BaseException) -> None:
+    """Under SAMFX_DEBUG=1, the traceback behind a one-line error (plugin failures keep it as the cause)."""
+    if os.environ.get("SAMFX_DEBUG") == "1":
+        traceback.print_exception(type(err), err, err.__traceback__)
 
 
 def emit_json(obj) -> None:
@@ -122,6 +131,7 @@ def main() -> None:
     try:
         app()
     except SamfxError as exc:  # any command: one clean line
+        debug_traceback(exc)
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
 

@@ -40,6 +40,7 @@ from samfx.engine.stage import plan_stage
 from samfx.engine.steps import build_step
 from samfx.engine.stepvalues import StepValues
 from samfx.errors import RecipeError, SamfxError
+from samfx.plugin_errors import running
 from samfx.recipe import Recipe
 
 if TYPE_CHECKING:
@@ -269,7 +270,7 @@ class Trainer:
                     if D.active() and not last_in_group:
                         sync = step_mod.no_sync()  # type: ignore[operator]  # DDP-wrapped when D.active()
                     with sync:
-                        with autocast(self.precision, self.device):
+                        with autocast(self.precision, self.device), running(f"train.stages.{index} '{st['name']}'"):
                             loss, _ = step_mod(*inputs)
                         values.add("loss", D.all_reduce_mean(loss.detach()), epoch, p.step + 1)
                         scaled = loss / group
