@@ -54,8 +54,10 @@ def list_plugins(kind: Optional[str] = typer.Option(None, "--kind", help="Only c
     rows = []
     for info in plugins.infos:
         row = info.to_json()
-        if kind is not None:
+        if kind is not None:  # plugins with none of that kind are left out; a failed or disabled one may have some
             row["components"] = {k: v for k, v in row["components"].items() if k == kind}
+            if not row["components"] and row["status"] == "ok":
+                continue
         rows.append(row)
     if as_json:
         emit_json(rows)
@@ -124,7 +126,15 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) ->
 
 
 # Subcommand modules register themselves on `app` / `data_app`; they import torch lazily.
-from samfx.cli import bench_cmds, byod_cmds, ckpt_cmds, data_cmds, data_import_cmds, run_cmds  # noqa: E402,F401
+from samfx.cli import (  # noqa: E402,F401
+    bench_cmds,
+    byod_cmds,
+    ckpt_cmds,
+    data_cmds,
+    data_import_cmds,
+    describe_cmds,
+    run_cmds,
+)
 
 
 def main() -> None:
