@@ -24,4 +24,16 @@ def summarize(recipe_path: str, overrides: list[str]) -> dict[str, Any]:
         t, tr = count_params(module)
         by_component[name] = {"total": t, "trainable": tr}
     return {"recipe": recipe.config, "params": {"total": total, "trainable": trainable,
-                                                "by_component": by_component}, "stages": stages}
+                                                "by_component": by_component}, "stages": stages,
+            "sites": site_rows(model)}
+
+
+def site_rows(model: Any) -> list[dict[str, Any]]:
+    """The encoder's adapter sites (name, layout, in/out width, spatial grid) and the adapters on each."""
+    rows = []
+    for name, site in model.image_encoder.sites().items():
+        suffix = "-" + name.replace(".", "-")
+        on = [k[: -len(suffix)] for k in model.adapters if k.endswith(suffix)]
+        rows.append({"name": name, "layout": site.layout, "in_dim": site.in_dim, "out_dim": site.out_dim,
+                     "spatial": list(site.spatial) if site.spatial else None, "adapters": on})
+    return rows

@@ -78,7 +78,8 @@ def list_plugins(kind: Optional[str] = typer.Option(None, "--kind", help="Only c
 @app.command()
 def show(recipe: str = typer.Argument(..., help="Recipe YAML file."),
          overrides: Optional[list[str]] = typer.Argument(None, help="key.path=value overrides."),
-         as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+         as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+         sites: bool = typer.Option(False, "--sites", help="Only the encoder's adapter sites.")) -> None:
     """Resolve a recipe and summarise the model: parameters total / trainable per component and stage."""
     from samfx.summary import summarize
 
@@ -86,6 +87,11 @@ def show(recipe: str = typer.Argument(..., help="Recipe YAML file."),
         report = summarize(recipe, overrides or [])
     except SamfxError as exc:
         fail(exc)
+    if sites:
+        from samfx.cli.show_sites import print_sites
+
+        print_sites(report["sites"], as_json)
+        return
     if as_json:
         emit_json(report)
         return
