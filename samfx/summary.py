@@ -16,7 +16,8 @@ def summarize(recipe_path: str, overrides: list[str]) -> dict[str, Any]:
     stages = []
     for i, stage in enumerate(recipe.config["train"]["stages"]):
         apply_stage(model, recipe, i)
-        stages.append({"name": stage["name"], "params": {"trainable": count_params(model)[1]}})
+        stages.append({"name": stage["name"], "epochs": stage["epochs"], "max_steps": stage["max_steps"],
+                       "params": {"trainable": count_params(model)[1]}})
     apply_stage(model, recipe, len(recipe.config["train"]["stages"]) - 1)
     total, trainable = count_params(model)
     by_component = {}

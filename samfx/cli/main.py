@@ -109,7 +109,9 @@ def show(recipe: str = typer.Argument(..., help="Recipe YAML file."),
     table.add_row("[b]model[/]", f"{report['params']['total']:,}", f"{report['params']['trainable']:,}")
     console.print(table)
     for st in report["stages"]:
-        console.print(f"stage [b]{st['name']}[/]: {st['params']['trainable']:,} trainable parameters")
+        steps = f", at most {st['max_steps']} steps" if st["max_steps"] is not None else ""
+        console.print(f"stage [b]{st['name']}[/]: {st['params']['trainable']:,} trainable parameters, "
+                      f"{st['epochs']} epoch(s){steps}")
 
 
 @app.command()

@@ -225,7 +225,7 @@ class Trainer:
         save_every = int(self.train_cfg.get("save_every") or 0)
         log_every = max(1, int(self.train_cfg["log_every"]))
         self._say(f"stage {index + 1}/{len(self.train_cfg['stages'])} '{st['name']}': "
-                  f"{sum(q.numel() for q in params):,} trainable parameters, {total} steps, "
+                  f"{sum(q.numel() for q in params):,} trainable parameters, {epochs} epoch(s), {total} steps, "
                   f"{self.precision} on {self.device}")
 
         def step_done() -> bool:
