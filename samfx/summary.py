@@ -1,11 +1,15 @@
-"""`samfx show`: resolved recipe + parameter counts (the JSON contract documented in docs/recipes.md)."""
+"""`samfx show`: resolved recipe + parameter counts (the JSON contract documented in docs/recipes.md), after
+one forward of a dummy batch (samfx.forward_check)."""
 from __future__ import annotations
 
 from typing import Any
 
 
-def summarize(recipe_path: str, overrides: list[str]) -> dict[str, Any]:
+def summarize(recipe_path: str, overrides: list[str], check: bool = True) -> dict[str, Any]:
+    import torch
+
     from samfx.build import build_model
+    from samfx.forward_check import check_forward
     from samfx.pluginmanager import get_registry
     from samfx.recipe import load_recipe
     from samfx.trainable import apply_stage, count_params
@@ -13,6 +17,8 @@ def summarize(recipe_path: str, overrides: list[str]) -> dict[str, Any]:
     registry = get_registry()
     recipe = load_recipe(recipe_path, overrides, registry)
     model = build_model(recipe, registry, load_checkpoint=False)
+    if check:
+        check_forward(model, [int(c) for c in recipe.config["data"]["classes"]], torch.device("cpu"), "show")
     stages = []
     for i, stage in enumerate(recipe.config["train"]["stages"]):
         apply_stage(model, recipe, i)

@@ -79,12 +79,13 @@ def list_plugins(kind: Optional[str] = typer.Option(None, "--kind", help="Only c
 def show(recipe: str = typer.Argument(..., help="Recipe YAML file."),
          overrides: Optional[list[str]] = typer.Argument(None, help="key.path=value overrides."),
          as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-         sites: bool = typer.Option(False, "--sites", help="Only the encoder's adapter sites.")) -> None:
+         sites: bool = typer.Option(False, "--sites", help="Only the encoder's adapter sites."),
+         check: bool = typer.Option(True, "--check/--no-check", help="Run one forward of a dummy batch.")) -> None:
     """Resolve a recipe and summarise the model: parameters total / trainable per component and stage."""
     from samfx.summary import summarize
 
     try:
-        report = summarize(recipe, overrides or [])
+        report = summarize(recipe, overrides or [], check)
     except SamfxError as exc:
         fail(exc)
     if sites:

@@ -40,6 +40,7 @@ from samfx.engine.stage import plan_stage
 from samfx.engine.steps import build_step
 from samfx.engine.stepvalues import StepValues
 from samfx.errors import RecipeError, SamfxError
+from samfx.forward_check import check_forward
 from samfx.plugin_errors import running
 from samfx.recipe import Recipe
 
@@ -122,6 +123,7 @@ class Trainer:
         self.sampler = ResumableBatchSampler(len(self.train_ds), int(self.cfg["data"]["batch_size"]),
                                              int(self.train_cfg["seed"]), shuffle=True, drop_last=True,
                                              rank=self.info.rank, world_size=self.info.world_size)
+        check_forward(self.model, self.classes, self.device, "train")  # after the data's own checks, before training
 
     def _optional_split(self, split: str, image_size: int) -> Dataset[Any] | None:
         from samfx.errors import DataError
