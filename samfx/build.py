@@ -26,8 +26,15 @@ def make_config(comp: Component, cfg: dict[str, Any]) -> Any:
 
 def build_component(registry: Registry, kind: str, cfg: dict[str, Any], ctx: BuildContext,
                     where: str, *args: Any) -> Any:
+    from samfx.plugin_errors import building, remember
+
     comp = registry.get(kind, cfg["name"], where=where)
-    return comp.load_factory()(make_config(comp, cfg), ctx, *args)
+    factory = comp.load_factory()
+    config = make_config(comp, cfg)
+    with building(comp, where):
+        obj = factory(config, ctx, *args)
+    remember(obj, comp)
+    return obj
 
 
 def prompt_configs(recipe: Recipe) -> tuple[dict[str, dict[str, Any]], str]:

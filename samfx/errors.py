@@ -41,3 +41,14 @@ def nearest(word: str, choices: Iterable[str], n: int = 5) -> list[str]:
     choices = sorted(set(choices))
     close = difflib.get_close_matches(word, choices, n=n, cutoff=0.4)
     return close or choices[:n]
+
+
+class ComponentError(SamfxError):
+    """For plugin authors: raise it from a component's factory or forward for a user error (a bad
+    config value, an input it cannot take). The CLI prints one line, prefixed with the component
+    and plugin, and exits 2; any other exception from plugin code is reported as a plugin failure."""
+
+
+class PluginFailure(SamfxError):
+    """An unexpected exception inside a plugin's code, summarised to one line; ``SAMFX_DEBUG=1``
+    prints its traceback (the ``__cause__``)."""

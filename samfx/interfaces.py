@@ -1,7 +1,8 @@
 """The small interfaces that components implement (torch side of the plugin contract).
 
 Shapes: images (B,3,S,S) float in [0,1] (grayscale repeated to 3 channels; no SAM mean/std);
-image embedding (B,C,h,w) with C = prompt/decoder width (256 for SAM); targets (B,1,S,S) in {0,1}.
+image embedding (B,C,h,w) with C = ``BuildContext.embed_dim``, the prompt/decoder width (256 in SAM's
+checkpoints; recipes may set less, e.g. 64); targets (B,1,S,S) in {0,1}.
 A factory registered in the registry is called as ``factory(config, context)`` with the
 component's schema instance and a :class:`BuildContext`, and returns one of these modules.
 """

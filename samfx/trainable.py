@@ -33,6 +33,13 @@ def count_params(module: nn.Module) -> tuple[int, int]:
     return total, trainable
 
 
+def _adapter_keys(model: SegmentationModel, name: str) -> list[str]:
+    """Keys (``<name>-<site>``) of the adapters that recipe component `name` (short or qualified) built."""
+    short = name.split("/")[-1]
+    sites = {s.replace(".", "-") for s in model.image_encoder.sites()}
+    return [k for k in model.adapters if k.startswith(f"{short}-") and k[len(short) + 1:] in sites]
+
+
 def select(model: SegmentationModel, entries: list[str], where: str = "trainable") -> set[str]:
     names = [n for n, _ in model.named_parameters()]
     comps = model.component_modules()
@@ -47,6 +54,9 @@ def select(model: SegmentationModel, entries: list[str], where: str = "trainable
             hit = {n for n in names if n.startswith("prompt_generators.")}
         elif entry == "adapters":
             hit = {n for n in names if n.startswith("adapters.")}
+        elif entry.startswith("adapter:") and entry not in comps and _adapter_keys(model, entry[8:]):
+            keys = _adapter_keys(model, entry[8:])  # a component name: every site it is attached to
+            hit = {n for n in names if any(n.startswith(f"adapters.{k}.") for k in keys)}
         elif entry in comps:
             prefix = {"temporal": "temporal."}.get(entry)
             if entry.startswith("prompt:"):

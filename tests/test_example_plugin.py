@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -17,10 +18,14 @@ EXAMPLE = ROOT / "examples" / "samfx-example-plugin"
 @pytest.fixture(scope="module")
 def example_env(tmp_path_factory):
     target = tmp_path_factory.mktemp("site")
+    # from a copy: building in place would leave build/ and *.egg-info in examples/
+    before = sorted(EXAMPLE.rglob("*"))
+    source = shutil.copytree(EXAMPLE, tmp_path_factory.mktemp("src") / EXAMPLE.name)
     res = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
-                          "--no-build-isolation", "--target", str(target), str(EXAMPLE)],
+                          "--no-build-isolation", "--target", str(target), str(source)],
                          capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
+    assert sorted(EXAMPLE.rglob("*")) == before, "installing the example wrote into examples/"
     return {"PYTHONPATH": os.pathsep.join([str(target), str(ROOT)])}
 
 

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+import traceback
 from typing import Optional
 
 import typer
@@ -21,8 +23,15 @@ app.add_typer(data_app, name="data")
 
 
 def fail(err: Exception, code: int = 2) -> None:
+    debug_traceback(err)
     typer.echo(f"error: {err}", err=True)
     raise typer.Exit(code)
+
+
+def debug_traceback(err: BaseException) -> None:
+    """Under SAMFX_DEBUG=1, the traceback behind a one-line error (plugin failures keep it as the cause)."""
+    if os.environ.get("SAMFX_DEBUG") == "1":
+        traceback.print_exception(type(err), err, err.__traceback__)
 
 
 def emit_json(obj) -> None:
@@ -45,8 +54,10 @@ def list_plugins(kind: Optional[str] = typer.Option(None, "--kind", help="Only c
     rows = []
     for info in plugins.infos:
         row = info.to_json()
-        if kind is not None:
+        if kind is not None:  # plugins with none of that kind are left out; a failed or disabled one may have some
             row["components"] = {k: v for k, v in row["components"].items() if k == kind}
+            if not row["components"] and row["status"] == "ok":
+                continue
         rows.append(row)
     if as_json:
         emit_json(rows)
@@ -67,14 +78,21 @@ def list_plugins(kind: Optional[str] = typer.Option(None, "--kind", help="Only c
 @app.command()
 def show(recipe: str = typer.Argument(..., help="Recipe YAML file."),
          overrides: Optional[list[str]] = typer.Argument(None, help="key.path=value overrides."),
-         as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+         as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+         sites: bool = typer.Option(False, "--sites", help="Only the encoder's adapter sites."),
+         check: bool = typer.Option(True, "--check/--no-check", help="Run one forward of a dummy batch.")) -> None:
     """Resolve a recipe and summarise the model: parameters total / trainable per component and stage."""
     from samfx.summary import summarize
 
     try:
-        report = summarize(recipe, overrides or [])
+        report = summarize(recipe, overrides or [], check)
     except SamfxError as exc:
         fail(exc)
+    if sites:
+        from samfx.cli.show_sites import print_sites
+
+        print_sites(report["sites"], as_json)
+        return
     if as_json:
         emit_json(report)
         return
@@ -92,7 +110,9 @@ def show(recipe: str = typer.Argument(..., help="Recipe YAML file."),
     table.add_row("[b]model[/]", f"{report['params']['total']:,}", f"{report['params']['trainable']:,}")
     console.print(table)
     for st in report["stages"]:
-        console.print(f"stage [b]{st['name']}[/]: {st['params']['trainable']:,} trainable parameters")
+        steps = f", at most {st['max_steps']} steps" if st["max_steps"] is not None else ""
+        console.print(f"stage [b]{st['name']}[/]: {st['params']['trainable']:,} trainable parameters, "
+                      f"{st['epochs']} epoch(s){steps}")
 
 
 @app.command()
@@ -115,13 +135,22 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) ->
 
 
 # Subcommand modules register themselves on `app` / `data_app`; they import torch lazily.
-from samfx.cli import bench_cmds, byod_cmds, ckpt_cmds, data_cmds, data_import_cmds, run_cmds  # noqa: E402,F401
+from samfx.cli import (  # noqa: E402,F401
+    bench_cmds,
+    byod_cmds,
+    ckpt_cmds,
+    data_cmds,
+    data_import_cmds,
+    describe_cmds,
+    run_cmds,
+)
 
 
 def main() -> None:
     try:
         app()
     except SamfxError as exc:  # any command: one clean line
+        debug_traceback(exc)
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
 

@@ -90,8 +90,8 @@ def choose_prompt(model, recipe, prompt: str | None, registry, needs_labels_ok: 
     gen = model.prompt_generators[key]
     if gen.needs_targets and not needs_labels_ok:
         raise SamfxError(f"{where}: prompt '{key}' simulates clicks/boxes from ground truth, which unlabeled "
-                         f"inputs do not have; use a checkpoint trained with an automatic prompt (apg) or "
-                         f"--prompt none")
+                         f"inputs do not have; use a checkpoint trained with an automatic prompt (any that "
+                         f"needs no ground truth, e.g. apg) or --prompt none")
     return key
 
 

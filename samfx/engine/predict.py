@@ -13,8 +13,8 @@ imports them: gray, cropped to the ultrasound region, sector kept). Outputs in O
     predictions.json      what was written, per input; per sequence also ED/ES and an EF estimate
                           (single-plane area-length on the predicted LV)
 
-The prompt must be automatic (e.g. ``apg``, ``none``): simulated clicks and boxes need ground
-truth, which unlabeled inputs do not have.
+The prompt must be automatic (any generator with ``needs_targets`` false, e.g. ``apg``, ``none``):
+simulated clicks and boxes need ground truth, which unlabeled inputs do not have.
 """
 from __future__ import annotations
 

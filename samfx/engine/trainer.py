@@ -41,6 +41,8 @@ from samfx.engine.stage import nonfinite_error, plan_stage
 from samfx.engine.steps import build_step
 from samfx.engine.stepvalues import StepValues
 from samfx.errors import RecipeError
+from samfx.forward_check import check_forward
+from samfx.plugin_errors import running
 from samfx.recipe import Recipe
 
 if TYPE_CHECKING:
@@ -118,6 +120,7 @@ class Trainer:
         self.sampler = ResumableBatchSampler(len(self.train_ds), int(self.cfg["data"]["batch_size"]),
                                              int(self.train_cfg["seed"]), shuffle=True, drop_last=True,
                                              rank=self.info.rank, world_size=self.info.world_size)
+        check_forward(self.model, self.classes, self.device, "train")  # after the data's own checks, before training
 
     def _optional_split(self, split: str, image_size: int) -> Dataset[Any] | None:
         from samfx.errors import DataError
@@ -221,7 +224,7 @@ class Trainer:
         save_every = int(self.train_cfg.get("save_every") or 0)
         log_every = max(1, int(self.train_cfg["log_every"]))
         self._say(f"stage {index + 1}/{len(self.train_cfg['stages'])} '{st['name']}': "
-                  f"{sum(q.numel() for q in params):,} trainable parameters, {total} steps, "
+                  f"{sum(q.numel() for q in params):,} trainable parameters, {epochs} epoch(s), {total} steps, "
                   f"{self.precision} on {self.device}")
 
         def step_done() -> bool:
@@ -268,7 +271,7 @@ class Trainer:
                     if D.active() and not last_in_group:
                         sync = step_mod.no_sync()  # type: ignore[operator]  # DDP-wrapped when D.active()
                     with sync:
-                        with autocast(self.precision, self.device):
+                        with autocast(self.precision, self.device), running(f"train.stages.{index} '{st['name']}'"):
                             loss, _, aux = step_mod(*inputs)
                         values.add("loss", D.all_reduce_mean(loss.detach()), epoch, p.step + 1)
                         for name, value in aux.items():
