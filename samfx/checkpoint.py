@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import torch
 from torch import Tensor
 
-from samfx.errors import CheckpointError
+from samfx.errors import CheckpointError, first_line
 from samfx.interfaces import ForeignKeys
 
 if TYPE_CHECKING:
@@ -30,11 +30,12 @@ FORMAT = "samfx"
 
 def atomic_save(obj: Any, path: str | Path) -> None:
     """``torch.save`` to `path`, atomically."""
-    _atomic_write(Path(path), lambda fh: torch.save(obj, fh))
+    atomic_write(Path(path), lambda fh: torch.save(obj, fh))
 
 
-def _atomic_write(path: Path, write: Callable[[BinaryIO], Any]) -> None:
-    """Write through `write(file)` to a temp file in the same folder, fsync, rename over `path`."""
+def atomic_write(path: Path, write: Callable[[BinaryIO], Any]) -> None:
+    """Replace `path` atomically (a killed writer leaves the old file, never half a new one): write
+    through `write(file)` to a temp file in the same folder, fsync, rename over `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     umask = os.umask(0)
@@ -100,7 +101,7 @@ def save_checkpoint(obj: dict[str, Any], path: str | Path) -> None:
     fields = {k: v for k, v in obj.items() if k != "model"} if "model" in obj else None
     meta = {SAFETENSORS_META: json.dumps(fields, default=str)} if fields is not None else None
     blob = save({k: v.contiguous() for k, v in tensors.items()}, metadata=meta)
-    _atomic_write(path, lambda fh: fh.write(blob))
+    atomic_write(path, lambda fh: fh.write(blob))
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -121,7 +122,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         if h5py.is_hdf5(path):
             raise CheckpointError(f"{path}: is an HDF5 file (a samfx data store?), not PyTorch weights; "
                                   f"`model.checkpoint` names a .pt/.pth file, a store goes in data.source") from None
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        msg = first_line(exc)
         if "Weights only load failed" in str(exc):
             msg = "it holds Python objects that a weights-only load refuses (not a plain state dict)"
         raise CheckpointError(f"{path}: cannot read checkpoint ({msg}); is the file truncated or not a "

@@ -25,6 +25,12 @@ class DataError(SamfxError):
     """A dataset file or folder is missing, corrupt or inconsistent."""
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name when it has none), for one-line errors."""
+    text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)  # KeyError adds quotes
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+
+
 def did_you_mean(word: str, choices: Iterable[str], n: int = 3) -> str:
     """Return ", did you mean 'x'?" (or 'x' or 'y') for close matches, else ""."""
     choices = sorted(set(choices))

@@ -12,16 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from samfx.errors import DataError
+from samfx.errors import DataError, first_line
 
 READ_ERRORS = (OSError, KeyError, RuntimeError, TypeError, ValueError)  # what h5py raises on damage
 REMAKE = "re-create it with `samfx data synth` or an importer (a cached store: delete it, it is rebuilt)"
-
-
-def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (its type name when it has none)."""
-    text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)  # KeyError adds quotes
-    return text.splitlines()[0] if text.strip() else type(exc).__name__
 
 
 @contextmanager

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from samfx.errors import DataError
+from samfx.errors import DataError, first_line
 
 PARTIAL = ".partial-"
 
@@ -18,7 +18,7 @@ def reason(exc: OSError) -> str:
     """The OS's short reason for `exc` ('No such file or directory'), else its first line."""
     if exc.errno:
         return os.strerror(exc.errno)
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return first_line(exc)
 
 
 def is_store(path: Path) -> bool:

@@ -29,7 +29,6 @@ import torch
 import torch.nn.functional as F
 
 from samfx.clinical import analyze_clip
-from samfx.data.checks import first_line
 from samfx.data.importers.dicom_read import is_dicom, read_dicom
 from samfx.data.outfile import reason
 from samfx.engine import checkpointing as ckpt
@@ -38,7 +37,7 @@ from samfx.engine.distributed import DistInfo, resolve_device
 from samfx.engine.evaluate import choose_prompt
 from samfx.engine.inference import autocast, label_map, resolve_precision
 from samfx.engine.overlays import save_overlay
-from samfx.errors import SamfxError
+from samfx.errors import SamfxError, first_line
 
 IMAGE_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 

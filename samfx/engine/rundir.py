@@ -12,6 +12,7 @@
 """
 from __future__ import annotations
 
+import functools
 import json
 import platform
 import re
@@ -164,10 +165,10 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 def write_text(path: Path, text: str) -> None:
-    """Replace `path` atomically (a killed writer leaves the old file, never half a new one)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    """Replace `path` atomically (samfx.checkpoint.atomic_write)."""
+    from samfx.checkpoint import atomic_write
+
+    atomic_write(path, lambda fh: fh.write(text.encode()))
 
 
 def _json_default(o: Any) -> Any:
@@ -228,14 +229,18 @@ def _same_value(key: str, x: Any, y: Any) -> bool:
             and x.split("/")[-1] == y.split("/")[-1] and any(fnmatch.fnmatchcase(key, p) for p in _NAME_KEYS))
 
 
-def _schema_default(key: str) -> Any:
-    """The schema's default at a dotted key; list items take the default list's first item's."""
+@functools.cache
+def _schema_defaults() -> dict[str, Any]:
     from omegaconf import OmegaConf
 
     from samfx.schema import RecipeSchema
 
-    defaults = _flatten(OmegaConf.to_container(OmegaConf.structured(RecipeSchema)))
-    return defaults.get(re.sub(r"\.\d+(?=\.)", ".0", key), "<no default>")
+    return _flatten(OmegaConf.to_container(OmegaConf.structured(RecipeSchema)))
+
+
+def _schema_default(key: str) -> Any:
+    """The schema's default at a dotted key; list items take the default list's first item's."""
+    return _schema_defaults().get(re.sub(r"\.\d+(?=\.)", ".0", key), "<no default>")
 
 
 def check_resume(stored: dict[str, Any], new: dict[str, Any], run_dir: Path) -> None:

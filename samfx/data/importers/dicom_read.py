@@ -26,7 +26,7 @@ import numpy as np
 
 from samfx.data.importers.common import to_uint8
 from samfx.data.sector import sector_mask
-from samfx.errors import DataError
+from samfx.errors import DataError, first_line
 
 REQUIRED = (("Rows", "(0028,0010)"), ("Columns", "(0028,0011)"), ("SamplesPerPixel", "(0028,0002)"),
             ("BitsAllocated", "(0028,0100)"), ("PhotometricInterpretation", "(0028,0004)"),
@@ -112,18 +112,13 @@ def _open(path: Path) -> Any:
         raise DataError(f"{path}: not a DICOM file (no 'DICM' marker after the 128-byte preamble); pass DICOM "
                         f"files exported from the scanner") from None
     except Exception as exc:  # pydicom raises many types on truncated or damaged files
-        raise DataError(f"{path}: cannot parse DICOM ({type(exc).__name__}: {_line(exc)}); the file is "
+        raise DataError(f"{path}: cannot parse DICOM ({type(exc).__name__}: {first_line(exc)}); the file is "
                         f"truncated or damaged, export it again") from None
     early = [str(w.message) for w in caught if "End of file" in str(w.message)]
     if early:
         raise DataError(f"{path}: the file ends early ({early[0].split(' in file ')[0]}); it is truncated, "
                         f"copy or export it again")
     return ds
-
-
-def _line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _frames(ds: Any, path: Path) -> Iterator[np.ndarray]:
@@ -136,7 +131,7 @@ def _frames(ds: Any, path: Path) -> Iterator[np.ndarray]:
         yield from iter_pixels(ds)
     except Exception as exc:  # decoders raise ValueError, RuntimeError, NotImplementedError, ...
         raise DataError(f"{path}: Pixel Data (7FE0,0010) cannot be decoded (transfer syntax {name}; "
-                        f"{type(exc).__name__}: {_line(exc)}); the file is truncated or damaged, or its "
+                        f"{type(exc).__name__}: {first_line(exc)}); the file is truncated or damaged, or its "
                         f"compression is unsupported") from None
 
 
