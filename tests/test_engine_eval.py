@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from samfx.engine.testing import toy_plugins
 from samfx.errors import SamfxError
+from tests.toy_runs import train_toy
 
 TESTS = Path(__file__).resolve().parent
 TOY = TESTS / "recipes" / "toy.yaml"
@@ -25,13 +26,7 @@ def plugins():
 
 @pytest.fixture(scope="module")
 def toy_run(plugins, tmp_path_factory):
-    from samfx.engine.trainer import Trainer
-    from samfx.recipe import load_recipe
-
-    run = tmp_path_factory.mktemp("toy") / "run"
-    recipe = load_recipe(TOY, ["train.stages.0.max_steps=2"], plugins.registry)
-    Trainer(recipe, run, registry=plugins.registry, quiet=True).fit()
-    return run
+    return train_toy(tmp_path_factory.mktemp("toy") / "run", plugins, "train.stages.0.max_steps=2")
 
 
 def _brute(p, g, sp, q=100.0):

@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from samfx.data.synth import generate
 from samfx.engine.testing import toy_plugins
 from tests.conftest import run_samfx
+from tests.toy_runs import train_toy
 
 TOY = Path(__file__).resolve().parent / "recipes" / "toy.yaml"
 SEQ = "patient0001_2CH"
@@ -42,13 +43,8 @@ def cli(plugins, monkeypatch):
 
 @pytest.fixture(scope="module")
 def toy_run(plugins, tmp_path_factory):
-    from samfx.engine.trainer import Trainer
-    from samfx.recipe import load_recipe
-
-    run = tmp_path_factory.mktemp("toy") / "run"
-    recipe = load_recipe(TOY, ["train.stages.0.max_steps=1", "train.stages.0.epochs=1"], plugins.registry)
-    Trainer(recipe, run, registry=plugins.registry, quiet=True).fit()
-    return run
+    return train_toy(tmp_path_factory.mktemp("toy") / "run", plugins,
+                     "train.stages.0.max_steps=1", "train.stages.0.epochs=1")
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,7 @@ from samfx.clinical import analyze_clip
 from samfx.data.importers.dicom import import_dicom
 from samfx.engine.testing import toy_plugins
 from tests.dicom_us import echo_frames, gray, us_dataset, write
-
-TOY = Path(__file__).resolve().parent / "recipes" / "toy.yaml"
+from tests.toy_runs import train_toy
 
 
 @pytest.fixture(scope="module")
@@ -25,13 +24,8 @@ def plugins():
 
 @pytest.fixture(scope="module")
 def toy_run(plugins, tmp_path_factory):
-    from samfx.engine.trainer import Trainer
-    from samfx.recipe import load_recipe
-
-    run = tmp_path_factory.mktemp("toy") / "run"
-    recipe = load_recipe(TOY, ["train.stages.0.max_steps=1", "train.stages.0.epochs=1"], plugins.registry)
-    Trainer(recipe, run, registry=plugins.registry, quiet=True).fit()
-    return run
+    return train_toy(tmp_path_factory.mktemp("toy") / "run", plugins,
+                     "train.stages.0.max_steps=1", "train.stages.0.epochs=1")
 
 
 @pytest.fixture
