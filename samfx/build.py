@@ -37,6 +37,16 @@ def build_component(registry: Registry, kind: str, cfg: dict[str, Any], ctx: Bui
     return obj
 
 
+def build_extra(model: SegmentationModel | None, kind: str, cfg: dict[str, Any], where: str,
+                registry: Registry | None = None) -> Any:
+    """A component that is not part of the model (loss, evaluation prompt, dataset) built against the
+    model's geometry (``model.context``; a default context when there is no model, e.g. datasets)."""
+    from samfx.pluginmanager import get_registry
+
+    ctx = model.context if model is not None else BuildContext()
+    return build_component(registry or get_registry(), kind, cfg, ctx, where)
+
+
 def prompt_configs(recipe: Recipe) -> tuple[dict[str, dict[str, Any]], str]:
     """Every prompt generator the recipe uses (model, stages, eval) keyed by a stable name,
     and the key of ``model.prompt``."""
@@ -74,22 +84,21 @@ def build_model(recipe: Recipe, registry: Registry | None = None, load_checkpoin
 
     ``weight_shapes`` gives the key -> shape table of the weights the model will receive (default: those
     of ``model.checkpoint`` when it is loaded), read only if a component sizes itself from them
-    (``BuildContext.extra["weight_shapes"]``, e.g. ``lora`` with ``rank: null``)."""
+    (``BuildContext.weight_shapes``, e.g. ``lora`` with ``rank: null``)."""
     from samfx.model import SegmentationModel
     from samfx.pluginmanager import get_registry
 
     registry = registry or get_registry()
     m = recipe.config["model"]
-    # extra["load_weights"]: components with their own weight files (e.g. apg's `weights`) load them
-    # only when the model's checkpoint would load too (not when rebuilding a trained run's model).
     if weight_shapes is None and load_checkpoint and m.get("checkpoint"):
         from samfx.checkpoint import lazy_shapes
         weight_shapes = lazy_shapes(m["checkpoint"])
-    ctx = BuildContext(num_classes=len(recipe.config["data"]["classes"]),
-                       extra={"load_weights": load_checkpoint, "weight_shapes": weight_shapes})
+    ctx = BuildContext(num_classes=len(recipe.config["data"]["classes"]), load_weights=load_checkpoint,
+                       weight_shapes=weight_shapes)
     encoder = build_component(registry, "image_encoder", m["image_encoder"], ctx, "model.image_encoder")
     ctx.image_size, ctx.embed_dim = encoder.image_size, encoder.embed_dim
     ctx.embed_size, ctx.encoder_dim = tuple(encoder.embed_size), encoder.encoder_dim
+    ctx.high_res_dims = tuple(getattr(encoder, "high_res_dims", ()))
     prompt_encoder = build_component(registry, "prompt_encoder", m["prompt_encoder"], ctx, "model.prompt_encoder")
     mask_decoder = build_component(registry, "mask_decoder", m["mask_decoder"], ctx, "model.mask_decoder")
     found, main = prompt_configs(recipe)
@@ -116,7 +125,7 @@ def build_model(recipe: Recipe, registry: Registry | None = None, load_checkpoin
     temporal = None
     if m.get("temporal"):
         temporal = build_component(registry, "temporal_module", m["temporal"], ctx, "model.temporal")
-    model = SegmentationModel(encoder, prompt_encoder, mask_decoder, prompts, main, adapters, temporal)
+    model = SegmentationModel(encoder, prompt_encoder, mask_decoder, prompts, main, adapters, temporal, ctx)
     if load_checkpoint:
         from samfx.checkpoint import load_recipe_weights
         load_recipe_weights(model, m)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import torch
 from torch import Tensor
 
+from samfx.components import allowed_missing_from_base
 from samfx.errors import CheckpointError, first_line
 from samfx.interfaces import ForeignKeys
 
@@ -184,31 +185,39 @@ def _read_mapped(path: Path) -> dict[str, Any]:
     return read_checkpoint(path)
 
 
-def component_prefixes(model: SegmentationModel) -> dict[str, ForeignKeys]:
-    """Every component below the encoder by its state-dict prefix (``prompt_generators.<key>.``, ...)."""
-    groups = {"prompt_generators": getattr(model, "prompt_generators", {}), "adapters": getattr(model, "adapters", {})}
-    out = {f"{group}.{key}.": comp for group, comps in groups.items() for key, comp in comps.items()
-           if isinstance(comp, ForeignKeys)}
-    temporal = getattr(model, "temporal", None)
-    if isinstance(temporal, ForeignKeys):
-        out["temporal."] = temporal
-    return out
-
-
 def import_foreign(model: SegmentationModel, state: dict[str, Tensor]) -> dict[str, Tensor]:
     """Let each component rename the foreign keys it owns (``import_foreign_state(state, prefix)``)."""
-    for prefix, comp in component_prefixes(model).items():
-        state = comp.import_foreign_state(state, prefix)
+    from samfx.components import parts
+
+    for part in parts(model):
+        if isinstance(part.module, ForeignKeys):
+            state = part.module.import_foreign_state(state, part.prefix)
     return state
+
+
+def convert_parts(model: SegmentationModel, state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Each component's ``convert_state_dict`` on its part of `state` (keys relative to it)."""
+    from samfx.components import parts
+
+    out = dict(state)
+    for part in parts(model):
+        if not isinstance(part.module, ForeignKeys):
+            continue
+        mine = _split(out, part.prefix)
+        if not mine:
+            continue
+        out = {k: v for k, v in out.items() if not k.startswith(part.prefix)}
+        out.update({part.prefix + k: v for k, v in part.module.convert_state_dict(mine).items()})
+    return out
 
 
 def load_weights(model: SegmentationModel, path: str | Path, allow_missing: Sequence[str] = (),
                  loaded: Sequence[str] = ()) -> dict[str, list[str]]:
     """Load SAM / SAMUS-authors / samfx weights into a SegmentationModel.
 
-    The encoder converts its part (``convert_state_dict``: e.g. rel-pos resizing, key maps).
-    Keys the model adds by design (encoder's ``new_parameter_prefixes``, prompt generators,
-    adapters, temporal) may be missing; any other missing, unexpected or mis-shaped key is an
+    Each component converts its part (``convert_state_dict``: e.g. rel-pos resizing, key maps).
+    Keys the model adds by design (components' ``new_parameter_prefixes``, prompt generators,
+    adapters, temporal: ``samfx.components``) may be missing; any other missing, unexpected or mis-shaped key is an
     error naming the file and the first offenders; keys in `loaded` (filled by an earlier file, e.g.
     ``model.base_checkpoint``) do not count as missing. Returns {"missing": [...], "loaded": [...]}.
     """
@@ -218,11 +227,7 @@ def load_weights(model: SegmentationModel, path: str | Path, allow_missing: Sequ
 def load_state(model: SegmentationModel, state: dict[str, Tensor], path: str | Path, allow_missing: Sequence[str] = (),
                loaded: Sequence[str] = ()) -> dict[str, list[str]]:
     """:func:`load_weights` for a state dict already read from `path` (named in errors)."""
-    converted: dict[str, Tensor] = {}
-    encoder = model.image_encoder
-    enc_state = encoder.convert_state_dict(_split(state, "image_encoder."))
-    converted.update({f"image_encoder.{k}": v for k, v in enc_state.items()})
-    converted.update({k: v for k, v in state.items() if not k.startswith("image_encoder.")})
+    converted = convert_parts(model, state)
     try:
         converted = import_foreign(model, converted)
     except CheckpointError as exc:
@@ -231,8 +236,7 @@ def load_state(model: SegmentationModel, state: dict[str, Tensor], path: str | P
     own = model.state_dict()
     unexpected = [k for k in converted if k not in own]
     mismatched = [k for k in converted if k in own and own[k].shape != converted[k].shape]
-    by_design = [f"image_encoder.{p}" for p in encoder.new_parameter_prefixes()]
-    by_design += ["prompt_generators.", "adapters.", "temporal."]
+    by_design = allowed_missing_from_base(model)
     earlier = set(loaded)
     missing = [k for k in own if k not in converted and k not in earlier]
     bad_missing = [k for k in missing if not any(k.startswith(p) for p in by_design)

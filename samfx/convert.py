@@ -15,20 +15,20 @@ from torch import Tensor
 
 from samfx.checkpoint import (
     FORMAT,
-    component_prefixes,
     load_recipe_weights,
     model_state,
     read_checkpoint,
     save_checkpoint,
 )
+from samfx.components import ROLES, parts
 from samfx.errors import CheckpointError
+from samfx.interfaces import ForeignKeys
 
 if TYPE_CHECKING:
     from samfx.model import SegmentationModel
     from samfx.recipe import Recipe
 
 LAYOUTS = ("samfx", "authors", "samed", "sam")
-SAMFX_ONLY = ("prompt_generators.", "adapters.", "temporal.")
 # SAMed's file holds its LoRA, the prompt encoder and the mask decoder, never the (frozen) image encoder
 LAYOUT_DROPS: dict[str, tuple[str, ...]] = {"samed": ("image_encoder.",)}
 
@@ -37,11 +37,12 @@ def export_state(model: SegmentationModel, fmt: str) -> dict[str, Tensor]:
     """The model's weights in layout `fmt` ("authors", "samed" or "sam"); an error names any part the
     layout has no place for."""
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    state = model.image_encoder.export_foreign_state(fmt, state, "image_encoder.")
-    for prefix, comp in component_prefixes(model).items():
-        state = comp.export_foreign_state(fmt, state, prefix)
+    for part in parts(model):
+        if isinstance(part.module, ForeignKeys):
+            state = part.module.export_foreign_state(fmt, state, part.prefix)
     state = {k: v for k, v in state.items() if not k.startswith(LAYOUT_DROPS.get(fmt, ()))}
-    left = [k for k in state if k.startswith(SAMFX_ONLY)]
+    samfx_only = tuple(f"{r.attribute}." for r in ROLES if r.base_optional)
+    left = [k for k in state if k.startswith(samfx_only)]
     if left:
         raise CheckpointError(f"{len(left)} weights have no place in the '{fmt}' layout, first: "
                               f"{', '.join(left[:3])}; convert --to samfx keeps everything")

@@ -8,6 +8,7 @@ component's schema instance and a :class:`BuildContext`, and returns one of thes
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,16 +19,24 @@ from torch import Tensor, nn
 
 @dataclass
 class BuildContext:
-    """Geometry shared by the components of one model, filled as they are built (encoder first)."""
+    """Geometry shared by the components of one model, filled as they are built (encoder first), and
+    kept by the model (``SegmentationModel.context``) so that later components (losses, evaluation
+    prompts) are built against the same geometry."""
 
     image_size: int = 1024            # S: input side in pixels
     embed_dim: int = 256              # C: image-embedding / prompt width
     embed_size: tuple[int, int] = (64, 64)  # (h, w) of the image embedding
-    encoder_dim: int = 768            # ViT width of the encoder (for adapters)
+    encoder_dim: int = 768            # width of the encoder's own tokens/features (for adapters)
+    high_res_dims: tuple[int, ...] = ()  # channels of ImageFeatures.high_res, finest first (SAM2: C/8, C/4)
     num_classes: int = 1              # foreground classes the data queries (CAMUS: 3)
-    # "load_weights": whether the model's checkpoint will be loaded; "weight_shapes": None or a function
-    # giving the key -> shape table of the weights the model will receive (to size a component from them)
-    extra: dict[str, Any] = field(default_factory=dict)
+    # Whether the model's checkpoint will be loaded: components with weight files of their own (apg's
+    # `weights`) load them only then, not when a trained run's model is rebuilt around its checkpoint.
+    load_weights: bool = True
+    # None, or a function giving the key -> shape table of the weights the model will receive, for
+    # components that size themselves from them (lora with `rank: null`).
+    weight_shapes: Callable[[], dict[str, tuple[int, ...]]] | None = None
+    # Set by the encoder: whether its attention takes the fast path, which SAM's decoder follows.
+    fast_attention: bool = True
 
 
 @dataclass
@@ -46,8 +55,98 @@ class Site:
     spatial: tuple[int, int] | None = None
 
 
+# -- data passed between components ---------------------------------------------------------------
+@dataclass
+class ImageFeatures:
+    """What an image encoder returns for a batch of B images.
+
+    ``embedding`` (B,C,h,w) is the level prompts and decoders work on (C = ``BuildContext.embed_dim``);
+    ``high_res`` holds finer levels, finest first (SAM2: stride 4 (B,C/8,4h,4w), stride 8 (B,C/4,2h,2w)),
+    for decoders that use them; ``pos`` the encoder's own positional encoding of ``embedding``
+    ((1 or B),C,h,w) when it has one (SAM2's neck), for temporal modules.
+    """
+
+    embedding: Tensor
+    high_res: tuple[Tensor, ...] = ()
+    pos: Tensor | None = None
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.embedding.shape[0])
+
+    def per_query(self, k: int) -> ImageFeatures:
+        """The features of each image repeated for its `k` queries (image-major): for modules whose
+        computation differs per query (the APG mixes class tokens into the image). Decoders do not need
+        it: they take ``DecoderInput.queries_per_image`` instead."""
+        if k == 1:
+            return self
+        rep = [t.repeat_interleave(k, dim=0) for t in (self.embedding, *self.high_res)]
+        pos = self.pos.repeat_interleave(k, dim=0) if self.pos is not None and self.pos.shape[0] > 1 else self.pos
+        return ImageFeatures(rep[0], tuple(rep[1:]), pos)
+
+
+@dataclass
+class DecoderInput:
+    """One mask-decoder call over Q queries of B images, image-major: query q belongs to image
+    ``q // queries_per_image`` (K classes per image without copying the features K times, as SAM2's
+    ``repeat_image``). ``features`` has batch B = Q / queries_per_image."""
+
+    features: ImageFeatures
+    image_pe: Tensor                  # (1,C,h,w) the prompt encoder's dense positional encoding
+    sparse: Tensor                    # (Q,N,C) sparse prompt embeddings
+    dense: Tensor                     # (Q,C,h,w) dense prompt embeddings
+    queries_per_image: int = 1
+    multimask: bool = False           # SAM's three-mask output instead of the single mask
+
+    @property
+    def num_queries(self) -> int:
+        return int(self.sparse.shape[0])
+
+
+@dataclass
+class DecoderOutput:
+    """A mask decoder's result for Q queries; M = 1 mask, or 3 with ``multimask``."""
+
+    low_res: Tensor                   # (Q,M,h',w') mask logits (SAM: h' = 4h)
+    iou: Tensor                       # (Q,M) predicted IoU
+    mask_tokens: Tensor | None = None  # (Q,M,C) the decoder's output mask tokens (SAM2's object pointers)
+    object_score: Tensor | None = None  # (Q,1) logit that the object is visible (SAM2); None: always
+
+
+@dataclass
+class FrameInfo:
+    """Where a temporal module is in a clip. ``prompted``: this frame's prompts come from the prompt
+    generator (a per-frame schedule; unprompted frames get the no-prompt embedding and the memory)."""
+
+    t: int
+    num_frames: int
+    prompted: bool
+    queries_per_image: int = 1        # K: the state holds B*K queries, image-major
+
+
+@dataclass
+class MemoryReadout:
+    """What a temporal module's ``read`` gives the decoder: per-query features conditioned on the
+    memory (None: the encoder's, unchanged) and an extra dense prompt (Q,C,h,w) (None: nothing)."""
+
+    features: ImageFeatures | None = None
+    dense: Tensor | None = None
+
+
+# -- components -------------------------------------------------------------------------------------
 class ForeignKeys:
-    """Lets a component read its part of a checkpoint written by another project (docs/plugins.md)."""
+    """Checkpoint hooks every component has (docs/plugins.md): reading weights written by another
+    project or at another geometry, writing them back, and which of its keys may be missing."""
+
+    def convert_state_dict(self, state: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Adapt this component's part of a checkpoint (keys relative to it) to its layout, e.g. resize
+        position tables to this image size or map another project's key names."""
+        return state
+
+    def new_parameter_prefixes(self) -> list[str]:
+        """Parameter-name prefixes (relative to this component) that a base checkpoint of its family does
+        not have (allowed missing when loading one, e.g. SAMUS's CNN branch in a SAM file)."""
+        return []
 
     def import_foreign_state(self, state: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
         """Return `state` (a whole file's state dict) with the foreign keys this component owns renamed to
@@ -62,12 +161,13 @@ class ForeignKeys:
 
 
 class ImageEncoder(ForeignKeys, nn.Module):
-    """Maps images (B,3,S,S) to an image embedding (B,embed_dim,h,w)."""
+    """``forward(images (B,3,S,S)) -> ImageFeatures`` with ``embedding`` (B,embed_dim,h,w)."""
 
     image_size: int
     embed_dim: int
     embed_size: tuple[int, int]
     encoder_dim: int
+    high_res_dims: tuple[int, ...] = ()
 
     def sites(self) -> dict[str, Site]:
         """Named adapter sites (e.g. ``cnn.out``, ``blocks.3.qkv``)."""
@@ -77,28 +177,41 @@ class ImageEncoder(ForeignKeys, nn.Module):
         """Parameter names (relative to this module) trained by the method's default recipe."""
         return [n for n, _ in self.named_parameters()]
 
-    def new_parameter_prefixes(self) -> list[str]:
-        """Parameter-name prefixes this encoder adds on top of SAM's (allowed missing in a SAM checkpoint)."""
-        return []
+    def set_activation_checkpointing(self, enabled: bool = True) -> None:
+        """Recompute activations in backward instead of keeping them (``train.activation_checkpointing``).
+        Encoders that cannot do it raise a RecipeError saying so."""
+        from samfx.errors import RecipeError
 
-    def convert_state_dict(self, state: dict[str, Tensor]) -> dict[str, Tensor]:
-        """Adapt a foreign state dict (keys relative to this module) to this module's layout."""
-        return state
+        if enabled:
+            raise RecipeError(f"image encoder {type(self).__name__} does not support activation "
+                              f"checkpointing; set train.activation_checkpointing to false")
 
 
-class PromptEncoderBase(nn.Module):
-    """SAM-style prompt encoder: points/boxes/masks -> (sparse (B,N,C), dense (B,C,h,w)); dense PE."""
+class PromptEncoderBase(ForeignKeys, nn.Module):
+    """SAM-style prompt encoder.
+
+    ``forward(points=(coords (Q,N,2) xy pixels, labels (Q,N) int: 1 fg, 0 bg, -1 pad) | None,
+    boxes=(Q,4) xyxy pixels | None, masks=(Q,1,4h,4w) | None)`` returns ``(sparse (Q,N',C), dense)``
+    where dense is (Q,C,h,w), or (1,C,h,w) when no mask is given (SAM's no-mask embedding): callers use
+    :meth:`encode`, which returns both with batch Q.
+    """
 
     def get_dense_pe(self) -> Tensor:  # (1,C,h,w)
         raise NotImplementedError
 
+    def encode(self, n: int, points: tuple[Tensor, Tensor] | None = None, boxes: Tensor | None = None,
+               masks: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """(sparse (n,N',C), dense (n,C,h,w)) for `n` queries; batch-1 outputs are expanded (no copy)."""
+        sparse, dense = self(points=points, boxes=boxes, masks=masks)
+        if sparse.shape[0] == 1 and n != 1:
+            sparse = sparse.expand(n, -1, -1)
+        if dense.shape[0] == 1 and n != 1:
+            dense = dense.expand(n, -1, -1, -1)
+        return sparse, dense
 
-class MaskDecoderBase(nn.Module):
-    """SAM-style mask decoder, batched: one prompt set per image.
 
-    ``forward(image_embedding (B,C,h,w), image_pe (1,C,h,w), sparse (B,N,C), dense (B,C,h,w))``
-    returns ``(low_res_logits (B,1,4h,4w), iou_pred (B,1))``.
-    """
+class MaskDecoderBase(ForeignKeys, nn.Module):
+    """``forward(DecoderInput) -> DecoderOutput``: one prompt set per query (see :class:`DecoderInput`)."""
 
     transformer_dim: int
 
@@ -109,35 +222,41 @@ class MaskDecoderBase(nn.Module):
 
 @dataclass
 class PromptContext:
-    """What a prompt generator may look at to produce prompts for one batch."""
+    """What a prompt generator may look at to produce prompts for Q = B*K queries (image-major)."""
 
-    image_embedding: Tensor           # (B,C,h,w)
+    features: ImageFeatures           # per image (batch B)
     image_pe: Tensor                  # (1,C,h,w)
     prompt_encoder: PromptEncoderBase
     mask_decoder: MaskDecoderBase
     image_size: int
-    class_ids: Tensor                 # (B,) long, 1-based class of each query
-    targets: Tensor | None = None     # (B,1,S,S) binary, present in training / simulated-prompt eval
+    class_ids: Tensor                 # (Q,) long, 1-based class of each query
+    targets: Tensor | None = None     # (Q,1,S,S) binary, present in training / simulated-prompt eval
+    queries_per_image: int = 1        # K
+
+    @property
+    def num_queries(self) -> int:
+        return int(self.class_ids.shape[0])
 
 
 @dataclass
 class Prompts:
-    """Prompt embeddings for the mask decoder. ``image_embedding`` replaces the encoder's when set.
+    """Prompt embeddings for the mask decoder over Q queries.
 
-    ``aux_losses``: scalar training losses of the generator's own (e.g. box regression against
-    ``ctx.targets``), already weighted; the trainer adds them to the stage's loss and logs each as
-    ``train/aux/<name>``. Image stages only: clip (temporal) stages raise when a generator returns any."""
+    ``features``: per-query features (batch Q) replacing the encoder's, for generators that rewrite the
+    image features (the APG). ``aux_losses``: scalar training losses of the generator's own (e.g. box
+    regression against ``ctx.targets``), already weighted; the trainer adds them to the stage's loss and
+    logs each as ``train/aux/<name>``. Image stages only: clip stages raise when a generator returns any."""
 
-    sparse: Tensor                    # (B,N,C)
-    dense: Tensor                     # (B,C,h,w)
-    image_embedding: Tensor | None = None
-    points: Tensor | None = None      # (B,N,2) pixel coords of simulated clicks, for overlays
+    sparse: Tensor                    # (Q,N,C)
+    dense: Tensor                     # (Q,C,h,w)
+    features: ImageFeatures | None = None
+    points: Tensor | None = None      # (Q,N,2) pixel coords of simulated clicks, for overlays
     point_labels: Tensor | None = None
     aux_losses: dict[str, Tensor] = field(default_factory=dict)
 
 
 class PromptGenerator(ForeignKeys, nn.Module):
-    """Produces prompts for each query. ``needs_targets`` is True for simulated clicks/boxes."""
+    """``forward(PromptContext) -> Prompts``. ``needs_targets`` is True for simulated clicks/boxes."""
 
     needs_targets: bool = False
 
@@ -154,20 +273,22 @@ class Adapter(ForeignKeys, nn.Module):
 
 
 class TemporalModule(ForeignKeys, nn.Module):
-    """State carried across the frames of a clip.
+    """State carried across the frames of a clip, batched over Q = B*K queries (image-major).
 
-    Per frame t: ``read(state, emb)`` before the decoder returns (embedding, extra dense prompt or
-    None); ``write(state, emb, probs)`` after it stores the frame (probs (B,1,S,S) in [0,1]) and
-    returns the new state. ``init_state(batch, device)`` starts each clip. Memory must stay bounded.
+    ``init_state(Q, device)`` starts each clip. Per frame: ``read(state, features, frame)`` before the
+    decoder (features per image, batch B; ``frame.queries_per_image`` = K) returns a
+    :class:`MemoryReadout`; ``write(state, features, decoded, frame)`` after it stores the frame from the
+    decoder's output (low-res logits, mask tokens, object score) and returns the new state. Memory
+    must stay bounded.
     """
 
     def init_state(self, batch_size: int, device: torch.device) -> Any:
         raise NotImplementedError
 
-    def read(self, state: Any, image_embedding: Tensor) -> tuple[Tensor, Tensor | None]:
+    def read(self, state: Any, features: ImageFeatures, frame: FrameInfo) -> MemoryReadout:
         raise NotImplementedError
 
-    def write(self, state: Any, image_embedding: Tensor, mask_probs: Tensor) -> Any:
+    def write(self, state: Any, features: ImageFeatures, decoded: DecoderOutput, frame: FrameInfo) -> Any:
         raise NotImplementedError
 
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
+from samfx.components import group_names, prefix_of
 from samfx.errors import RecipeError
 
 if TYPE_CHECKING:
@@ -50,25 +51,15 @@ def select(model: SegmentationModel, entries: list[str], where: str = "trainable
             comp = entry[: -len(":default")]
             # duck-typed: any component may define default_trainable() (image encoders do)
             hit = {f"{comp}.{n}" for n in comps[comp].default_trainable()}  # type: ignore[operator]
-        elif entry == "prompt":
-            hit = {n for n in names if n.startswith("prompt_generators.")}
-        elif entry == "adapters":
-            hit = {n for n in names if n.startswith("adapters.")}
         elif entry.startswith("adapter:") and entry not in comps and _adapter_keys(model, entry[8:]):
             keys = _adapter_keys(model, entry[8:])  # a component name: every site it is attached to
             hit = {n for n in names if any(n.startswith(f"adapters.{k}.") for k in keys)}
-        elif entry in comps:
-            prefix = {"temporal": "temporal."}.get(entry)
-            if entry.startswith("prompt:"):
-                prefix = f"prompt_generators.{entry[7:]}."
-            elif entry.startswith("adapter:"):
-                prefix = f"adapters.{entry[8:]}."
-            prefix = prefix or f"{entry}."
+        elif (prefix := prefix_of(model, entry)) is not None:
             hit = {n for n in names if n.startswith(prefix)}
         else:
             hit = {n for n in names if fnmatch.fnmatchcase(n, entry)}
             if not hit and not any(ch in entry for ch in "*?["):
-                known = ", ".join(sorted(comps) + ["prompt", "adapters"])
+                known = ", ".join(sorted(comps) + group_names())
                 raise RecipeError(f"{where}: '{entry}' names no component or parameter; components: {known}; "
                                   f"or use a glob such as 'image_encoder.blocks.*'")
         chosen |= hit

@@ -74,7 +74,7 @@ def _perturb_adapters(model: Any) -> None:
     sees their path."""
     g = torch.Generator().manual_seed(5)
     with torch.no_grad():
-        for name, p in sorted(model.adapters.named_parameters()):
+        for _, p in sorted(model.adapters.named_parameters()):
             p.add_(0.05 * torch.randn(p.shape, generator=g))
 
 

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from samfx.errors import CheckpointError, RecipeError, SamfxError
-from samfx.interfaces import BuildContext, MaskDecoderBase, PromptContext, PromptEncoderBase
+from samfx.interfaces import BuildContext, ImageFeatures, MaskDecoderBase, PromptContext, PromptEncoderBase
 from samfx.trainable import count_params
 from samfx_plugins.apg.config import APGConfig
 from samfx_plugins.apg.io import extract_from_state, load_apg, read_apg, save_apg
@@ -32,7 +32,8 @@ def ctx_for(dim=32, b=2, hw=4, classes=None, seed=1):
     g = torch.Generator().manual_seed(seed)
     emb = torch.randn(b, dim, hw, hw, generator=g)
     cls = torch.ones(b, dtype=torch.long) if classes is None else torch.tensor(classes)
-    return PromptContext(emb, torch.zeros(1, dim, hw, hw), PromptEncoderBase(), FakeDecoder(dim), 64, cls)
+    return PromptContext(ImageFeatures(emb), torch.zeros(1, dim, hw, hw), PromptEncoderBase(), FakeDecoder(dim), 64,
+                         cls)
 
 
 def small(form="paper", dim=32, **kw):
@@ -55,9 +56,9 @@ def test_forward_shapes_and_replaced_embedding(form, n_sparse):
     out = apg(ctx)
     assert out.sparse.shape == (2, n_sparse, 32)
     assert out.dense.shape == (2, 32, 4, 4)
-    assert out.image_embedding.shape == ctx.image_embedding.shape
-    assert not torch.equal(out.image_embedding, ctx.image_embedding)
-    assert all(torch.isfinite(t).all() for t in (out.sparse, out.dense, out.image_embedding))
+    assert out.features.embedding.shape == ctx.features.embedding.shape
+    assert not torch.equal(out.features.embedding, ctx.features.embedding)
+    assert all(torch.isfinite(t).all() for t in (out.sparse, out.dense, out.features.embedding))
     assert small(form, sparse_tokens=2)(ctx).sparse.shape == (2, 2, 32)
 
 
@@ -84,16 +85,16 @@ def test_paper_literal_equations():
     t_t1 = apg.proj(tm.a_blocks[1](c1, c2)) + t_t
     t_o1 = apg.proj(tm.b_blocks[1](c2, c1)) + t_o
     big_t = torch.cat([t_t1, t_o1], 1)
-    f = ctx.image_embedding.flatten(2).transpose(1, 2)
+    f = ctx.features.embedding.flatten(2).transpose(1, 2)
     c5, c6 = im.a_blocks[0](f, big_t), im.b_blocks[0](big_t, f)
     f_new, t_new = im.a_blocks[1](c5, c6), im.b_blocks[1](c6, c5)
     out = apg(ctx)
-    torch.testing.assert_close(out.image_embedding, f_new.transpose(1, 2).reshape(1, 32, 4, 4))
+    torch.testing.assert_close(out.features.embedding, f_new.transpose(1, 2).reshape(1, 32, 4, 4))
     torch.testing.assert_close(out.sparse, t_new[:, :6])
-    torch.testing.assert_close(out.dense, apg.dense(out.image_embedding))
+    torch.testing.assert_close(out.dense, apg.dense(out.features.embedding))
     # default (residual) form adds F_i and T back
     apg.residual = True
-    torch.testing.assert_close(apg(ctx).image_embedding, ctx.image_embedding
+    torch.testing.assert_close(apg(ctx).features.embedding, ctx.features.embedding
                                + f_new.transpose(1, 2).reshape(1, 32, 4, 4))
 
 
@@ -121,7 +122,7 @@ def test_frozen_decoder_tokens_get_no_grad_but_task_tokens_do():
 def test_task_sets_by_class():
     apg = small("paper", tasks=3)
     ctx = ctx_for(b=3, classes=[1, 2, 3])
-    ctx.image_embedding = ctx.image_embedding[:1].expand(3, -1, -1, -1).contiguous()
+    ctx.features, ctx.queries_per_image = ImageFeatures(ctx.features.embedding[:1]), 3  # one image, 3 classes
     before = apg(ctx)
     assert not torch.allclose(before.sparse[0], before.sparse[1])
     with torch.no_grad():

@@ -25,3 +25,17 @@ def test_every_kind_is_documented():
     doc = (ROOT / "docs" / "plugins.md").read_text()
     for kind in KINDS:
         assert f"| `{kind}` |" in doc
+
+
+def test_data_passed_between_components_is_documented_field_by_field():
+    import dataclasses
+
+    from samfx import interfaces
+
+    doc = (ROOT / "docs" / "plugins.md").read_text()
+    for cls in (interfaces.ImageFeatures, interfaces.DecoderInput, interfaces.DecoderOutput, interfaces.PromptContext,
+                interfaces.Prompts, interfaces.FrameInfo, interfaces.MemoryReadout, interfaces.BuildContext):
+        row = next((line for line in doc.splitlines() if line.startswith(f"| `{cls.__name__}` |")), None)
+        assert row is not None, f"docs/plugins.md: no table row for {cls.__name__}"
+        for f in dataclasses.fields(cls):
+            assert f"`{f.name}`" in row, f"docs/plugins.md: {cls.__name__}.{f.name} is not described"

@@ -50,7 +50,7 @@ def _their_low_res(model, apg: AuthorsAPG, state: dict, images: torch.Tensor) ->
                                                                              mlp_dim=2048, num_heads=8))
     decoder.load_state_dict({k[len("mask_decoder."):]: v for k, v in state.items() if k.startswith("mask_decoder.")})
     decoder.eval()
-    emb = model.image_encoder(images)
+    emb = model.image_encoder(images).embedding
     tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight]).expand(len(images), -1, -1)
     new_emb, sparse = apg.prompt_generator(emb, tokens)
     dense = apg.feature_adapter(new_emb)

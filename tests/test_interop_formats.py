@@ -164,7 +164,7 @@ def test_medsam_is_a_sam_file_with_unnormalised_inputs(tmp_path):
     ref.load_state_dict(torch.load(path, weights_only=True))
     x = torch.rand(1, 3, 64, 64)                       # MedSAM: min-max [0,1] images, no SAM mean/std
     with torch.no_grad():
-        assert (model.image_encoder(x) - ref.image_encoder(x)).abs().max() <= 1e-4
+        assert (model.image_encoder(x).embedding - ref.image_encoder(x)).abs().max() <= 1e-4
     report = inspect_checkpoint(path)
     assert report["recipe"] == "recipes/sam_vit_b.yaml" and "recipes/medsam.yaml" in report["note"]
     path.write_bytes(b"not a checkpoint")

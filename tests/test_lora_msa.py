@@ -100,13 +100,13 @@ def test_adapter_recipes_attach_to_every_block(recipe, sites):
     targets[:, :, 16:48, 16:48] = 1
     model.eval()                                               # deterministic simulated prompts
     base = model(images, targets=targets).logits
-    plain = model.image_encoder(images)
+    plain = model.image_encoder(images).embedding
     with torch.no_grad():                                      # non-zero adapters change the output:
         for ad in model.adapters.values():                     # the forward hooks are live
             for name, p in ad.named_parameters():
                 if name.startswith(("b.", "up.")):
                     p.normal_(0, 0.1)
-    assert not torch.allclose(model.image_encoder(images), plain)
+    assert not torch.allclose(model.image_encoder(images).embedding, plain)
     out = model(images, targets=targets).logits
     assert not torch.allclose(out, base)
     model.train()

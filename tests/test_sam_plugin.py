@@ -10,7 +10,7 @@ from segment_anything import sam_model_registry
 
 from samfx.build import build_model
 from samfx.errors import RecipeError, SamfxError
-from samfx.interfaces import BuildContext
+from samfx.interfaces import BuildContext, DecoderInput, ImageFeatures
 from samfx.pluginmanager import get_registry
 from samfx.recipe import load_recipe
 from samfx_plugins.sam.config import SamMaskDecoderConfig, SamPromptEncoderConfig
@@ -52,7 +52,7 @@ def test_tiny_matches_reference_and_embedding_geometry():
     enc = SamImageEncoder("tiny", 256)
     assert _shapes(enc) == _shapes(reference_sam("tiny", 256).image_encoder)
     assert (enc.image_size, enc.embed_dim, enc.embed_size, enc.encoder_dim) == (256, 256, (16, 16), 96)
-    assert enc(torch.rand(1, 3, 256, 256)).shape == (1, 256, 16, 16)
+    assert enc(torch.rand(1, 3, 256, 256)).embedding.shape == (1, 256, 16, 16)
 
 
 def test_same_embedding_as_segment_anything_with_pixel_norm():
@@ -63,9 +63,9 @@ def test_same_embedding_as_segment_anything_with_pixel_norm():
     x = torch.rand(2, 3, 256, 256)
     with torch.no_grad():
         expected = ref.image_encoder(ref.preprocess(x * 255))
-        assert (enc(x) - expected).abs().max().item() <= 1e-4
+        assert (enc(x).embedding - expected).abs().max().item() <= 1e-4
         enc.pixel_norm = False
-        assert (enc(x) - ref.image_encoder(x)).abs().max().item() <= 1e-4
+        assert (enc(x).embedding - ref.image_encoder(x)).abs().max().item() <= 1e-4
 
 
 def test_default_trainable_is_everything_and_sites():
@@ -98,22 +98,35 @@ def _decoder_parts():
     return build_prompt_encoder(SamPromptEncoderConfig(), ctx), build_mask_decoder(SamMaskDecoderConfig(), ctx)
 
 
-def test_mask_decoder_batched_one_prompt_set_per_image():
+def test_mask_decoder_batched_one_prompt_set_per_query():
     pe, dec = _decoder_parts()
     b = 3
     emb = torch.randn(b, 256, 16, 16)
     points = torch.rand(b, 2, 2) * 256
     labels = torch.tensor([[1, 0], [1, 1], [0, 1]])
-    sparse, dense = pe(points=(points, labels), boxes=None, masks=None)
-    low, iou = dec(emb, pe.get_dense_pe(), sparse, dense)
-    assert low.shape == (b, 1, 64, 64) and iou.shape == (b, 1)
-    for i in range(b):  # each image alone, through segment-anything's own single-mask path
-        ref_low, ref_iou = super(type(dec), dec).forward(emb[i:i + 1], pe.get_dense_pe(), sparse[i:i + 1],
-                                                         dense[i:i + 1], multimask_output=False)
-        assert (low[i] - ref_low[0]).abs().max().item() <= 1e-4
-        assert (iou[i] - ref_iou[0]).abs().max().item() <= 1e-5
-    with pytest.raises(SamfxError, match="one prompt set per image expected, got 3 images, 2 sparse"):
-        dec(emb, pe.get_dense_pe(), sparse[:2], dense)
+    sparse, dense = pe.encode(b, points=(points, labels))
+    out = dec(DecoderInput(ImageFeatures(emb), pe.get_dense_pe(), sparse, dense))
+    assert out.low_res.shape == (b, 1, 64, 64) and out.iou.shape == (b, 1) and out.mask_tokens.shape == (b, 1, 256)
+    multi = dec(DecoderInput(ImageFeatures(emb), pe.get_dense_pe(), sparse, dense, multimask=True))
+    assert multi.low_res.shape == (b, 3, 64, 64) and multi.iou.shape == (b, 3)
+    for i in range(b):  # each image alone, through segment-anything's own single- and multi-mask paths
+        for multimask, mine in ((False, out), (True, multi)):
+            ref_low, ref_iou = super(type(dec), dec).forward(emb[i:i + 1], pe.get_dense_pe(), sparse[i:i + 1],
+                                                             dense[i:i + 1], multimask_output=multimask)
+            assert (mine.low_res[i] - ref_low[0]).abs().max().item() <= 1e-4
+            assert (mine.iou[i] - ref_iou[0]).abs().max().item() <= 1e-5
+    with pytest.raises(SamfxError, match="3 images x 1 queries each != 2 sparse"):
+        dec(DecoderInput(ImageFeatures(emb), pe.get_dense_pe(), sparse[:2], dense))
+
+
+def test_queries_share_their_image_features_without_copies():
+    """K queries per image (DecoderInput.queries_per_image) decode exactly as the features repeated K times."""
+    pe, dec = _decoder_parts()
+    emb = torch.randn(2, 256, 16, 16)
+    sparse, dense = pe.encode(6, points=(torch.rand(6, 1, 2) * 256, torch.ones(6, 1, dtype=torch.int)))
+    shared = dec(DecoderInput(ImageFeatures(emb), pe.get_dense_pe(), sparse, dense, queries_per_image=3))
+    copied = dec(DecoderInput(ImageFeatures(emb.repeat_interleave(3, 0)), pe.get_dense_pe(), sparse, dense))
+    assert torch.equal(shared.low_res, copied.low_res) and torch.equal(shared.iou, copied.iou)
 
 
 def test_output_tokens():

@@ -115,27 +115,27 @@ def test_sites():
     enc.eval()
     x = torch.rand(1, 3, 256, 256)
     with torch.no_grad():
-        base = enc(x)
+        base = enc(x).embedding
         seen = []
         h1 = sites["blocks.1"].module.register_forward_hook(lambda m, i, o: seen.append(tuple(o.shape)))
         h2 = sites["cnn.out"].module.register_forward_hook(lambda m, i, o: o * 0)   # the branch output is used
-        changed = enc(x)
+        changed = enc(x).embedding
         h1.remove(), h2.remove()
         assert seen == [(1, 32, 32, 96)]
         assert not torch.allclose(base, changed)
-        assert torch.equal(enc(x), base)
+        assert torch.equal(enc(x).embedding, base)
 
 
 def test_position_adapter_cache_follows_weights():
     enc = SamusImageEncoder("tiny").eval()
     x = torch.rand(1, 3, 256, 256)
     with torch.no_grad():
-        a, b = enc(x), enc(x)
+        a, b = enc(x).embedding, enc(x).embedding
         assert torch.equal(a, b) and enc._pos_cache is not None
         enc.pos_adapter[0].conv.weight.mul_(2.0)          # an in-place update, as an optimizer step
-        c = enc(x)
+        c = enc(x).embedding
     assert not torch.allclose(a, c)
-    assert torch.allclose(c, enc(x).detach(), atol=1e-5)   # with grad on: recomputed, same values
+    assert torch.allclose(c, enc(x).embedding.detach(), atol=1e-5)   # with grad on: recomputed, same values
 
 
 def test_bad_image_size():
@@ -226,7 +226,7 @@ def test_activation_checkpointing_gives_the_same_gradients(encoder, monkeypatch)
         enc.zero_grad()
         enc.set_activation_checkpointing(on)
         calls.clear()
-        enc(x).square().mean().backward()
+        enc(x).embedding.square().mean().backward()
         grads.append(torch.cat([p.grad.flatten() for p in enc.parameters() if p.grad is not None]))
         assert len(calls) == (len(enc.blocks) + 2 * (encoder == "samus") if on else 0)  # + refine convs
     assert torch.allclose(grads[0], grads[1], atol=1e-6)

@@ -6,13 +6,22 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from segment_anything.modeling import PromptEncoder
 from torch import nn
 
 from samfx.errors import SamfxError
-from samfx.interfaces import BuildContext, ImageEncoder, MaskDecoderBase, PromptGenerator, Prompts
+from samfx.interfaces import (
+    BuildContext,
+    DecoderOutput,
+    FrameInfo,
+    ImageEncoder,
+    ImageFeatures,
+    MaskDecoderBase,
+    PromptGenerator,
+    Prompts,
+)
 from samfx.model import SegmentationModel
 from samfx_plugins.prompts.simulated import Clicks, NoPrompt
+from samfx_plugins.sam.decoder import SamPromptEncoder
 from samfx_plugins.stm.config import STMConfig
 from samfx_plugins.stm.memory import MemoryBank, SpaceTimeMemory, STMError, build_stm
 
@@ -26,7 +35,7 @@ class TinyEncoder(ImageEncoder):
         self.conv = nn.Conv2d(3, C, S // H, stride=S // H)
 
     def forward(self, x):
-        return self.conv(x)
+        return ImageFeatures(self.conv(x))
 
 
 class TinyDecoder(MaskDecoderBase):
@@ -39,12 +48,13 @@ class TinyDecoder(MaskDecoderBase):
         self.up = nn.ConvTranspose2d(C, 1, 4, stride=4)
         self.iou = nn.Linear(C, 1)
 
-    def forward(self, emb, pe, sparse, dense):
-        x = emb + dense + pe
+    def forward(self, inp):
+        emb, sparse = inp.features.embedding.repeat_interleave(inp.queries_per_image, 0), inp.sparse
+        x = emb + inp.dense + inp.image_pe
         if sparse.shape[1]:
             x = x + sparse.mean(1)[:, :, None, None]
         x = F.gelu(self.mix(x))
-        return self.up(x), self.iou(x.mean((2, 3)))
+        return DecoderOutput(self.up(x), self.iou(x.mean((2, 3))))
 
     def output_tokens(self):
         return torch.zeros(5, C)
@@ -59,8 +69,8 @@ class TinyAuto(PromptGenerator):
         self.dense = nn.Conv2d(C, C, 1)
 
     def forward(self, ctx):
-        n = ctx.image_embedding.shape[0]
-        return Prompts(self.token.expand(n, -1, -1), self.dense(ctx.image_embedding))
+        emb = ctx.features.per_query(ctx.queries_per_image).embedding
+        return Prompts(self.token.expand(ctx.num_queries, -1, -1), self.dense(emb))
 
 
 def stm(**kw) -> SpaceTimeMemory:
@@ -70,7 +80,7 @@ def stm(**kw) -> SpaceTimeMemory:
 
 def tiny_model(temporal=None, prompt="auto") -> SegmentationModel:
     gens = {"auto": TinyAuto(), "clicks": Clicks(), "none": NoPrompt()}
-    pe = PromptEncoder(embed_dim=C, image_embedding_size=(H, H), input_image_size=(S, S), mask_in_chans=4)
+    pe = SamPromptEncoder(C, (H, H), S, mask_in_chans=4)
     return SegmentationModel(TinyEncoder(), pe, TinyDecoder(), gens, prompt, temporal=temporal)
 
 
@@ -168,13 +178,28 @@ def test_clicks_prompt_frame_0_only_then_memory():
     assert all(p.points is None and p.sparse.shape[1] == 0 for _, p in seen[1:])
 
 
+def test_prompted_frames_follow_the_schedule_and_temporal_modules_see_it():
+    torch.manual_seed(0)
+    model = tiny_model(stm(), "clicks").eval()
+    frames, labels = clip_batch(1, 4)
+    seen, infos = [], []
+    read = model.temporal.read
+    model.temporal.read = lambda st, f, info: infos.append(info) or read(st, f, info)
+    model.forward_clip(frames, [1, 2], labels, prompt_frames=[0, 2], on_frame=lambda t, o: seen.append(o.prompts))
+    assert [p.points is not None for p in seen] == [True, False, True, False]
+    assert [(i.t, i.num_frames, i.prompted, i.queries_per_image) for i in infos] == [
+        (0, 4, True, 2), (1, 4, False, 2), (2, 4, True, 2), (3, 4, False, 2)]
+    with pytest.raises(SamfxError, match=r"prompt_frames \[5\] are outside the clip's 4 frames"):
+        model.forward_clip(frames, [1], labels, prompt_frames=[5])
+
+
 def test_clicks_without_frame0_labels_is_a_clear_error():
     model = tiny_model(stm(), "clicks")
     frames, labels = clip_batch(2, 3)
     labeled = torch.ones(2, 3, dtype=torch.bool)
     labeled[1, 0] = False
-    with pytest.raises(SamfxError, match=r"prompt 'clicks' needs frame-0 labels of every clip, but clip\(s\) \[1\] "
-                                         r"have frame 0 unlabeled; use an automatic prompt"):
+    with pytest.raises(SamfxError, match=r"prompt 'clicks' needs the labels of every prompted frame \(\[0\]\), "
+                                         r"but clip\(s\) \[1\] lack labels there; use an automatic prompt"):
         model.forward_clip(frames, [1], labels, labeled)
     with pytest.raises(SamfxError, match="but no labels were given"):
         model.forward_clip(frames, [1])
@@ -192,9 +217,24 @@ def test_forward_clip_shape_errors():
 
 
 # -- the memory bank -------------------------------------------------------------------------------
+FRAME = FrameInfo(t=0, num_frames=1, prompted=True)
+
+
+def _read(mem, state, emb):
+    """(embedding the decoder gets, extra dense prompt or None) for per-query embeddings `emb`."""
+    out = mem.read(state, ImageFeatures(emb), FRAME)
+    return (emb if out.features is None else out.features.embedding), out.dense
+
+
+def _write_probs(mem, state, emb, probs):
+    """Write a frame whose decoder predicted `probs` (N,1,S,S) (as low-res logits, 4x the embedding)."""
+    small = F.interpolate(probs, size=(4 * H, 4 * H), mode="area").clamp(1e-6, 1 - 1e-6)
+    return mem.write(state, ImageFeatures(emb), DecoderOutput(torch.logit(small), torch.ones(len(emb), 1)), FRAME)
+
+
 def _write(mem, state, n, value=0.5):
     emb = torch.randn(state.batch_size, C, H, H)
-    return mem.write(state, emb, torch.full((state.batch_size, 1, S, S), value))
+    return _write_probs(mem, state, emb, torch.full((state.batch_size, 1, S, S), value))
 
 
 def test_bank_keeps_first_plus_last_n_frames_and_stays_bounded():
@@ -237,7 +277,7 @@ def test_readout_matches_explicit_affinity(affinity):
         for _ in range(3):
             state = _write(mem, state, 0, value=float(torch.rand(1)))
         emb = torch.randn(2, C, H, H)
-        _, extra = mem.read(state, emb)
+        _, extra = _read(mem, state, emb)
         q = mem.key_proj(emb).flatten(2).transpose(1, 2)                    # (N,HW,Dk)
         keys, values = state.memory()
         k = keys[..., :16]
@@ -254,10 +294,10 @@ def test_read_on_empty_memory_is_identity_and_inject_modes():
     for inject in ["dense", "embedding", "both"]:
         mem = stm(inject=inject)
         state = mem.init_state(2, torch.device("cpu"))
-        out, extra = mem.read(state, emb)
+        out, extra = _read(mem, state, emb)
         assert out is emb and extra is None
         state = _write(mem, state, 0)
-        out, extra = mem.read(state, emb)
+        out, extra = _read(mem, state, emb)
         if inject == "dense":
             assert out is emb and extra.shape == emb.shape
         elif inject == "embedding":
@@ -273,8 +313,8 @@ def test_written_probabilities_change_the_readout():
     reads = []
     with torch.no_grad():
         for p in (0.0, 1.0):
-            state = mem.write(mem.init_state(1, torch.device("cpu")), emb, torch.full((1, 1, S, S), p))
-            reads.append(mem.read(state, emb)[1])
+            state = _write_probs(mem, mem.init_state(1, torch.device("cpu")), emb, torch.full((1, 1, S, S), p))
+            reads.append(_read(mem, state, emb)[1])
     assert (reads[0] - reads[1]).abs().amax() > 1e-4
 
 
@@ -282,13 +322,13 @@ def test_memory_input_errors_are_one_line():
     mem = stm()
     state = mem.init_state(2, torch.device("cpu"))
     with pytest.raises(STMError, match=r"image embedding has shape \(2, 16, 8, 8\), expected \(N,32,8,8\)"):
-        mem.read(state, torch.randn(2, 16, H, H))
+        _read(mem, state, torch.randn(2, 16, H, H))
     with pytest.raises(STMError, match=r"embedding batch 3 != state batch 2"):
-        mem.read(state, torch.randn(3, C, H, H))
-    with pytest.raises(STMError, match=r"mask_probs must be \(N,1,H,W\) probabilities for N=2 queries"):
-        mem.write(state, torch.randn(2, C, H, H), torch.rand(2, S, S))
+        _read(mem, state, torch.randn(3, C, H, H))
+    with pytest.raises(STMError, match=r"low-res logits must be \(N,1,h,w\) for N=2 queries"):
+        mem.write(state, ImageFeatures(torch.randn(2, C, H, H)), DecoderOutput(torch.rand(2, 32, 32), None), FRAME)
     with pytest.raises(STMError, match="state must come from init_state"):
-        mem.read({}, torch.randn(2, C, H, H))
+        _read(mem, {}, torch.randn(2, C, H, H))
 
 
 @pytest.mark.parametrize("kw, msg", [
@@ -353,7 +393,7 @@ def test_bf16_autocast_keeps_fp32_keys_and_finite_outputs():
     frames, _ = clip_batch(1, 3)
     banks = []
     write = model.temporal.write
-    model.temporal.write = lambda st, e, p: banks.append(write(st, e, p)) or banks[-1]
+    model.temporal.write = lambda st, e, d, f: banks.append(write(st, e, d, f)) or banks[-1]
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         out = model.forward_clip(frames, [1])
     assert torch.isfinite(out.logits.float()).all()

@@ -22,7 +22,7 @@ from segment_anything.modeling.common import LayerNorm2d, MLPBlock
 from torch import Tensor, nn
 
 from samfx.errors import CheckpointError, RecipeError
-from samfx.interfaces import BuildContext, PromptContext, PromptGenerator, Prompts
+from samfx.interfaces import BuildContext, ImageFeatures, PromptContext, PromptGenerator, Prompts
 from samfx_plugins.apg.config import ARCH_KEYS, FORMS, APGConfig
 
 REF_HEADS, REF_HEAD_DIM = 8, 64
@@ -191,7 +191,8 @@ class AutoPromptGenerator(PromptGenerator):
         return class_ids.long() - 1
 
     def forward(self, ctx: PromptContext) -> Prompts:
-        emb = ctx.image_embedding
+        per_query = ctx.features.per_query(ctx.queries_per_image)   # the APG rewrites each query's image
+        emb = per_query.embedding
         b, c, h, w = emb.shape
         if c != self.embed_dim:
             raise RecipeError(f"prompt 'apg': image embedding has width {c} but this APG was built for "
@@ -208,7 +209,8 @@ class AutoPromptGenerator(PromptGenerator):
             new_feats, new_tokens = feats + new_feats, tokens + new_tokens
         new_emb = new_feats.transpose(1, 2).reshape(b, c, h, w)
         sparse = new_tokens[:, : self.sparse_tokens]
-        return Prompts(sparse=sparse, dense=self.dense(new_emb), image_embedding=new_emb)
+        features = ImageFeatures(new_emb, per_query.high_res, per_query.pos)
+        return Prompts(sparse=sparse, dense=self.dense(new_emb), features=features)
 
 
 def _check_config(form: str, tokens: int, tasks: int, sparse_tokens: int | None, mlp_dim: int | None,
@@ -230,12 +232,12 @@ def _check_config(form: str, tokens: int, tasks: int, sparse_tokens: int | None,
 
 def build_apg(config: APGConfig, ctx: BuildContext) -> AutoPromptGenerator:
     """Registry factory: an APG for the model's prompt width; loads ``config.weights`` when set,
-    unless the model is built without its checkpoint (``ctx.extra["load_weights"]`` False: ``samfx
+    unless the model is built without its checkpoint (``ctx.load_weights`` False: ``samfx
     show``, or eval/predict rebuilding a trained run whose checkpoint holds the APG)."""
     apg = AutoPromptGenerator(ctx.embed_dim, form=config.form, tokens=config.tokens, tasks=config.tasks,
                               sparse_tokens=config.sparse_tokens, mlp_dim=config.mlp_dim,
                               residual=config.residual)
-    if config.weights and ctx.extra.get("load_weights", True):
+    if config.weights and ctx.load_weights:
         from samfx_plugins.apg.io import load_apg
         load_apg(apg, config.weights)
     return apg

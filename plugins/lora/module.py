@@ -79,6 +79,6 @@ def build_lora(config: LoRAConfig, ctx: BuildContext, site: Site) -> LoRA:
 
 def rank_from_weights(ctx: BuildContext, site: str) -> int:
     """``rank: null``: the rank of the weights the model will receive (BuildContext "weight_shapes"), else 4."""
-    shapes = ctx.extra.get("weight_shapes")
+    shapes = ctx.weight_shapes
     found = samed.rank_in(shapes(), site) if shapes is not None else None
     return found if found is not None else DEFAULT_RANK

@@ -52,10 +52,6 @@ def deepest_pixel(mask: Tensor) -> Tensor:
     return torch.where(empty[:, None], centre, xy)
 
 
-def _dense_to_batch(dense: Tensor, b: int) -> Tensor:
-    return dense.expand(b, -1, -1, -1) if dense.shape[0] == 1 and b != 1 else dense
-
-
 class Clicks(PromptGenerator):
     needs_targets = True
 
@@ -80,10 +76,10 @@ class Clicks(PromptGenerator):
                 -1, self.negative, -1)
             coords.append(neg)
             labels = torch.cat([labels, torch.zeros(neg.shape[:2], device=pos.device, dtype=torch.int)], 1)
-        points = torch.cat(coords, 1).to(ctx.image_embedding.device)
+        points = torch.cat(coords, 1).to(ctx.class_ids.device)
         labels = labels.to(points.device)
-        sparse, dense = ctx.prompt_encoder(points=(points, labels), boxes=None, masks=None)
-        return Prompts(sparse, _dense_to_batch(dense, points.shape[0]), points=points, point_labels=labels)
+        sparse, dense = ctx.prompt_encoder.encode(points.shape[0], points=(points, labels))
+        return Prompts(sparse, dense, points=points, point_labels=labels)
 
 
 class Boxes(PromptGenerator):
@@ -112,16 +108,13 @@ class Boxes(PromptGenerator):
             box = box + (torch.rand_like(box) * 2 - 1) * limit
             box[:, 0::2] = box[:, 0::2].clamp(0, w - 1)
             box[:, 1::2] = box[:, 1::2].clamp(0, h - 1)
-        box = box.to(ctx.image_embedding.device)
-        sparse, dense = ctx.prompt_encoder(points=None, boxes=box, masks=None)
-        return Prompts(sparse, _dense_to_batch(dense, b))
+        box = box.to(ctx.class_ids.device)
+        return Prompts(*ctx.prompt_encoder.encode(b, boxes=box))
 
 
 class NoPrompt(PromptGenerator):
     def forward(self, ctx: PromptContext) -> Prompts:
-        b = ctx.image_embedding.shape[0]
-        sparse, dense = ctx.prompt_encoder(points=None, boxes=None, masks=None)
-        return Prompts(sparse.expand(b, -1, -1), _dense_to_batch(dense, b))
+        return Prompts(*ctx.prompt_encoder.encode(ctx.num_queries))
 
 
 def build_clicks(cfg, ctx) -> Clicks:

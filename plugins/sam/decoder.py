@@ -1,6 +1,6 @@
 """SAM's prompt encoder and mask decoder as samfx components (parameter names exactly SAM's).
 
-The mask decoder is batched one prompt set per image: image b is decoded with prompt set b.
+The mask decoder is batched one prompt set per query, K queries per image sharing its features
 (segment-anything's ``predict_masks`` repeats each image embedding once per prompt set, which is
 right for one image with many prompts and wrong for B images with B prompt sets.)
 """
@@ -13,9 +13,8 @@ from segment_anything.modeling import MaskDecoder, PromptEncoder, TwoWayTransfor
 from torch import Tensor, nn
 
 from samfx.errors import SamfxError
-from samfx.interfaces import BuildContext, MaskDecoderBase, PromptEncoderBase
+from samfx.interfaces import BuildContext, DecoderInput, DecoderOutput, MaskDecoderBase, PromptEncoderBase
 from samfx_plugins.sam.config import SamMaskDecoderConfig, SamPromptEncoderConfig
-from samfx_plugins.sam.encoder import FAST_PATH_KEY
 from samfx_plugins.sam.fast import set_fast_path
 
 
@@ -56,9 +55,9 @@ class SamPromptEncoder(PromptEncoder, PromptEncoderBase):
 
 
 class SamMaskDecoder(MaskDecoder, MaskDecoderBase):
-    """SAM's MaskDecoder; ``forward`` decodes B images with B prompt sets into one mask each.
+    """SAM's MaskDecoder over a :class:`DecoderInput`: each query decoded with its own prompt set.
 
-    Returns ``(low_res_logits (B,1,4h,4w), iou_pred (B,1))`` from SAM's first (single-mask) token.
+    Single-mask output from SAM's first mask token, or its three multimask tokens (``multimask``).
     """
 
     # set by segment_anything's MaskDecoder (untyped)
@@ -68,30 +67,35 @@ class SamMaskDecoder(MaskDecoder, MaskDecoderBase):
     output_upscaling: nn.Sequential
     output_hypernetworks_mlps: nn.ModuleList
     iou_prediction_head: nn.Module
+    num_mask_tokens: int
 
     def output_tokens(self) -> Tensor:
         return torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
 
-    def forward(self, image_embedding: Tensor, image_pe: Tensor, sparse: Tensor,
-                dense: Tensor) -> tuple[Tensor, Tensor]:
-        b, c, h, w = image_embedding.shape
-        if sparse.shape[0] != b or dense.shape[0] != b:
-            raise SamfxError(f"mask_decoder 'sam': one prompt set per image expected, got {b} images, "
-                             f"{sparse.shape[0]} sparse and {dense.shape[0]} dense prompt sets")
-        tokens = torch.cat([self.output_tokens().unsqueeze(0).expand(b, -1, -1).to(sparse.dtype), sparse], dim=1)
-        # The transformer broadcasts image_pe (1,C,h,w) over the batch.
-        hs, src = self.transformer(image_embedding + dense, image_pe, tokens)
-        upscaled = self.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))
-        hyper = self.output_hypernetworks_mlps[0](hs[:, 1])                   # (B,C/8): mask token 0
+    def forward(self, inp: DecoderInput) -> DecoderOutput:
+        sparse, dense, k = inp.sparse, inp.dense, inp.queries_per_image
+        emb = inp.features.embedding
+        q, (_, c, h, w) = sparse.shape[0], emb.shape
+        if emb.shape[0] * k != q or dense.shape[0] != q:
+            raise SamfxError(f"mask_decoder 'sam': {emb.shape[0]} images x {k} queries each != {q} sparse / "
+                             f"{dense.shape[0]} dense prompt sets; pass one prompt set per query")
+        tokens = torch.cat([self.output_tokens().unsqueeze(0).expand(q, -1, -1).to(sparse.dtype), sparse], dim=1)
+        # each image's features shared by its k queries: broadcast in the sum instead of copying them
+        src = emb + dense if k == 1 else (emb.unsqueeze(1) + dense.view(-1, k, c, h, w)).flatten(0, 1)
+        hs, src = self.transformer(src, inp.image_pe, tokens)   # broadcasts image_pe (1,C,h,w)
+        upscaled = self.output_upscaling(src.transpose(1, 2).reshape(q, c, h, w))
+        first, count = (1, self.num_mask_tokens - 1) if inp.multimask else (0, 1)
+        hyper = torch.stack([self.output_hypernetworks_mlps[first + i](hs[:, 1 + first + i])
+                             for i in range(count)], dim=1)                  # (Q,M,C/8)
         _, c8, uh, uw = upscaled.shape
-        masks = (hyper.unsqueeze(1) @ upscaled.reshape(b, c8, uh * uw)).reshape(b, 1, uh, uw)
-        iou = self.iou_prediction_head(hs[:, 0])[:, :1]
-        return masks, iou
+        masks = (hyper @ upscaled.reshape(q, c8, uh * uw)).reshape(q, count, uh, uw)
+        iou = self.iou_prediction_head(hs[:, 0])[:, first:first + count]
+        return DecoderOutput(masks, iou, mask_tokens=hs[:, 1 + first:1 + first + count])
 
 
 def build_prompt_encoder(cfg: SamPromptEncoderConfig, ctx: BuildContext) -> SamPromptEncoder:
     enc = SamPromptEncoder(ctx.embed_dim, ctx.embed_size, ctx.image_size, cfg.mask_in_chans)
-    set_fast_path(enc, ctx.extra.get(FAST_PATH_KEY, True))
+    set_fast_path(enc, ctx.fast_attention)
     return enc
 
 
@@ -100,5 +104,5 @@ def build_mask_decoder(cfg: SamMaskDecoderConfig, ctx: BuildContext) -> SamMaskD
                                     mlp_dim=cfg.mlp_dim, num_heads=cfg.num_heads)
     dec = SamMaskDecoder(transformer_dim=ctx.embed_dim, transformer=transformer, num_multimask_outputs=3,
                          iou_head_depth=3, iou_head_hidden_dim=256)
-    set_fast_path(dec, ctx.extra.get(FAST_PATH_KEY, True))  # follows the encoder's fast_attention
+    set_fast_path(dec, ctx.fast_attention)  # follows the encoder's fast_attention
     return dec

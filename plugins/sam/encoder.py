@@ -17,15 +17,13 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from samfx.errors import RecipeError, SamfxError, did_you_mean
-from samfx.interfaces import BuildContext, ImageEncoder, Site
+from samfx.interfaces import BuildContext, ImageEncoder, ImageFeatures, Site
 from samfx_plugins.sam.config import PROMPT_DIM, SIZES, SamEncoderConfig
 from samfx_plugins.sam.fast import set_fast_path
 
 # SAM's pixel statistics on the 0..255 scale (segment_anything.build_sam).
 PIXEL_MEAN = (123.675, 116.28, 103.53)
 PIXEL_STD = (58.395, 57.12, 57.375)
-# BuildContext.extra key: the encoder's `fast_attention` flag, which SAM's decoder and prompt encoder follow
-FAST_PATH_KEY = "sam.fast_path"
 
 
 def size_preset(size: str, who: str) -> dict:
@@ -151,7 +149,7 @@ class SamViTBase(ImageEncoderViT, ImageEncoder):
 
 
 class SamImageEncoder(SamViTBase):
-    """SAM's ImageEncoderViT: images (B,3,S,S) in [0,1] -> (B,256,S/16,S/16).
+    """SAM's ImageEncoderViT: images (B,3,S,S) in [0,1] -> ImageFeatures with embedding (B,256,S/16,S/16).
 
     ``default_trainable()`` is every parameter (full fine-tuning, as MedSAM).
     """
@@ -166,17 +164,17 @@ class SamImageEncoder(SamViTBase):
         self._setup("sam", size, image_size, image_size // 16, pixel_norm)
         set_fast_path(self, fast_attention)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor) -> ImageFeatures:
         self.check_input(x)
         x = self.patch_embed(self.normalize(x)) + self.pos_embed
         for blk in self.blocks:
             x = self.run_block(blk, x)
-        return self.neck(x.permute(0, 3, 1, 2))
+        return ImageFeatures(self.neck(x.permute(0, 3, 1, 2)))
 
     def default_trainable(self) -> list[str]:
         return [n for n, _ in self.named_parameters()]
 
 
 def build_sam_encoder(cfg: SamEncoderConfig, ctx: BuildContext) -> SamImageEncoder:
-    ctx.extra[FAST_PATH_KEY] = cfg.fast_attention
+    ctx.fast_attention = cfg.fast_attention
     return SamImageEncoder(cfg.size, cfg.image_size, cfg.fast_attention, cfg.pixel_norm, cfg.out_dim)

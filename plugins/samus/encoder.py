@@ -17,9 +17,9 @@ from segment_anything.modeling.image_encoder import Block, PatchEmbed
 from torch import Tensor, nn
 
 from samfx.errors import RecipeError
-from samfx.interfaces import BuildContext, Site
+from samfx.interfaces import BuildContext, ImageFeatures, Site
 from samfx_plugins.sam.config import PROMPT_DIM
-from samfx_plugins.sam.encoder import FAST_PATH_KEY, SamViTBase, fit_geometry, size_preset, vit_kwargs
+from samfx_plugins.sam.encoder import SamViTBase, fit_geometry, size_preset, vit_kwargs
 from samfx_plugins.sam.fast import set_fast_path
 from samfx_plugins.samus.config import CNN_WIDTHS, DEFAULT_CNN_WIDTHS, IMAGE_SIZES, SamusEncoderConfig
 from samfx_plugins.samus.keys import from_authors, is_authors_layout, to_authors
@@ -119,7 +119,7 @@ class SamusGlobalBlock(Block):
 
 
 class SamusImageEncoder(SamViTBase):
-    """SAMUS image encoder: images (B,3,S,S) in [0,1] -> (B,256,S/8,S/8).
+    """SAMUS image encoder: images (B,3,S,S) in [0,1] -> ImageFeatures with embedding (B,256,S/8,S/8).
 
     ``default_trainable()`` is the paper's set: CNN branch, position adapter, all adapters, CBA and
     refine convs, and the global blocks' rel-pos tables; SAM's weights stay frozen.
@@ -178,7 +178,7 @@ class SamusImageEncoder(SamViTBase):
             self._pos_cache = (key, adapted())
         return self._pos_cache[1]
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor) -> ImageFeatures:
         self.check_input(x)
         x = self.normalize(x)
         c = self.cnn(x)                                                  # (B,d,h,w)
@@ -192,7 +192,7 @@ class SamusImageEncoder(SamViTBase):
             else:
                 t = self.run_block(blk, t)
         t = torch.add(t, c.permute(0, 2, 3, 1), alpha=0.5)
-        return self.neck(t.permute(0, 3, 1, 2))
+        return ImageFeatures(self.neck(t.permute(0, 3, 1, 2)))
 
     # -- samfx contract ------------------------------------------------------------------------
     def sites(self) -> dict[str, Site]:
@@ -236,5 +236,5 @@ class SamusImageEncoder(SamViTBase):
 
 
 def build_samus_encoder(cfg: SamusEncoderConfig, ctx: BuildContext) -> SamusImageEncoder:
-    ctx.extra[FAST_PATH_KEY] = cfg.fast_attention
+    ctx.fast_attention = cfg.fast_attention
     return SamusImageEncoder(cfg.size, cfg.image_size, cfg.fast_attention, cfg.pixel_norm, cfg.out_dim)

@@ -1,11 +1,11 @@
 """Space-time memory for echo clips (XMem / MemSAM style, batched, bounded, deterministic).
 
 Per frame t of a clip (queries batched as N = clips x classes):
-- ``read(state, emb)``: query key k_t = P_k(emb); affinity of every query position with every memory
+- ``read(state, features, frame)``: query key k_t = P_k(emb); affinity of every query position with every memory
   position (softmax over the memory, negative squared L2 as in STCN or scaled dot product); readout =
   affinity-weighted memory values (+ ConvGRU hidden state) -> projection to C channels -> extra dense
   prompt and/or added to the image embedding (``inject``). Empty memory (frame 0) reads nothing.
-- ``write(state, emb, probs)``: value v_t = E_v(emb, probs) from the frame's *probabilities*; the bank
+- ``write(state, features, decoded, frame)``: value v_t = E_v(emb, probs) from the frame's *probabilities*; the bank
   keeps the first frame plus the last ``memory_frames`` written frames, so memory is bounded by
   construction. No randomness anywhere: inference is deterministic.
 """
@@ -22,7 +22,7 @@ from segment_anything.modeling.common import LayerNorm2d
 from torch import Tensor, nn
 
 from samfx.errors import CheckpointError, SamfxError
-from samfx.interfaces import BuildContext, TemporalModule
+from samfx.interfaces import BuildContext, DecoderOutput, FrameInfo, ImageFeatures, MemoryReadout, TemporalModule
 
 AFFINITIES = ("l2", "dot")
 INJECTS = ("dense", "embedding", "both")
@@ -138,11 +138,13 @@ class SpaceTimeMemory(TemporalModule):
             raise STMError(f"stm.init_state: batch_size must be >= 1, got {batch_size}")
         return MemoryBank(batch_size)
 
-    def read(self, state: MemoryBank, image_embedding: Tensor) -> tuple[Tensor, Tensor | None]:
+    def read(self, state: MemoryBank, features: ImageFeatures, frame: FrameInfo) -> MemoryReadout:
+        per_query = features.per_query(frame.queries_per_image)
+        image_embedding = per_query.embedding
         self._check(state, image_embedding, "read")
         mem = state.memory()
         if mem is None and state.hidden is None:
-            return image_embedding, None
+            return MemoryReadout()
         n, _, h, w = image_embedding.shape
         if mem is not None:
             keys, values = mem
@@ -161,16 +163,21 @@ class SpaceTimeMemory(TemporalModule):
             readout = torch.cat([readout, hidden.to(readout.dtype)], 1)
         extra = self.readout_proj(readout)
         if self.inject == "dense":
-            return image_embedding, extra
-        fused = image_embedding + extra.to(image_embedding.dtype)
-        return fused, (extra if self.inject == "both" else None)
+            return MemoryReadout(dense=extra)
+        fused = ImageFeatures(image_embedding + extra.to(image_embedding.dtype), per_query.high_res, per_query.pos)
+        return MemoryReadout(fused, extra if self.inject == "both" else None)
 
-    def write(self, state: MemoryBank, image_embedding: Tensor, mask_probs: Tensor) -> MemoryBank:
+    def write(self, state: MemoryBank, features: ImageFeatures, decoded: DecoderOutput,
+              frame: FrameInfo) -> MemoryBank:
+        image_embedding = features.per_query(frame.queries_per_image).embedding
         self._check(state, image_embedding, "write")
         n = image_embedding.shape[0]
-        if mask_probs.ndim != 4 or mask_probs.shape[:2] != (n, 1):
-            raise STMError(f"stm.write: mask_probs must be (N,1,H,W) probabilities for N={n} queries, got "
-                           f"{tuple(mask_probs.shape)}; pass sigmoid(logits) of the frame")
+        low_res = decoded.low_res
+        if low_res.ndim != 4 or low_res.shape[:2] != (n, 1):
+            raise STMError(f"stm.write: the decoder's low-res logits must be (N,1,h,w) for N={n} queries, got "
+                           f"{tuple(low_res.shape)}; write the frame's single-mask decoder output")
+        s = self.image_size
+        mask_probs = torch.sigmoid(F.interpolate(low_res, size=(s, s), mode="bilinear", align_corners=False))
         values = self._values(image_embedding, mask_probs)
         t = state.frames_seen
         state.frames_seen += 1

@@ -26,12 +26,11 @@ def cache_dir() -> str:
 
 def store_path(source_cfg: dict[str, Any], registry: Registry, where: str = "data.source") -> Path:
     """Build the dataset component and return its store file (created on first use)."""
-    from samfx.build import build_component
-    from samfx.interfaces import BuildContext
+    from samfx.build import build_extra
 
     if isinstance(source_cfg, (str, Path)) and Path(source_cfg).suffix in {".h5", ".hdf5"}:
         return Path(source_cfg).expanduser()
-    source = build_component(registry, "dataset", source_cfg, BuildContext(), where)
+    source = build_extra(None, "dataset", source_cfg, where, registry)
     if not hasattr(source, "path"):
         raise SamfxError(f"{where}: dataset '{source_cfg['name']}' built a {type(source).__name__}, not a "
                          f"DataSource with .path(cache_dir)")

@@ -49,8 +49,7 @@ def plan_stage(model: SegmentationModel, recipe: Recipe, registry: Registry, ind
                precision: str, device: torch.device, state: dict[str, Any] | None) -> StagePlan:
     """Select stage `index`'s trainable set and build what it trains with; `state` (last.pt's
     train_state when resuming inside this stage) restores the optimizer, schedule and scaler."""
-    from samfx.build import build_component
-    from samfx.interfaces import BuildContext
+    from samfx.build import build_extra
     from samfx.trainable import apply_stage
 
     cfg = recipe.config
@@ -59,8 +58,7 @@ def plan_stage(model: SegmentationModel, recipe: Recipe, registry: Registry, ind
     params = [q for q in model.parameters() if q.requires_grad]
     if not params:
         raise RecipeError(f"{where}.trainable: selects no parameters; name a component (e.g. 'prompt')")
-    ctx = BuildContext(image_size=model.image_size, num_classes=len(cfg["data"]["classes"]))
-    loss_fn = build_component(registry, "loss", st["loss"], ctx, f"{where}.loss").to(device)
+    loss_fn = build_extra(model, "loss", st["loss"], f"{where}.loss", registry).to(device)
     opt = build_optimizer(params, st["optimizer"], f"{where}.optimizer")
     accum = int(cfg["train"]["grad_accum"])
     steps_per_epoch = math.ceil(per_epoch / accum)

@@ -18,7 +18,10 @@ from torch import Tensor, nn
 
 from samfx import hookimpl
 from samfx.interfaces import (
+    DecoderInput,
+    DecoderOutput,
     ImageEncoder,
+    ImageFeatures,
     Loss,
     MaskDecoderBase,
     PromptContext,
@@ -75,9 +78,8 @@ class ToyEncoder(ImageEncoder):
         self.stem = nn.Conv2d(3, embed_dim, 4, stride=4)
         self.mix = nn.Conv2d(embed_dim, embed_dim, 1)
 
-    def forward(self, x: Tensor) -> Tensor:
-        out: Tensor = self.mix(F.gelu(self.stem(x)))
-        return out
+    def forward(self, x: Tensor) -> ImageFeatures:
+        return ImageFeatures(self.mix(F.gelu(self.stem(x))))
 
 
 class ToyPromptEncoder(PromptEncoderBase):
@@ -106,10 +108,11 @@ class ToyDecoder(MaskDecoderBase):
     def output_tokens(self) -> Tensor:
         return self.tokens
 
-    def forward(self, emb: Tensor, pe: Tensor, sparse: Tensor, dense: Tensor) -> tuple[Tensor, Tensor]:
-        x = F.gelu(self.conv(emb + pe + dense))
+    def forward(self, inp: DecoderInput) -> DecoderOutput:
+        emb = inp.features.embedding.repeat_interleave(inp.queries_per_image, dim=0)
+        x = F.gelu(self.conv(emb + inp.image_pe + inp.dense))
         low = F.interpolate(self.head(x), scale_factor=4, mode="bilinear", align_corners=False)
-        return low, torch.sigmoid(low.mean((2, 3)))
+        return DecoderOutput(low, torch.sigmoid(low.mean((2, 3))))
 
 
 class ToyClassPrompt(PromptGenerator):
@@ -119,12 +122,11 @@ class ToyClassPrompt(PromptGenerator):
         self.noise = noise
 
     def forward(self, ctx: PromptContext) -> Prompts:
-        sparse, dense = ctx.prompt_encoder()
-        b = ctx.image_embedding.shape[0]
-        dense = dense.expand(b, -1, -1, -1) + self.embed(ctx.class_ids)[:, :, None, None]
+        sparse, dense = ctx.prompt_encoder.encode(ctx.num_queries)
+        dense = dense + self.embed(ctx.class_ids)[:, :, None, None]
         if self.training and self.noise:  # consumes the global RNG like simulated clicks do
             dense = dense + self.noise * torch.randn(dense.shape[0], dense.shape[1], 1, 1, device=dense.device)
-        return Prompts(sparse.expand(b, -1, -1), dense)
+        return Prompts(sparse, dense)
 
 
 class ToyBCE(Loss):

@@ -10,13 +10,11 @@ class CenterClick(PromptGenerator):
         self.label = label
 
     def forward(self, ctx: PromptContext) -> Prompts:
-        b = ctx.image_embedding.shape[0]
-        device = ctx.image_embedding.device
-        points = torch.full((b, 1, 2), ctx.image_size / 2, device=device)
-        labels = torch.full((b, 1), self.label, device=device, dtype=torch.int)
-        sparse, dense = ctx.prompt_encoder(points=(points, labels), boxes=None, masks=None)
-        return Prompts(sparse, dense.expand(b, -1, -1, -1) if dense.shape[0] == 1 else dense, points=points,
-                       point_labels=labels)
+        q, device = ctx.num_queries, ctx.class_ids.device       # Q = images x classes queries
+        points = torch.full((q, 1, 2), ctx.image_size / 2, device=device)
+        labels = torch.full((q, 1), self.label, device=device, dtype=torch.int)
+        sparse, dense = ctx.prompt_encoder.encode(q, points=(points, labels))
+        return Prompts(sparse, dense, points=points, point_labels=labels)
 
 
 def build(cfg, ctx):

@@ -16,12 +16,12 @@ class LearnedClick(PromptGenerator):
         nn.init.zeros_(self.position.weight)
 
     def forward(self, ctx: PromptContext) -> Prompts:
-        b = ctx.image_embedding.shape[0]
-        xy = torch.sigmoid(self.position(ctx.class_ids))              # (B,2) in (0,1), 0.5 at start
-        points = (xy * ctx.image_size).unsqueeze(1)                   # (B,1,2) pixels
-        labels = torch.ones((b, 1), dtype=torch.int, device=points.device)
-        sparse, dense = ctx.prompt_encoder(points=(points, labels), boxes=None, masks=None)
-        prompts = Prompts(sparse, dense.expand(b, -1, -1, -1), points=points, point_labels=labels)
+        q = ctx.num_queries
+        xy = torch.sigmoid(self.position(ctx.class_ids))              # (Q,2) in (0,1), 0.5 at start
+        points = (xy * ctx.image_size).unsqueeze(1)                   # (Q,1,2) pixels
+        labels = torch.ones((q, 1), dtype=torch.int, device=points.device)
+        sparse, dense = ctx.prompt_encoder.encode(q, points=(points, labels))
+        prompts = Prompts(sparse, dense, points=points, point_labels=labels)
         if self.training and ctx.targets is not None and self.weight > 0:
             prompts.aux_losses["click_centre"] = self.weight * _centre_loss(xy, ctx.targets)
         return prompts
