@@ -18,7 +18,7 @@ from samfx.engine import checkpointing as ckpt
 from samfx.engine import rundir
 from samfx.engine.data import check_classes, collate, store_path
 from samfx.engine.distributed import DistInfo, resolve_device
-from samfx.engine.inference import resolve_precision, segment, to_device
+from samfx.engine.inference import predict_classes, resolve_precision, to_device
 from samfx.errors import SamfxError
 
 SCHEMA = "samfx.eval/1"
@@ -142,7 +142,7 @@ def evaluate(target: str | Path, *, split: str | None = None, data: str | None =
     for batch in loader:
         images, label = to_device(batch, dev)
         assert label is not None  # ImageDataset items always carry a label map
-        pred, _, _ = segment(model, images, classes, label, prompt=key, precision=precision)
+        pred = predict_classes(model, images, classes, label, prompt=key, precision=precision).labels
         for i in range(images.shape[0]):
             sp = [float(v) for v in torch.as_tensor(batch["spacing"][i]).reshape(-1)]
             records.append({"index": int(batch["index"][i]), "id": _get(batch, "id", i),
