@@ -57,6 +57,22 @@ def open_split(recipe: Recipe, registry: Registry, split: str, image_size: int, 
     return ds
 
 
+def open_val_split(recipe: Recipe, registry: Registry, split: str, image_size: int,
+                   sequences: bool) -> tuple[Dataset | None, str]:
+    """The validation split: whole sequences (`sequences`: clip training validates on them) or plain
+    images; (None, the reason) when the store has no such split."""
+    try:
+        if sequences:
+            from samfx.data.datasets import SequenceDataset
+
+            return SequenceDataset(store_path(recipe.config["data"]["source"], registry), split, image_size), ""
+        return open_split(recipe, registry, split, image_size, train=False), ""
+    except DataError as exc:
+        if "no split" in str(exc) or "has no" in str(exc):
+            return None, f"no validation split '{split}' ({exc})"
+        raise
+
+
 def check_classes(classes: list[int], index, where: str = "data.classes") -> None:
     """DataError unless the store declares every class of the recipe (before any training step)."""
     missing = [int(c) for c in classes if int(c) not in index.classes]
