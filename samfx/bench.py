@@ -31,6 +31,7 @@ from samfx.bench_measure import Memory, profile_steps, sync, timed
 from samfx.engine.optim import build_optimizer
 from samfx.engine.steps import ImageStep
 from samfx.errors import SamfxError
+from samfx.jsonio import write_text
 
 if TYPE_CHECKING:
     from samfx.model import SegmentationModel
@@ -262,11 +263,7 @@ def _step_module(model: SegmentationModel, recipe: Any, registry: Any, mode: str
 def _write(report: dict[str, Any], out: str | Path | None) -> None:
     """The report so far (``complete`` false until the last configuration), so a killed run keeps its rows."""
     if out is not None:
-        path = Path(out)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(report, indent=2))
-        tmp.replace(path)
+        write_text(Path(out), json.dumps(report, indent=2))
 
 
 def _run_one(model, step_mod, mode, label, compiled, precision, b, size, classes, dev, steps, warmup,

@@ -6,7 +6,6 @@ distances are in mm when every image has a known spacing, else in pixels for all
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -20,19 +19,9 @@ from samfx.engine.data import check_classes, collate, store_path
 from samfx.engine.distributed import DistInfo, resolve_device
 from samfx.engine.inference import predict_classes, resolve_precision, to_device
 from samfx.errors import SamfxError
+from samfx.jsonio import jsonable, write_json
 
 SCHEMA = "samfx.eval/1"
-
-
-def jsonable(obj: Any) -> Any:
-    """inf / NaN -> None, recursively (JSON has no infinity)."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    return obj
 
 
 def parse_data(data: str | None, registry, where: str = "--data") -> Any:
@@ -144,7 +133,7 @@ def evaluate(target: str | Path, *, split: str | None = None, data: str | None =
     report = jsonable(report)
     if write:
         out = folder / f"eval-{rundir.safe_name(split)}.json"
-        rundir.write_json(out, report)
+        write_json(out, report)
         report["written"] = str(out)
     return report
 

@@ -38,6 +38,7 @@ from samfx.engine.evaluate import choose_prompt
 from samfx.engine.inference import autocast, labels_from_logits, predict_classes, resolve_precision
 from samfx.engine.overlays import save_overlay
 from samfx.errors import SamfxError, first_line
+from samfx.jsonio import write_json
 
 IMAGE_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 
@@ -279,7 +280,7 @@ def predict(checkpoint: str | Path, inputs: list[str], out_dir: str | Path, *, p
     results = [predictor.run(it) for it in items]
     report = {"checkpoint": str(predictor.path), "prompt": predictor.prompt, "out": str(predictor.out),
               "classes": dict(zip(predictor.names, predictor.classes)), "results": results}
-    rundir.write_json(predictor.out / "predictions.json", report)
+    write_json(predictor.out / "predictions.json", report)
     return report
 
 

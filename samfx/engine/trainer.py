@@ -43,6 +43,7 @@ from samfx.engine.steps import build_step
 from samfx.engine.stepvalues import StepValues
 from samfx.errors import RecipeError
 from samfx.forward_check import check_forward
+from samfx.jsonio import write_json
 from samfx.plugin_errors import running
 from samfx.recipe import Recipe
 
@@ -378,7 +379,7 @@ class Trainer:
         out = {"run": str(self.run_dir), "finished": p.finished, "global_step": p.global_step,
                "stages": p.history, "last": self.metrics}
         if self.main:
-            rundir.write_json(self._folder / "metrics.json", out)
+            write_json(self._folder / "metrics.json", out)
         return out
 
     def _say(self, text: str) -> None:
