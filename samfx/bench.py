@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from samfx.bench_measure import Memory, profile_steps, sync, timed
+from samfx.engine.distributed import resolve_device
 from samfx.engine.optim import build_optimizer
 from samfx.engine.steps import ImageStep
 from samfx.errors import SamfxError
@@ -83,19 +84,6 @@ def synthetic_labels(b: int, size: int, classes: list[int], gen: torch.Generator
     return out
 
 
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise SamfxError(f"--device {device!r}: {exc}; use auto, cpu or cuda[:N]") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise SamfxError(f"--device {device}: no CUDA device is visible to torch {torch.__version__}; "
-                         f"use --device cpu (or auto)")
-    return dev
-
-
 def _stage_indices(stages: list[dict], wanted: list[str] | None) -> list[int]:
     names = [s["name"] for s in stages]
     if not wanted:
@@ -136,7 +124,7 @@ def run_bench(recipe_path: str, overrides: list[str], device: str = "auto", batc
     _check_options(batch, infer_batches, steps, warmup, modes, precisions, only, threads)
     if threads is not None:
         torch.set_num_threads(threads)
-    dev = resolve_device(device)
+    dev = resolve_device(device, option="--device ")
     registry = get_registry()
     recipe = load_recipe(recipe_path, overrides, registry)
     cfg = recipe.config
