@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch.utils.data import Dataset, default_collate
 
 from samfx.errors import DataError, SamfxError
@@ -93,15 +92,3 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
         else:
             out[key] = default_collate(values)
     return out
-
-
-def has_split(recipe: Recipe, registry: Registry, split: str) -> bool:
-    """Whether the store has a non-empty `split` (used to decide if validation runs)."""
-    from samfx.data.store import read_index
-
-    index = read_index(store_path(recipe.config["data"]["source"], registry))
-    return bool(index.in_split(split))
-
-
-def as_tensor_spacing(spacing: Any) -> torch.Tensor:
-    return torch.as_tensor(spacing, dtype=torch.float64).reshape(-1, 2)
