@@ -19,7 +19,6 @@ import gc
 import json
 import os
 import platform
-import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,9 +27,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
+from samfx.bench_measure import Memory, profile_steps, sync, timed
+from samfx.engine.distributed import resolve_device
 from samfx.engine.optim import build_optimizer
 from samfx.engine.steps import ImageStep
 from samfx.errors import SamfxError
+from samfx.jsonio import write_text
 
 if TYPE_CHECKING:
     from samfx.model import SegmentationModel
@@ -82,75 +84,6 @@ def synthetic_labels(b: int, size: int, classes: list[int], gen: torch.Generator
     return out
 
 
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise SamfxError(f"--device {device!r}: {exc}; use auto, cpu or cuda[:N]") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise SamfxError(f"--device {device}: no CUDA device is visible to torch {torch.__version__}; "
-                         f"use --device cpu (or auto)")
-    return dev
-
-
-class _Memory:
-    """Peak memory of one configuration (see the module doc)."""
-
-    def __init__(self, dev: torch.device):
-        self.dev, self.peak, self._stop = dev, 0, threading.Event()
-        self._thread: threading.Thread | None = None
-
-    @staticmethod
-    def rss() -> int:
-        try:
-            with open("/proc/self/statm") as f:
-                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        except (OSError, ValueError, IndexError):  # not Linux: process-lifetime peak
-            import resource
-
-            scale = 1 if platform.system() == "Darwin" else 1024
-            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
-
-    def current(self) -> float:
-        if self.dev.type == "cuda":
-            return torch.cuda.memory_allocated(self.dev) / 2**30
-        return self.rss() / 2**30
-
-    def __enter__(self) -> _Memory:
-        if self.dev.type == "cuda":
-            torch.cuda.synchronize(self.dev)
-            torch.cuda.reset_peak_memory_stats(self.dev)
-        else:
-            self.peak = self.rss()
-            self._thread = threading.Thread(target=self._sample, daemon=True)
-            self._thread.start()
-        return self
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.002):
-            self.peak = max(self.peak, self.rss())
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._thread is not None:
-            self._stop.set()
-            self._thread.join()
-            self.peak = max(self.peak, self.rss())
-
-    def peaks(self) -> tuple[float, float]:
-        """(peak, reserved peak) in GiB."""
-        if self.dev.type == "cuda":
-            return (torch.cuda.max_memory_allocated(self.dev) / 2**30,
-                    torch.cuda.max_memory_reserved(self.dev) / 2**30)
-        return self.peak / 2**30, 0.0
-
-
-def _sync(dev: torch.device) -> None:
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-
-
 def _stage_indices(stages: list[dict], wanted: list[str] | None) -> list[int]:
     names = [s["name"] for s in stages]
     if not wanted:
@@ -184,12 +117,53 @@ def run_bench(recipe_path: str, overrides: list[str], device: str = "auto", batc
               out: str | Path | None = None) -> dict[str, Any]:
     """Benchmark `recipe_path`; returns (and writes to `out` after every configuration)
     ``{"schema", "complete", "info", "results": [BenchResult as dict...]}``."""
-    from samfx.build import build_component, build_model, prompt_key
-    from samfx.interfaces import BuildContext
+    from samfx.build import prompt_key
     from samfx.pluginmanager import get_registry
     from samfx.recipe import load_recipe
-    from samfx.trainable import apply_stage, count_params
 
+    _check_options(batch, infer_batches, steps, warmup, modes, precisions, only, threads)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    dev = resolve_device(device, option="--device ")
+    registry = get_registry()
+    recipe = load_recipe(recipe_path, overrides, registry)
+    cfg = recipe.config
+    stage_cfgs = cfg["train"]["stages"]
+    chosen = _stage_indices(stage_cfgs, stages)
+    classes = list(cfg["data"]["classes"])
+    batch = int(cfg["data"]["batch_size"]) if batch is None else batch
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    model = _bench_model(recipe, registry, dev)
+    profile_dir = Path(profile_dir) if profile_dir else None
+    if profile_dir:
+        profile_dir.mkdir(parents=True, exist_ok=True)
+    infer_prompt = prompt_key(recipe, cfg["eval"].get("prompt") or stage_cfgs[-1].get("prompt"))
+    info = _info(model, recipe, recipe_path, overrides, chosen, dev, infer_prompt, compile_mode, steps, warmup)
+    report: dict[str, Any] = {"schema": SCHEMA, "complete": False, "info": info, "results": []}
+    for compiled in [m == "compiled" for m in modes]:
+        for precision in precisions:
+            runs: list[tuple[str, int, int]] = []
+            if only != "infer":
+                runs += [("train", i, batch) for i in chosen]
+            if only != "train":
+                runs += [("infer", -1, b) for b in infer_batches]
+            for mode, index, b in runs:
+                step_mod, label, opt_cfg = _step_module(model, recipe, registry, mode, index, dev, infer_prompt)
+                report["results"].append(asdict(_run_one(model, step_mod, mode, label, compiled, precision, b,
+                                                         model.image_size, classes, dev, steps, warmup,
+                                                         compile_mode, profile_dir, opt_cfg)))
+                _write(report, out)
+
+    report["complete"] = True
+    _write(report, out)
+    return report
+
+
+def _check_options(batch: int | None, infer_batches: tuple[int, ...], steps: int, warmup: int,
+                   modes: tuple[str, ...], precisions: tuple[str, ...], only: str | None,
+                   threads: int | None) -> None:
+    """A SamfxError naming the first out-of-range or unknown option."""
     for name, value, low in (("--batch", 1 if batch is None else batch, 1), ("--steps", steps, 1),
                              ("--warmup", warmup, 0)):
         if value < low:
@@ -202,21 +176,16 @@ def run_bench(recipe_path: str, overrides: list[str], device: str = "auto", batc
                          f"precisions: {', '.join(PRECISIONS)}")
     if only not in (None, "train", "infer"):
         raise SamfxError(f"--only {only!r}: use train or infer")
-    if threads is not None:
-        if threads < 1:
-            raise SamfxError(f"--threads {threads}: must be >= 1")
-        torch.set_num_threads(threads)
-    dev = resolve_device(device)
-    registry = get_registry()
-    recipe = load_recipe(recipe_path, overrides, registry)
-    cfg = recipe.config
-    stage_cfgs = cfg["train"]["stages"]
-    chosen = _stage_indices(stage_cfgs, stages)
-    classes = list(cfg["data"]["classes"])
-    batch = int(cfg["data"]["batch_size"]) if batch is None else batch
-    if dev.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+    if threads is not None and threads < 1:
+        raise SamfxError(f"--threads {threads}: must be >= 1")
 
+
+def _bench_model(recipe: Any, registry: Any, dev: torch.device) -> SegmentationModel:
+    """The recipe's model without its checkpoint, on `dev`, with the trainer's channels-last and
+    activation-checkpointing settings."""
+    from samfx.build import build_model
+
+    cfg = recipe.config
     model = build_model(recipe, registry, load_checkpoint=False).to(dev)
     if cfg["train"].get("channels_last"):
         model = model.to(memory_format=torch.channels_last)
@@ -227,23 +196,29 @@ def run_bench(recipe_path: str, overrides: list[str], device: str = "auto", batc
             raise SamfxError(f"train.activation_checkpointing: encoder {type(enc).__name__} has no "
                              f"set_activation_checkpointing(); set it to false")
         set_checkpointing(True)
-    size = model.image_size
-    profile_dir = Path(profile_dir) if profile_dir else None
-    if profile_dir:
-        profile_dir.mkdir(parents=True, exist_ok=True)
-    infer_prompt = prompt_key(recipe, cfg["eval"].get("prompt") or stage_cfgs[-1].get("prompt"))
+    return model
+
+
+def _info(model: SegmentationModel, recipe: Any, recipe_path: str, overrides: list[str], chosen: list[int],
+          dev: torch.device, infer_prompt: str, compile_mode: str, steps: int, warmup: int) -> dict[str, Any]:
+    """The report's ``info``: machine, torch, recipe, model and settings (each chosen stage applied once
+    to count its trainable parameters)."""
+    from samfx.trainable import apply_stage, count_params
+
+    cfg = recipe.config
+    stage_cfgs = cfg["train"]["stages"]
     total, _ = count_params(model)
     stage_info = {}
     for i in chosen:
         apply_stage(model, recipe, i)
         stage_info[stage_cfgs[i]["name"]] = {"trainable": count_params(model)[1], "prompt": model.active_prompt}
-
-    info = {"device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else
+    return {"device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else
             f"cpu ({platform.processor() or platform.machine()}), {torch.get_num_threads()} threads",
             "device_type": dev.type, "torch": torch.__version__, "cuda": torch.version.cuda,
             "threads": torch.get_num_threads(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
             "load_avg_start": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-            "recipe": recipe_path, "overrides": list(overrides), "image_size": size, "queries_per_image": len(classes),
+            "recipe": recipe_path, "overrides": list(overrides), "image_size": model.image_size,
+            "queries_per_image": len(cfg["data"]["classes"]),
             "params_total": total, "stages": stage_info, "infer_prompt": infer_prompt,
             "fast_attention": cfg["model"]["image_encoder"].get("fast_attention"),
             "rel_pos_mode": _rel_pos_mode(model, dev),
@@ -252,44 +227,31 @@ def run_bench(recipe_path: str, overrides: list[str], device: str = "auto", batc
             "compile_mode": compile_mode, "float32_matmul_precision": torch.get_float32_matmul_precision(),
             "cudnn_benchmark": torch.backends.cudnn.benchmark, "steps": steps, "warmup": warmup,
             "memory": "cuda max_memory_allocated" if dev.type == "cuda" else "process RSS peak, sampled every 2 ms"}
-    report: dict[str, Any] = {"schema": SCHEMA, "complete": False, "info": info, "results": []}
-    for compiled in [m == "compiled" for m in modes]:
-        for precision in precisions:
-            runs: list[tuple[str, int, int]] = []
-            if only != "infer":
-                runs += [("train", i, batch) for i in chosen]
-            if only != "train":
-                runs += [("infer", -1, b) for b in infer_batches]
-            for mode, index, b in runs:
-                if mode == "train":
-                    apply_stage(model, recipe, index)
-                    st = stage_cfgs[index]
-                    ctx = BuildContext(image_size=size, num_classes=len(classes))
-                    loss_fn = build_component(registry, "loss", st["loss"], ctx,
-                                              f"train.stages.{index}.loss").to(dev)
-                    step_mod: nn.Module = ImageStep(model, classes, loss_fn)   # the trainer's step module
-                    label, opt_cfg = st["name"], st["optimizer"]
-                else:
-                    model.use_prompt(infer_prompt)
-                    step_mod, label, opt_cfg = InferStep(model, classes), infer_prompt, None
-                report["results"].append(asdict(_run_one(model, step_mod, mode, label, compiled, precision, b, size,
-                                                         classes, dev, steps, warmup, compile_mode, profile_dir,
-                                                         opt_cfg)))
-                _write(report, out)
 
-    report["complete"] = True
-    _write(report, out)
-    return report
+
+def _step_module(model: SegmentationModel, recipe: Any, registry: Any, mode: str, index: int,
+                 dev: torch.device, infer_prompt: str) -> tuple[nn.Module, str, dict[str, Any] | None]:
+    """(step module, row label, optimizer config) of one configuration: stage `index`'s trainable set,
+    loss and optimizer in the trainer's step module (train), or the eval prompt's forward (infer)."""
+    from samfx.build import build_component
+    from samfx.interfaces import BuildContext
+    from samfx.trainable import apply_stage
+
+    classes = list(recipe.config["data"]["classes"])
+    if mode == "train":
+        apply_stage(model, recipe, index)
+        st = recipe.config["train"]["stages"][index]
+        ctx = BuildContext(image_size=model.image_size, num_classes=len(classes))
+        loss_fn = build_component(registry, "loss", st["loss"], ctx, f"train.stages.{index}.loss").to(dev)
+        return ImageStep(model, classes, loss_fn), st["name"], st["optimizer"]   # the trainer's step module
+    model.use_prompt(infer_prompt)
+    return InferStep(model, classes), infer_prompt, None
 
 
 def _write(report: dict[str, Any], out: str | Path | None) -> None:
     """The report so far (``complete`` false until the last configuration), so a killed run keeps its rows."""
     if out is not None:
-        path = Path(out)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(report, indent=2))
-        tmp.replace(path)
+        write_text(Path(out), json.dumps(report, indent=2))
 
 
 def _run_one(model, step_mod, mode, label, compiled, precision, b, size, classes, dev, steps, warmup,
@@ -325,7 +287,7 @@ def _run_one(model, step_mod, mode, label, compiled, precision, b, size, classes
                 fn(images, labels)
 
     row = BenchResult(mode, label, compiled, precision, b, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
-    mem = _Memory(dev)
+    mem = Memory(dev)
     row.start_mem_gib = mem.current()
     try:
         with mem:
@@ -334,53 +296,19 @@ def _run_one(model, step_mod, mode, label, compiled, precision, b, size, classes
                 t0 = time.perf_counter()
                 step()
                 if i == 0:
-                    _sync(dev)
+                    sync(dev)
                     first = time.perf_counter() - t0
-            times = _timed(step, dev, steps)
+            times = timed(step, dev, steps)
         ms = sum(times) / len(times)
         row.img_per_s, row.step_ms, row.step_ms_min, row.first_step_s = b * 1000.0 / ms, ms, min(times), first
         row.peak_mem_gib, row.peak_reserved_gib = mem.peaks()
         row.load_avg = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
         if profile_dir is not None:
-            row.profile = str(_profile(step, dev, min(steps, 3), profile_dir /
-                                       f"{label}_{mode}_{'compiled' if compiled else 'eager'}_{precision}_b{b}.txt"))
+            name = f"{label}_{mode}_{'compiled' if compiled else 'eager'}_{precision}_b{b}.txt"
+            row.profile = str(profile_steps(step, dev, min(steps, 3), profile_dir / name))
     except Exception as exc:  # report and go on (OOM, an op without bf16 kernel, compile failure)
         row.error = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:300]}"
     finally:
         model.zero_grad(set_to_none=True)
         opt = fn = None  # free optimizer state and compiled graph now (not `del`: step() closes over them)
     return row
-
-
-def _timed(step, dev: torch.device, steps: int) -> list[float]:
-    """Milliseconds of each step: CUDA events (no host sync between steps) or the CPU clock."""
-    _sync(dev)
-    if dev.type == "cuda":
-        marks = [torch.cuda.Event(enable_timing=True) for _ in range(steps + 1)]
-        marks[0].record()
-        for i in range(steps):
-            step()
-            marks[i + 1].record()
-        torch.cuda.synchronize(dev)
-        return [marks[i].elapsed_time(marks[i + 1]) for i in range(steps)]
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        step()
-        times.append((time.perf_counter() - t0) * 1000.0)
-    return times
-
-
-def _profile(step, dev: torch.device, n: int, path: Path) -> Path:
-    """torch.profiler over `n` steps; writes the op table (top 30 by self device/CPU time)."""
-    from torch.profiler import ProfilerActivity, profile
-
-    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
-    with profile(activities=acts) as prof:
-        for _ in range(n):
-            step()
-        _sync(dev)
-    key = "self_cuda_time_total" if dev.type == "cuda" else "self_cpu_time_total"
-    table = prof.key_averages().table(sort_by=key, row_limit=30, max_name_column_width=70)
-    path.write_text(f"# {path.stem}: {n} steps, sorted by {key}\n{table}\n")
-    return path

@@ -161,11 +161,6 @@ def stats(values: Iterable[float]) -> dict[str, Any]:
     return out
 
 
-def jsonable(value: float) -> float | None:
-    """inf/NaN -> None (JSON null)."""
-    return value if value is not None and math.isfinite(value) else None
-
-
 def summarize(records: list[dict[str, Any]], class_names: dict[int, str],
               metric_names: Sequence[str] = METRICS) -> dict[str, Any]:
     """Aggregate per-image records into per-class statistics over images and over patients.

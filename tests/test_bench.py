@@ -69,11 +69,15 @@ def test_bench_input_errors(samfx_cli, args, message):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_bench_cuda_missing_is_a_clear_error():
-    from samfx.bench import resolve_device
+    from samfx.engine.distributed import resolve_device
     from samfx.errors import SamfxError
 
     with pytest.raises(SamfxError, match=r"--device cuda: no CUDA device is visible to torch .*; use --device cpu"):
-        resolve_device("cuda")
+        resolve_device("cuda", option="--device ")
+    with pytest.raises(SamfxError, match=r"^train.device=cuda:1: no CUDA device .*; use train.device=cpu \(or auto\)$"):
+        resolve_device("cuda:1")
+    with pytest.raises(SamfxError, match=r"^--device mps: unknown device; use auto, cpu, cuda or cuda:N$"):
+        resolve_device("mps", option="--device ")
 
 
 def test_synthetic_labels_have_every_class():

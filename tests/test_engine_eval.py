@@ -40,13 +40,14 @@ def _brute(p, g, sp, q=100.0):
 
 def test_eval_report_matches_independent_metrics(plugins, toy_run, monkeypatch):
     from samfx.engine import evaluate as E
+    from samfx.engine.inference import ClassPrediction
 
-    def fake_segment(model, images, classes, label, prompt=None, precision="fp32"):
+    def fake_predict(model, images, classes, label, prompt=None, precision="fp32"):
         pred = torch.roll(label, shifts=1, dims=-1)  # one column to the right
         pred[pred == 3] = 0                          # LA never predicted -> Dice 0, HD inf
-        return pred, None, None
+        return ClassPrediction(pred, None, None, None)
 
-    monkeypatch.setattr(E, "segment", fake_segment)
+    monkeypatch.setattr(E, "predict_classes", fake_predict)
     report = E.evaluate(toy_run, split="val", registry=plugins.registry, overlays=1)
     assert report["schema"] == "samfx.eval/1" and report["distance_unit"] == "mm"
     assert report["n_images"] == 4 and report["n_patients"] == 2 and report["prompt"] == "toy_class"

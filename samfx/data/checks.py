@@ -1,8 +1,9 @@
-"""Validation of a store's contents when it is read (samfx.data.store; docs/data.md "Validation").
+"""Validation of a store's contents (samfx.data.store; docs/data.md "Validation").
 
-Structure (groups, attributes, dataset shapes and dtypes) is checked from metadata when a store
-is opened; label values are checked on every read with one vectorised table lookup. h5py's
-errors on a damaged file become one-line DataErrors naming the file and the dataset path.
+What the writer is given (arrays, label ids, spacing) is checked before it is written. When a store is
+read, its structure (groups, attributes, dataset shapes and dtypes) is checked from metadata when it is
+opened, and label values on every read with one vectorised table lookup. h5py's errors on a damaged
+file become one-line DataErrors naming the file and the dataset path.
 """
 from __future__ import annotations
 
@@ -78,3 +79,34 @@ def check_label_values(labels: np.ndarray, classes: Any, path: str | Path, where
         found = np.unique(labels[wrong])[:5].tolist()
         raise DataError(f"{path}: {where} holds label ids {found} that the store does not declare (classes "
                         f"{sorted(int(c) for c in np.asarray(classes).reshape(-1))}); fix the labels, {REMAKE}")
+
+
+def as_uint8(arr: Any, what: str, where: str) -> np.ndarray:
+    """`arr` as uint8 (bool and integral values in 0..255 convert); a DataError for anything else."""
+    a = np.asarray(arr)
+    if a.dtype == np.uint8:
+        return a
+    if a.dtype == bool:
+        return a.astype(np.uint8)
+    if a.size and (not np.all(np.isfinite(a)) or a.min() < 0 or a.max() > 255 or np.any(a != np.round(a))):
+        raise DataError(f"{where}: {what} must hold integers in 0..255, got {a.dtype} in "
+                        f"[{a.min()}, {a.max()}]; rescale it before writing")
+    return a.astype(np.uint8)
+
+
+def check_labels(label: np.ndarray, allowed: set[int], where: str) -> None:
+    """A label map given to the writer holds only `allowed` ids (0 and the declared classes)."""
+    outside = sorted(set(np.unique(label).tolist()) - allowed)
+    if outside:
+        raise DataError(f"{where}: label ids {outside} are outside the declared set {sorted(allowed)}; "
+                        f"remap them or declare the classes")
+
+
+def check_spacing(spacing: Any, where: str) -> np.ndarray:
+    """(row_mm, col_mm) float64, positive or NaN (None: unknown, NaN)."""
+    sp = np.asarray(spacing if spacing is not None else (np.nan, np.nan), dtype=np.float64).reshape(-1)
+    if sp.shape != (2,):
+        raise DataError(f"{where}: spacing must be (row_mm, col_mm), got {spacing!r}")
+    if np.any(sp <= 0):
+        raise DataError(f"{where}: spacing must be positive mm per pixel (NaN if unknown), got {sp.tolist()}")
+    return sp

@@ -34,10 +34,13 @@ from samfx.data import outfile
 from samfx.data.checks import (
     READ_ERRORS,
     REMAKE,
+    as_uint8,
     bad,
     check_label_values,
+    check_labels,
     check_sample,
     check_sequence,
+    check_spacing,
     reading,
     require,
 )
@@ -54,35 +57,6 @@ def _h5py() -> Any:
     import h5py
 
     return h5py
-
-
-def _as_uint8(arr: Any, what: str, where: str) -> np.ndarray:
-    a = np.asarray(arr)
-    if a.dtype == np.uint8:
-        return a
-    if a.dtype == bool:
-        return a.astype(np.uint8)
-    if a.size and (not np.all(np.isfinite(a)) or a.min() < 0 or a.max() > 255 or np.any(a != np.round(a))):
-        raise DataError(f"{where}: {what} must hold integers in 0..255, got {a.dtype} in "
-                        f"[{a.min()}, {a.max()}]; rescale it before writing")
-    return a.astype(np.uint8)
-
-
-def _check_labels(label: np.ndarray, allowed: set[int], where: str) -> None:
-    present = set(np.unique(label).tolist())
-    bad = sorted(present - allowed)
-    if bad:
-        raise DataError(f"{where}: label ids {bad} are outside the declared set {sorted(allowed)}; "
-                        f"remap them or declare the classes")
-
-
-def _spacing(spacing: Any, where: str) -> np.ndarray:
-    sp = np.asarray(spacing if spacing is not None else (np.nan, np.nan), dtype=np.float64).reshape(-1)
-    if sp.shape != (2,):
-        raise DataError(f"{where}: spacing must be (row_mm, col_mm), got {spacing!r}")
-    if np.any(sp <= 0):
-        raise DataError(f"{where}: spacing must be positive mm per pixel (NaN if unknown), got {sp.tolist()}")
-    return sp
 
 
 class StoreWriter:
@@ -173,17 +147,17 @@ class StoreWriter:
         """One labeled 2-D image (H,W) with its label map (H,W) of declared class ids."""
         where = source or item_id
         self._new_id(item_id, where)
-        img = _as_uint8(image, "image", where)
-        lab = _as_uint8(label, "label", where)
+        img = as_uint8(image, "image", where)
+        lab = as_uint8(label, "label", where)
         if img.ndim != 2 or lab.shape != img.shape:
             raise DataError(f"{where}: image must be (H,W) with a label of the same shape, got image "
                             f"{img.shape} and label {lab.shape}")
-        _check_labels(lab, self.allowed, where)
+        check_labels(lab, self.allowed, where)
         g = self.file["samples"].create_group(item_id)
         g.create_dataset("image", data=img, chunks=img.shape, **self.compression)
         g.create_dataset("label", data=lab, chunks=lab.shape, **self.compression)
         self._attrs(g, dict(patient=str(patient), view=str(view), phase=str(phase), source=str(source),
-                            spacing=_spacing(spacing, where), **extra))
+                            spacing=check_spacing(spacing, where), **extra))
 
     def add_sequence(self, item_id: str, frames: Any, labels: Any = None, labeled: Any = None, *,
                      patient: str, view: str = "", spacing: Any = None, ed: int = -1, es: int = -1,
@@ -192,17 +166,17 @@ class StoreWriter:
         """A sequence: frames (T,H,W); labels (T,H,W) (zeros where unknown); labeled (T,) bool."""
         where = source or item_id
         self._new_id(item_id, where)
-        fr = _as_uint8(frames, "frames", where)
+        fr = as_uint8(frames, "frames", where)
         if fr.ndim != 3 or fr.shape[0] < 1:
             raise DataError(f"{where}: frames must be (T,H,W), got shape {fr.shape}")
-        lab = np.zeros(fr.shape, np.uint8) if labels is None else _as_uint8(labels, "labels", where)
+        lab = np.zeros(fr.shape, np.uint8) if labels is None else as_uint8(labels, "labels", where)
         if lab.shape != fr.shape:
             raise DataError(f"{where}: labels {lab.shape} do not match frames {fr.shape}")
         flags = np.zeros(fr.shape[0], bool) if labeled is None and labels is None else (
             np.ones(fr.shape[0], bool) if labeled is None else np.asarray(labeled, bool).reshape(-1))
         if flags.shape != (fr.shape[0],):
             raise DataError(f"{where}: labeled must have one flag per frame ({fr.shape[0]}), got {flags.shape}")
-        _check_labels(lab, self.allowed, where)
+        check_labels(lab, self.allowed, where)
         for name, idx in (("ed", ed), ("es", es)):
             if not -1 <= int(idx) < fr.shape[0]:
                 raise DataError(f"{where}: {name} frame index {idx} outside 0..{fr.shape[0] - 1}")
@@ -212,7 +186,7 @@ class StoreWriter:
         g.create_dataset("labels", data=lab, chunks=chunk, **self.compression)
         g.create_dataset("labeled", data=flags)
         self._attrs(g, dict(patient=str(patient), view=str(view), source=str(source),
-                            spacing=_spacing(spacing, where), ed=int(ed), es=int(es), ef=float(ef),
+                            spacing=check_spacing(spacing, where), ed=int(ed), es=int(es), ef=float(ef),
                             fps=float(fps), **extra))
 
     def set_split(self, name: str, *, patients: list[str] | None = None, ids: list[str] | None = None) -> None:

@@ -87,13 +87,12 @@ class ClipStep(nn.Module):
 def segment_sequence(model: SegmentationModel, frames: Tensor, classes: list[int], labels: Tensor | None = None,
                      prompt: str | None = None, precision: str = "fp32") -> Tensor:
     """Label maps (T,S,S) uint8 of one sequence (frames (T,3,S,S)), streamed frame by frame."""
-    from samfx.engine.inference import autocast, label_map
+    from samfx.engine.inference import autocast, labels_from_logits
 
     maps: list[Tensor] = []
 
-    def keep(t: int, out: Any) -> None:
-        logits = out.logits.float().reshape(1, len(classes), *out.logits.shape[-2:])
-        maps.append(label_map(logits, classes)[0].to(torch.uint8).cpu())
+    def keep(t: int, out: Any) -> None:  # one frame's K queries -> its label map
+        maps.append(labels_from_logits(out.logits, 1, classes)[0][0].to(torch.uint8).cpu())
 
     with autocast(precision, frames.device):
         model.forward_clip(frames[None], classes, None if labels is None else labels[None], prompt=prompt,

@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch.utils.data import Dataset, default_collate
 
 from samfx.errors import DataError, SamfxError
@@ -56,6 +55,22 @@ def open_split(recipe: Recipe, registry: Registry, split: str, image_size: int, 
     return ds
 
 
+def open_val_split(recipe: Recipe, registry: Registry, split: str, image_size: int,
+                   sequences: bool) -> tuple[Dataset | None, str]:
+    """The validation split: whole sequences (`sequences`: clip training validates on them) or plain
+    images; (None, the reason) when the store has no such split."""
+    try:
+        if sequences:
+            from samfx.data.datasets import SequenceDataset
+
+            return SequenceDataset(store_path(recipe.config["data"]["source"], registry), split, image_size), ""
+        return open_split(recipe, registry, split, image_size, train=False), ""
+    except DataError as exc:
+        if "no split" in str(exc) or "has no" in str(exc):
+            return None, f"no validation split '{split}' ({exc})"
+        raise
+
+
 def check_classes(classes: list[int], index, where: str = "data.classes") -> None:
     """DataError unless the store declares every class of the recipe (before any training step)."""
     missing = [int(c) for c in classes if int(c) not in index.classes]
@@ -76,15 +91,3 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
         else:
             out[key] = default_collate(values)
     return out
-
-
-def has_split(recipe: Recipe, registry: Registry, split: str) -> bool:
-    """Whether the store has a non-empty `split` (used to decide if validation runs)."""
-    from samfx.data.store import read_index
-
-    index = read_index(store_path(recipe.config["data"]["source"], registry))
-    return bool(index.in_split(split))
-
-
-def as_tensor_spacing(spacing: Any) -> torch.Tensor:
-    return torch.as_tensor(spacing, dtype=torch.float64).reshape(-1, 2)

@@ -6,6 +6,7 @@ NCCL on CUDA, gloo on CPU. Only rank 0 writes the run folder; the others compute
 from __future__ import annotations
 
 import os
+import re
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -36,19 +37,22 @@ def env_info() -> DistInfo:
                     int(os.environ.get("LOCAL_RANK", 0)))
 
 
-def resolve_device(pref: str, info: DistInfo) -> torch.device:
-    """``auto`` -> cuda (the local rank's GPU under DDP) when available, else cpu."""
+def resolve_device(pref: str, info: DistInfo | None = None, option: str = "train.device=") -> torch.device:
+    """The device of ``auto`` (cuda when available, else cpu), ``cpu``, ``cuda`` or ``cuda:N``; under DDP
+    (`info` enabled) cuda is the local rank's GPU. `option` spells the setting in errors
+    (``train.device=``, or ``--device `` for a command-line option)."""
     if pref == "auto":
         pref = "cuda" if torch.cuda.is_available() else "cpu"
-    if pref.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise SamfxError(f"train.device: '{pref}' requested but CUDA is not available; use device=cpu")
-        if info.enabled:
-            return torch.device("cuda", info.local_rank)
-        return torch.device(pref)
-    if pref != "cpu":
-        raise SamfxError(f"train.device: unknown device '{pref}'; use auto, cpu, cuda or cuda:N")
-    return torch.device("cpu")
+    if pref == "cpu":
+        return torch.device("cpu")
+    if not re.fullmatch(r"cuda(:\d+)?", pref):
+        raise SamfxError(f"{option}{pref}: unknown device; use auto, cpu, cuda or cuda:N")
+    if not torch.cuda.is_available():
+        raise SamfxError(f"{option}{pref}: no CUDA device is visible to torch {torch.__version__}; "
+                         f"use {option}cpu (or auto)")
+    if info is not None and info.enabled:
+        return torch.device("cuda", info.local_rank)
+    return torch.device(pref)
 
 
 def setup(device: torch.device) -> DistInfo:

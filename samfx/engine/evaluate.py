@@ -6,7 +6,6 @@ distances are in mm when every image has a known spacing, else in pixels for all
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -18,21 +17,11 @@ from samfx.engine import checkpointing as ckpt
 from samfx.engine import rundir
 from samfx.engine.data import check_classes, collate, store_path
 from samfx.engine.distributed import DistInfo, resolve_device
-from samfx.engine.inference import resolve_precision, segment, to_device
+from samfx.engine.inference import predict_classes, resolve_precision, to_device
 from samfx.errors import SamfxError
+from samfx.jsonio import jsonable, write_json
 
 SCHEMA = "samfx.eval/1"
-
-
-def jsonable(obj: Any) -> Any:
-    """inf / NaN -> None, recursively (JSON has no infinity)."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    return obj
 
 
 def parse_data(data: str | None, registry, where: str = "--data") -> Any:
@@ -108,7 +97,6 @@ def evaluate(target: str | Path, *, split: str | None = None, data: str | None =
              device: str = "auto", registry=None, compat: bool | None = None, overlays: int | None = None,
              write: bool = True, limit: int | None = None) -> dict[str, Any]:
     """Evaluate a run folder (best.pt, else last.pt) or a checkpoint file; returns the report."""
-    from samfx.data.datasets import ImageDataset
     from samfx.pluginmanager import get_registry
 
     registry = registry or get_registry()
@@ -124,25 +112,53 @@ def evaluate(target: str | Path, *, split: str | None = None, data: str | None =
     store = store_path(source, registry, "--data" if data else "data.source")
     key = choose_prompt(model, recipe, prompt, registry, True, "--prompt")
     precision = resolve_precision(cfg["train"]["precision"], dev)
-    full = ImageDataset(store, split, model.image_size)
-    check_classes(classes, full.index, "data.classes (the checkpoint's)")
-    ds: ImageDataset | torch.utils.data.Subset[Any] = full
-    if limit:
-        ds = torch.utils.data.Subset(ds, list(range(min(limit, len(ds)))))
-    loader = DataLoader(ds, batch_size=int(cfg["eval"]["batch_size"]), shuffle=False, collate_fn=collate,
+    loader = DataLoader(_split_images(store, split, model.image_size, classes, limit),
+                        batch_size=int(cfg["eval"]["batch_size"]), shuffle=False, collate_fn=collate,
                         num_workers=int(cfg["data"]["num_workers"]))
-    n_overlays = cfg["eval"]["overlays"] if overlays is None else overlays
     folder = path.parent
-    overlay_dir = folder / "overlays" / f"eval-{rundir.safe_name(split)}"
+    overlay_dir = None
     if write:
         from samfx.engine.overlays import clear
 
+        overlay_dir = folder / "overlays" / f"eval-{rundir.safe_name(split)}"
         clear(overlay_dir)  # this report's overlays only, never mixed with an earlier eval's
+    records = _predict_split(model, loader, classes, dev, key, precision, overlay_dir,
+                             cfg["eval"]["overlays"] if overlays is None else overlays)
+    if not records:
+        raise SamfxError(f"{store}: split '{split}' has no labeled images to evaluate")
+    report = {"schema": SCHEMA, "checkpoint": str(path), "store": str(store), "split": split, "prompt": key,
+              "image_size": model.image_size, **_score(records, classes, names, compat)}
+    if getattr(model, "temporal", None) is not None:  # temporal models: whole sequences too
+        report["sequences"] = _sequences(model, store, split, classes, names, dev, key, precision, limit)
+    report = jsonable(report)
+    if write:
+        out = folder / f"eval-{rundir.safe_name(split)}.json"
+        write_json(out, report)
+        report["written"] = str(out)
+    return report
+
+
+def _split_images(store: Path, split: str, image_size: int, classes: list[int], limit: int | None) -> Any:
+    """The split's labeled images (the first `limit` only, when given); a DataError when the store lacks
+    one of the checkpoint's classes."""
+    from samfx.data.datasets import ImageDataset
+
+    full = ImageDataset(store, split, image_size)
+    check_classes(classes, full.index, "data.classes (the checkpoint's)")
+    if limit:
+        return torch.utils.data.Subset(full, list(range(min(limit, len(full)))))
+    return full
+
+
+def _predict_split(model, loader: DataLoader, classes: list[int], dev: torch.device, key: str, precision: str,
+                   overlay_dir: Path | None, n_overlays: int) -> list[dict[str, Any]]:
+    """One record per image: its metadata and spacing, with the predicted and ground-truth label maps
+    (``_pred``, ``_gt``); overlay PNGs of the first `n_overlays` images into `overlay_dir` (None: none)."""
     records: list[dict[str, Any]] = []
     for batch in loader:
         images, label = to_device(batch, dev)
         assert label is not None  # ImageDataset items always carry a label map
-        pred, _, _ = segment(model, images, classes, label, prompt=key, precision=precision)
+        pred = predict_classes(model, images, classes, label, prompt=key, precision=precision).labels
         for i in range(images.shape[0]):
             sp = [float(v) for v in torch.as_tensor(batch["spacing"][i]).reshape(-1)]
             records.append({"index": int(batch["index"][i]), "id": _get(batch, "id", i),
@@ -151,34 +167,27 @@ def evaluate(target: str | Path, *, split: str | None = None, data: str | None =
                             # uint8 keeps a large split in memory until the distance unit is known
                             "_pred": pred[i].cpu().numpy().astype("uint8"),
                             "_gt": label[i].cpu().numpy().astype("uint8")})
-            if write and len(records) <= n_overlays:
+            if overlay_dir is not None and len(records) <= n_overlays:
                 from samfx.engine.overlays import save_overlay
 
                 save_overlay(overlay_dir / f"{len(records) - 1:03d}-{rundir.safe_name(records[-1]['id'])}.png",
                              images[i, 0].float().cpu().numpy(), records[-1]["_pred"], records[-1]["_gt"])
-    if not records:
-        raise SamfxError(f"{store}: split '{split}' has no labeled images to evaluate")
+    return records
+
+
+def _score(records: list[dict[str, Any]], classes: list[int], names: dict[int, str], compat: bool) -> dict[str, Any]:
+    """Per-class metrics of every record (its label maps replaced by ``classes``) and their summary over
+    images and patients: the report's metric fields. Distances in mm when every image has a spacing."""
     unit = "mm" if all(M.distance_unit(r["spacing"]) == "mm" for r in records) else "px"
     metric_names = list(M.METRICS) + ([M.COMPAT] if compat else [])
     for r in records:
         per = M.label_metrics(r.pop("_pred"), r.pop("_gt"), classes, r["spacing"] if unit == "mm" else None, compat)
         r["classes"] = {names[c]: v for c, v in per.items()}
     summary = M.summarize(records, names, metric_names)
-    report = {
-        "schema": SCHEMA, "checkpoint": str(path), "store": str(store), "split": split, "prompt": key,
-        "image_size": model.image_size, "distance_unit": unit, "classes": list(names.values()),
-        "metrics": metric_names, "n_images": len(records), "n_patients": len(summary["patients"]),
-        "mean": summary["mean"], "per_image": summary["per_image"], "per_patient": summary["per_patient"],
-        "patients": summary["patients"], "images": records,
-    }
-    if getattr(model, "temporal", None) is not None:  # temporal models: whole sequences too
-        report["sequences"] = _sequences(model, store, split, classes, names, dev, key, precision, limit)
-    report = jsonable(report)
-    if write:
-        out = folder / f"eval-{rundir.safe_name(split)}.json"
-        rundir.write_json(out, report)
-        report["written"] = str(out)
-    return report
+    return {"distance_unit": unit, "classes": list(names.values()), "metrics": metric_names,
+            "n_images": len(records), "n_patients": len(summary["patients"]), "mean": summary["mean"],
+            "per_image": summary["per_image"], "per_patient": summary["per_patient"],
+            "patients": summary["patients"], "images": records}
 
 
 def _sequences(model, store, split, classes, names, dev, key, precision, limit) -> dict[str, Any] | None:

@@ -1,10 +1,13 @@
-"""Shared forward helpers: precision contexts, batches to device, per-class logits -> label maps."""
+"""Shared forward helpers: precision contexts, batches to device, and the one forward -> per-class logits
+-> label map path (:func:`predict_classes`; clips stream frame by frame through :func:`labels_from_logits`)."""
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from samfx.errors import RecipeError
@@ -50,14 +53,40 @@ def per_class_logits(out_logits: Tensor, batch_size: int, n_classes: int) -> Ten
     return out_logits.float().reshape(batch_size, n_classes, *out_logits.shape[-2:])
 
 
-@torch.no_grad()
-def segment(model: Any, images: Tensor, classes: list[int], label: Tensor | None = None,
-            prompt: str | None = None, precision: str = "fp32") -> tuple[Tensor, Tensor, Any]:
-    """Label maps (B,S,S), per-class logits (B,K,S,S) and the raw SegOutput for a batch.
+def labels_from_logits(out_logits: Tensor, batch_size: int, classes: list[int],
+                       size: tuple[int, int] | None = None) -> tuple[Tensor, Tensor]:
+    """A SegOutput's (B*K,1,S,S) logits -> (label maps (B,S,S), per-class fp32 logits (B,K,S,S)).
 
-    `label` feeds simulated prompts (clicks, boxes); automatic prompts ignore it.
+    `size`: first resize the per-class logits bilinearly to (H,W), giving label maps at the input's own
+    resolution (predict); the logits returned are then the resized ones."""
+    logits = per_class_logits(out_logits, batch_size, len(classes))
+    if size is not None:
+        logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+    return label_map(logits, classes), logits
+
+
+@dataclass
+class ClassPrediction:
+    """What :func:`predict_classes` returns."""
+
+    labels: Tensor    # label maps (B,S,S) long, or (B,H,W) with `size`
+    logits: Tensor    # per-class fp32 logits (B,K,S,S), or (B,K,H,W) with `size`
+    targets: Tensor   # forward_classes' binary targets (B*K,1,S,S); empty without a label map
+    out: Any          # forward_classes' SegOutput (raw logits (B*K,1,S,S), auxiliary losses...)
+
+
+@torch.no_grad()
+def predict_classes(model: Any, images: Tensor, classes: list[int], label: Tensor | None = None, *,
+                    prompt: str | None = None, precision: str = "fp32",
+                    size: tuple[int, int] | None = None) -> ClassPrediction:
+    """Every class of a batch (B,3,S,S) in one ``forward_classes`` under `precision`'s autocast, then
+    per-class logits and label maps (:func:`label_map`: highest logit above 0, else background).
+
+    The one forward -> label-map path of eval, validation, overlays and predict. `label` feeds
+    simulated prompts (clicks, boxes) and the targets; automatic prompts ignore it. `prompt` None uses
+    the model's active prompt generator. `size` resizes the logits before the label map.
     """
     with autocast(precision, images.device):
         targets, out = model.forward_classes(images, classes, label, prompt=prompt)
-    logits = per_class_logits(out.logits, images.shape[0], len(classes))
-    return label_map(logits, classes), logits, (targets, out)
+    labels, logits = labels_from_logits(out.logits, images.shape[0], classes, size)
+    return ClassPrediction(labels, logits, targets, out)

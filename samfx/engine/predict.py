@@ -35,9 +35,10 @@ from samfx.engine import checkpointing as ckpt
 from samfx.engine import rundir
 from samfx.engine.distributed import DistInfo, resolve_device
 from samfx.engine.evaluate import choose_prompt
-from samfx.engine.inference import autocast, label_map, resolve_precision
+from samfx.engine.inference import autocast, labels_from_logits, predict_classes, resolve_precision
 from samfx.engine.overlays import save_overlay
 from samfx.errors import SamfxError, first_line
+from samfx.jsonio import write_json
 
 IMAGE_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 
@@ -279,7 +280,7 @@ def predict(checkpoint: str | Path, inputs: list[str], out_dir: str | Path, *, p
     results = [predictor.run(it) for it in items]
     report = {"checkpoint": str(predictor.path), "prompt": predictor.prompt, "out": str(predictor.out),
               "classes": dict(zip(predictor.names, predictor.classes)), "results": results}
-    rundir.write_json(predictor.out / "predictions.json", report)
+    write_json(predictor.out / "predictions.json", report)
     return report
 
 
@@ -289,22 +290,17 @@ def segment_frames(model: Any, frames: np.ndarray, classes: list[int], *, prompt
     """Gray frames (T,H,W) uint8 -> label maps (T,H,W) uint8 at their own resolution, on the model's
     device; ``sequence`` sends them through ``forward_clip`` as one clip (temporal models)."""
     device = next(model.parameters()).device
-    s, k, hw = model.image_size, len(classes), tuple(frames.shape[1:])
+    s, hw = model.image_size, (int(frames.shape[1]), int(frames.shape[2]))
     x = torch.tensor(np.asarray(frames), dtype=torch.float32).div(255.0).unsqueeze(1).to(device)
     x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False, antialias=True).expand(-1, 3, -1, -1)
 
-    def labels_of(logits: torch.Tensor) -> np.ndarray:  # per-class logits (N,K,S,S) -> (N,H,W)
-        up = F.interpolate(logits.float(), size=hw, mode="bilinear", align_corners=False)
-        return label_map(up, classes).cpu().numpy().astype(np.uint8)
-
     if not sequence:
-        with autocast(precision, device):
-            _, out = model.forward_classes(x, classes, None, prompt=prompt)
-        return labels_of(out.logits.reshape(x.shape[0], k, *out.logits.shape[-2:]))
+        pred = predict_classes(model, x, classes, prompt=prompt, precision=precision, size=hw).labels
+        return pred.cpu().numpy().astype(np.uint8)
     labels: list[np.ndarray] = []
 
-    def on_frame(t: int, out: Any) -> None:
-        labels.append(labels_of(out.logits.reshape(1, k, *out.logits.shape[-2:]))[0])
+    def on_frame(t: int, out: Any) -> None:  # one frame's B*K = K queries -> its label map at (H,W)
+        labels.append(labels_from_logits(out.logits, 1, classes, hw)[0][0].cpu().numpy().astype(np.uint8))
 
     with autocast(precision, device):
         model.forward_clip(x.unsqueeze(0), classes, prompt=prompt, on_frame=on_frame)

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import platform
 import re
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from samfx.errors import SamfxError
+from samfx.jsonio import write_json, write_text
 from samfx.recipe import Recipe
 from samfx.registry import Registry
 from samfx.schema import COMPONENT_SLOTS
@@ -158,25 +158,6 @@ def find_checkpoint(target: str | Path, prefer: str = BEST) -> Path:
     if not path.exists():
         raise SamfxError(f"{path}: no such checkpoint or run folder")
     return path
-
-
-def write_json(path: Path, obj: Any) -> None:
-    write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
-
-
-def write_text(path: Path, text: str) -> None:
-    """Replace `path` atomically (samfx.checkpoint.atomic_write)."""
-    from samfx.checkpoint import atomic_write
-
-    atomic_write(path, lambda fh: fh.write(text.encode()))
-
-
-def _json_default(o: Any) -> Any:
-    if hasattr(o, "item"):
-        return o.item()
-    if hasattr(o, "tolist"):
-        return o.tolist()
-    return str(o)
 
 
 def safe_name(text: str) -> str:

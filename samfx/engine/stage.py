@@ -1,20 +1,24 @@
 """What one training stage runs with: its trainable parameters, loss, optimizer, schedule, gradient
-scaler and length, built from ``train.stages.N`` (and, resuming mid-stage, restored from last.pt)."""
+scaler and length, built from ``train.stages.N`` (and, resuming mid-stage, restored from last.pt);
+the stage in progress (:class:`StageRun`) and its optimizer step (:func:`apply_gradients`)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from samfx.engine.optim import build_optimizer, build_scheduler
 from samfx.errors import RecipeError, SamfxError
 from samfx.recipe import Recipe
 
 if TYPE_CHECKING:
+    from samfx.engine.checkpointing import Progress
+    from samfx.engine.stepvalues import StepValues
     from samfx.model import SegmentationModel
     from samfx.registry import Registry
 
@@ -75,3 +79,38 @@ def plan_stage(model: SegmentationModel, recipe: Recipe, registry: Registry, ind
         if scaler is not None and state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
     return StagePlan(params, loss_fn, opt, sched, scaler, accum, per_epoch, total, epochs)
+
+
+@dataclass
+class StageRun:
+    """A stage being trained: its recipe entry, plan, step module and how batches reach the device."""
+    index: int
+    st: dict[str, Any]        # train.stages.N
+    plan: StagePlan
+    step_mod: nn.Module       # samfx.engine.steps.build_step: forward + loss (DDP-wrapped under torchrun)
+    batch_to_device: Callable[[dict[str, Any], torch.device], tuple[Tensor | None, ...]]
+
+    def done(self, progress: Progress) -> bool:
+        """Whether the stage has made all of its optimizer steps."""
+        return progress.step >= self.plan.total
+
+
+def apply_gradients(plan: StagePlan, grad_clip: float | None, values: StepValues, epoch: int, step: int) -> float:
+    """One optimizer step over the accumulated gradients: unscale (fp16), clip the global norm to
+    `grad_clip` (none: only measure it; recorded in `values` as step `step`'s gradient norm, except
+    under the fp16 scaler, which skips non-finite steps itself), step, zero the gradients and advance
+    the schedule. Returns the learning rate the step used."""
+    opt, scaler = plan.opt, plan.scaler
+    if scaler is not None:
+        scaler.unscale_(opt)
+    norm = torch.nn.utils.clip_grad_norm_(plan.params, float(grad_clip) if grad_clip else math.inf)
+    if scaler is None:
+        values.add("gradient norm", norm, epoch, step)
+        opt.step()
+    else:
+        scaler.step(opt)
+        scaler.update()
+    opt.zero_grad(set_to_none=True)
+    lr: float = opt.param_groups[0]["lr"]
+    plan.sched.step()
+    return lr

@@ -17,6 +17,7 @@ import contextlib
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,19 +30,20 @@ from samfx.engine import checkpointing as ckpt
 from samfx.engine import distributed as D
 from samfx.engine import rundir
 from samfx.engine.checkpointing import Progress
-from samfx.engine.data import collate, open_split
+from samfx.engine.data import collate, open_split, open_val_split
 from samfx.engine.inference import autocast, resolve_precision, to_device
 from samfx.engine.interrupt import Interrupted, ignore_in_worker
 from samfx.engine.runlog import RunLog
 from samfx.engine.sampler import ResumableBatchSampler
 from samfx.engine.seeding import EpochSeeded, derive_seed, seed_everything, set_deterministic, set_rng_state
 from samfx.engine.session import RunSession
+from samfx.engine.stage import StageRun, apply_gradients, nonfinite_error, plan_stage
 from samfx.engine.stage import TrainingError as TrainingError  # re-exported: what fit() raises on NaN
-from samfx.engine.stage import nonfinite_error, plan_stage
 from samfx.engine.steps import build_step
 from samfx.engine.stepvalues import StepValues
 from samfx.errors import RecipeError
 from samfx.forward_check import check_forward
+from samfx.jsonio import write_json
 from samfx.plugin_errors import running
 from samfx.recipe import Recipe
 
@@ -114,30 +116,15 @@ class Trainer:
         else:
             data = self.cfg["data"]
             train_ds = open_split(self.recipe, self.registry, data["train_split"], image_size, train=True)
-            val_ds = self._optional_split(data["val_split"], image_size)
+            val_ds, missing = open_val_split(self.recipe, self.registry, data["val_split"], image_size, self.clips)
+            if missing:
+                self._say(f"note: {missing}; selecting checkpoints by train/loss")
         self.train_ds = EpochSeeded(train_ds, int(self.train_cfg["seed"]))
         self.val_ds = val_ds
         self.sampler = ResumableBatchSampler(len(self.train_ds), int(self.cfg["data"]["batch_size"]),
                                              int(self.train_cfg["seed"]), shuffle=True, drop_last=True,
                                              rank=self.info.rank, world_size=self.info.world_size)
         check_forward(self.model, self.classes, self.device, "train")  # after the data's own checks, before training
-
-    def _optional_split(self, split: str, image_size: int) -> Dataset[Any] | None:
-        from samfx.errors import DataError
-
-        try:
-            if self.clips:  # temporal models validate on whole sequences
-                from samfx.data.datasets import SequenceDataset
-                from samfx.engine.data import store_path
-
-                return SequenceDataset(store_path(self.cfg["data"]["source"], self.registry), split, image_size)
-            return open_split(self.recipe, self.registry, split, image_size, train=False)
-        except DataError as exc:
-            if "no split" in str(exc) or "has no" in str(exc):
-                if self.main and not self.quiet:
-                    print(f"note: no validation split '{split}' ({exc}); selecting checkpoints by train/loss")
-                return None
-            raise
 
     @property
     def _built(self) -> SegmentationModel:
@@ -205,115 +192,13 @@ class Trainer:
         return out
 
     def _run_stage(self, index: int, state: dict[str, Any] | None) -> None:
-        st, p, model = self.train_cfg["stages"][index], self.progress, self._built
-        plan = plan_stage(model, self.recipe, self.registry, index, self.sampler.batches_per_epoch(),
-                          self.precision, self.device, state)
-        params, loss_fn, opt, sched, scaler = plan.params, plan.loss_fn, plan.opt, plan.sched, plan.scaler
-        accum, per_epoch, total, epochs = plan.accum, plan.per_epoch, plan.total, plan.epochs
-        self.optimizer = opt  # for callbacks / inspection
-        if state is not None:
-            rngs = state["rng"]
-            set_rng_state(rngs[self.info.rank] if len(rngs) == self.info.world_size else rngs[0])
-        clips = self.clips
-        step_mod = build_step(model, self.classes, loss_fn, st, clips=clips, device=self.device,
-                              compile=bool(self.train_cfg.get("compile")))
-        batch_to_device: Callable[[dict[str, Any], torch.device], tuple[torch.Tensor | None, ...]] = to_device
-        if clips:
-            from samfx.engine.clips import clip_batch_to_device as batch_to_device
-        grad_clip = self.train_cfg.get("grad_clip")
-        save_every = int(self.train_cfg.get("save_every") or 0)
-        log_every = max(1, int(self.train_cfg["log_every"]))
-        self._say(f"stage {index + 1}/{len(self.train_cfg['stages'])} '{st['name']}': "
-                  f"{sum(q.numel() for q in params):,} trainable parameters, {epochs} epoch(s), {total} steps, "
-                  f"{self.precision} on {self.device}")
-
-        def step_done() -> bool:
-            return p.step >= total
-
-        workers = int(self.cfg["data"]["num_workers"])
-        # one loader per stage: workers persist across epochs (the sampler sends each item's epoch)
-        loader = DataLoader(self.train_ds, batch_sampler=self.sampler, collate_fn=collate, num_workers=workers,
-                            persistent_workers=workers > 0, pin_memory=self.device.type == "cuda",
-                            worker_init_fn=ignore_in_worker,
-                            generator=torch.Generator().manual_seed(derive_seed("loader", self.train_cfg["seed"],
-                                                                                index)))
+        run, p = self._start_stage(index, state), self.progress
+        loader = self._stage_loader(index)
         self.stop.deferring = True  # a stop signal waits for the step boundary (samfx.engine.interrupt)
-        while p.epoch < epochs and not step_done():
+        while p.epoch < run.plan.epochs and not run.done(p):
             epoch = p.epoch
-            self.train_ds.set_epoch(epoch)
-            self.sampler.set_epoch(epoch, skip=p.batch)
-            model.train()
-            batches = min(len(self.sampler), (total - p.step) * accum)  # max_steps may end the epoch early
-            with progress_bar(batches, f"{st['name']} epoch {epoch + 1}/{epochs}", self._interactive(),
-                              show_loss=True, transient=True) as advance:
-                values = StepValues()
-
-                def read_back() -> None:
-                    """Account every pending loss / gradient norm; stop on the first non-finite one."""
-                    for v in values.drain():
-                        if not math.isfinite(v.value):
-                            self._stop(f"{v.what} is {v.value}", index, st, v.epoch, v.step)
-                        if v.what == "loss":
-                            p.loss_sum += v.value
-                            p.loss_count += 1
-                            p.window_sum += v.value
-                            p.window_count += 1
-                            advance(0, loss=v.value)
-                        elif v.what.startswith("aux/"):  # a prompt generator's own loss (Prompts.aux_losses)
-                            p.add_aux(v.what, v.value)
-
-                for batch in loader:
-                    inputs = batch_to_device(batch, self.device)
-                    group_start = p.batch - p.batch % accum
-                    group = min(accum, per_epoch - group_start)
-                    last_in_group = p.batch + 1 - group_start == group
-                    sync = contextlib.nullcontext()
-                    if D.active() and not last_in_group:
-                        sync = step_mod.no_sync()  # type: ignore[operator]  # DDP-wrapped when D.active()
-                    with sync:
-                        with autocast(self.precision, self.device), running(f"train.stages.{index} '{st['name']}'"):
-                            loss, _, aux = step_mod(*inputs)
-                        values.add("loss", D.all_reduce_mean(loss.detach()), epoch, p.step + 1)
-                        for name, value in aux.items():
-                            values.add(f"aux/{name}", D.all_reduce_mean(value), epoch, p.step + 1)
-                        scaled = loss / group
-                        (scaler.scale(scaled) if scaler is not None else scaled).backward()
-                    p.batch += 1
-                    advance()
-                    if not last_in_group:
-                        continue
-                    if scaler is not None:
-                        scaler.unscale_(opt)
-                    norm = torch.nn.utils.clip_grad_norm_(params, float(grad_clip) if grad_clip else math.inf)
-                    if scaler is None:  # the fp16 scaler skips non-finite steps itself
-                        values.add("gradient norm", norm, epoch, p.step + 1)
-                    if scaler is not None:
-                        scaler.step(opt)
-                        scaler.update()
-                    else:
-                        opt.step()
-                    opt.zero_grad(set_to_none=True)
-                    lr = opt.param_groups[0]["lr"]
-                    sched.step()
-                    p.step += 1
-                    p.global_step += 1
-                    if p.step % log_every == 0:
-                        read_back()
-                        self.log.log({"train/step_loss": p.window_sum / p.window_count, "train/lr": lr,
-                                      **p.take_aux()}, p.global_step, st["name"], epoch, p.step)
-                        p.window_sum, p.window_count = 0.0, 0
-                    for cb in self.callbacks:
-                        cb(self, "step")
-                    if step_done():
-                        break
-                    signum = self.stop.agreed()
-                    if signum or (save_every and p.step % save_every == 0):
-                        read_back()
-                        self.run.save_last(self._built, p, opt, sched, scaler)
-                    if signum:
-                        raise Interrupted(signum, saved_step=p.global_step)
-                read_back()
-            self._end_epoch(index, st, epoch, epochs, opt, sched, scaler, loss_fn, done=step_done())
+            self._train_epoch(run, loader, epoch)
+            self._end_epoch(run, epoch, done=run.done(p))
             for cb in self.callbacks:
                 cb(self, "epoch")
             if signum := self.stop.agreed():  # came during validation or at the stage's last step
@@ -322,16 +207,125 @@ class Trainer:
         if self.main:
             self.log.curves()
             if self.val_ds is not None and not self.clips and int(self.cfg["eval"]["overlays"]) > 0:
-                self._overlays(st["name"])
+                self._overlays(run.st["name"])
 
-    def _end_epoch(self, index: int, st: dict[str, Any], epoch: int, epochs: int, opt: torch.optim.Optimizer,
-                   sched: Any, scaler: torch.amp.GradScaler | None, loss_fn: nn.Module, done: bool) -> None:
+    def _start_stage(self, index: int, state: dict[str, Any] | None) -> StageRun:
+        """Stage `index`'s plan (samfx.engine.stage) and step module; `state` (resuming inside the stage)
+        also restores this rank's RNG state."""
+        st, model = self.train_cfg["stages"][index], self._built
+        plan = plan_stage(model, self.recipe, self.registry, index, self.sampler.batches_per_epoch(),
+                          self.precision, self.device, state)
+        self.optimizer = plan.opt  # for callbacks / inspection
+        if state is not None:
+            rngs = state["rng"]
+            set_rng_state(rngs[self.info.rank] if len(rngs) == self.info.world_size else rngs[0])
+        step_mod = build_step(model, self.classes, plan.loss_fn, st, clips=self.clips, device=self.device,
+                              compile=bool(self.train_cfg.get("compile")))
+        batch_to_device: Callable[[dict[str, Any], torch.device], tuple[torch.Tensor | None, ...]] = to_device
+        if self.clips:
+            from samfx.engine.clips import clip_batch_to_device as batch_to_device
+        self._say(f"stage {index + 1}/{len(self.train_cfg['stages'])} '{st['name']}': "
+                  f"{sum(q.numel() for q in plan.params):,} trainable parameters, {plan.epochs} epoch(s), "
+                  f"{plan.total} steps, {self.precision} on {self.device}")
+        return StageRun(index, st, plan, step_mod, batch_to_device)
+
+    def _stage_loader(self, index: int) -> DataLoader[Any]:
+        """One loader per stage: workers persist across epochs (the sampler sends each item's epoch)."""
+        workers = int(self.cfg["data"]["num_workers"])
+        return DataLoader(self.train_ds, batch_sampler=self.sampler, collate_fn=collate, num_workers=workers,
+                          persistent_workers=workers > 0, pin_memory=self.device.type == "cuda",
+                          worker_init_fn=ignore_in_worker,
+                          generator=torch.Generator().manual_seed(derive_seed("loader", self.train_cfg["seed"],
+                                                                              index)))
+
+    def _train_epoch(self, run: StageRun, loader: DataLoader[Any], epoch: int) -> None:
+        """Epoch `epoch` from the sampler's position (mid-epoch when resuming) until its end or the stage's
+        last step; raises Interrupted at a step boundary when asked to stop."""
         p = self.progress
+        self.train_ds.set_epoch(epoch)
+        self.sampler.set_epoch(epoch, skip=p.batch)
+        self._built.train()
+        batches = min(len(self.sampler), (run.plan.total - p.step) * run.plan.accum)  # max_steps may end it early
+        with progress_bar(batches, f"{run.st['name']} epoch {epoch + 1}/{run.plan.epochs}", self._interactive(),
+                          show_loss=True, transient=True) as advance:
+            values = StepValues()
+            read_back = partial(self._read_back, run, values, advance)
+            for batch in loader:
+                last_in_group = self._micro_batch(run, batch, values, epoch)
+                advance()
+                if last_in_group and self._optimizer_step(run, values, epoch, read_back):
+                    break
+            read_back()
+
+    def _read_back(self, run: StageRun, values: StepValues, advance: Callable[..., None]) -> None:
+        """Account every pending loss / gradient norm; stop on the first non-finite one."""
+        p = self.progress
+        for v in values.drain():
+            if not math.isfinite(v.value):
+                self._stop(f"{v.what} is {v.value}", run.index, run.st, v.epoch, v.step)
+            if v.what == "loss":
+                p.loss_sum += v.value
+                p.loss_count += 1
+                p.window_sum += v.value
+                p.window_count += 1
+                advance(0, loss=v.value)
+            elif v.what.startswith("aux/"):  # a prompt generator's own loss (Prompts.aux_losses)
+                p.add_aux(v.what, v.value)
+
+    def _micro_batch(self, run: StageRun, batch: dict[str, Any], values: StepValues, epoch: int) -> bool:
+        """Forward and backward of one micro-batch, its loss divided by the size of its accumulation group
+        (DDP syncs gradients on the group's last only); True when it completes the group."""
+        p, plan = self.progress, run.plan
+        inputs = run.batch_to_device(batch, self.device)
+        group_start = p.batch - p.batch % plan.accum
+        group = min(plan.accum, plan.per_epoch - group_start)
+        last_in_group = p.batch + 1 - group_start == group
+        sync = contextlib.nullcontext()
+        if D.active() and not last_in_group:
+            sync = run.step_mod.no_sync()  # type: ignore[operator]  # DDP-wrapped when D.active()
+        with sync:
+            with autocast(self.precision, self.device), running(f"train.stages.{run.index} '{run.st['name']}'"):
+                loss, _, aux = run.step_mod(*inputs)
+            values.add("loss", D.all_reduce_mean(loss.detach()), epoch, p.step + 1)
+            for name, value in aux.items():
+                values.add(f"aux/{name}", D.all_reduce_mean(value), epoch, p.step + 1)
+            scaled = loss / group
+            (plan.scaler.scale(scaled) if plan.scaler is not None else scaled).backward()
+        p.batch += 1
+        return last_in_group
+
+    def _optimizer_step(self, run: StageRun, values: StepValues, epoch: int, read_back: Callable[[], None]) -> bool:
+        """The optimizer step closing an accumulation group, then the step log, callbacks and, every
+        ``save_every`` steps or on a stop signal, last.pt; True when it was the stage's last step."""
+        p, plan = self.progress, run.plan
+        lr = apply_gradients(plan, self.train_cfg.get("grad_clip"), values, epoch, p.step + 1)
+        p.step += 1
+        p.global_step += 1
+        if p.step % max(1, int(self.train_cfg["log_every"])) == 0:
+            read_back()
+            self.log.log({"train/step_loss": p.window_sum / p.window_count, "train/lr": lr, **p.take_aux()},
+                         p.global_step, run.st["name"], epoch, p.step)
+            p.window_sum, p.window_count = 0.0, 0
+        for cb in self.callbacks:
+            cb(self, "step")
+        if run.done(p):
+            return True
+        signum = self.stop.agreed()
+        save_every = int(self.train_cfg.get("save_every") or 0)
+        if signum or (save_every and p.step % save_every == 0):
+            read_back()
+            self.run.save_last(self._built, p, plan.opt, plan.sched, plan.scaler)
+        if signum:
+            raise Interrupted(signum, saved_step=p.global_step)
+        return False
+
+    def _end_epoch(self, run: StageRun, epoch: int, done: bool) -> None:
+        p, st, plan = self.progress, run.st, run.plan
         metrics = {"train/loss": p.loss_sum / max(1, p.loss_count)}
         p.epoch, p.batch, p.loss_sum, p.loss_count = epoch + 1, 0, 0.0, 0
         val_every = max(1, int(self.train_cfg["val_every"]))
-        if self.val_ds is not None and ((epoch + 1) % val_every == 0 or epoch + 1 >= epochs or done):
-            metrics.update(self.validate(loss_fn))
+        if self.val_ds is not None and ((epoch + 1) % val_every == 0 or epoch + 1 >= plan.epochs or done):
+            metrics.update(self.validate(plan.loss_fn))
         self.metrics = metrics
         self.log.log(metrics, p.global_step, st["name"], epoch, p.step)
         # without a validation split, val/* selection falls back to train/loss; epochs skipped by
@@ -346,13 +340,14 @@ class Trainer:
                 best = rundir.best_name(self.recipe.config["train"]["checkpoint_format"])
                 ckpt.save(obj, self._folder / best)
         p.history = [h for h in p.history if h["stage"] != st["name"]] + [
-            {"stage": st["name"], "index": index, "best": p.best, "last": metrics, "epochs_done": p.epoch,
+            {"stage": st["name"], "index": run.index, "best": p.best, "last": metrics, "epochs_done": p.epoch,
              "steps_done": p.step}]
-        self.run.save_last(self._built, p, opt, sched, scaler)
+        self.run.save_last(self._built, p, plan.opt, plan.sched, plan.scaler)
         if self.main:
             self._write_metrics()
         shown = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if "/dice_" not in k)
-        self._say(f"  {st['name']} epoch {epoch + 1}/{epochs} step {p.step}: {shown}" + ("  (best)" if is_best else ""))
+        self._say(f"  {st['name']} epoch {epoch + 1}/{plan.epochs} step {p.step}: {shown}"
+                  + ("  (best)" if is_best else ""))
 
     def _stop(self, what: str, index: int, st: dict[str, Any], epoch: int, step: int) -> None:
         raise nonfinite_error(what, f"train.stages.{index} '{st['name']}' epoch {epoch + 1} step {step}",
@@ -384,7 +379,7 @@ class Trainer:
         out = {"run": str(self.run_dir), "finished": p.finished, "global_step": p.global_step,
                "stages": p.history, "last": self.metrics}
         if self.main:
-            rundir.write_json(self._folder / "metrics.json", out)
+            write_json(self._folder / "metrics.json", out)
         return out
 
     def _say(self, text: str) -> None:

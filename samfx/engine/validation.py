@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from samfx.engine import distributed as D
 from samfx.engine.data import collate
-from samfx.engine.inference import autocast, label_map, per_class_logits, to_device
+from samfx.engine.inference import predict_classes, to_device
 
 if TYPE_CHECKING:
     from samfx.model import SegmentationModel
@@ -45,10 +45,9 @@ def validate_images(model: SegmentationModel, ds: Dataset, classes: list[int], n
     for batch in loader:
         images, label = to_device(batch, device)
         assert label is not None  # validation splits are labeled
-        with autocast(precision, device):
-            targets, out = model.forward_classes(images, classes, label)
-        loss = float(loss_fn(out.logits.float(), targets)) if loss_fn is not None else math.nan
-        pred = label_map(per_class_logits(out.logits, images.shape[0], len(classes)), classes).cpu().numpy()
+        p = predict_classes(model, images, classes, label, precision=precision)
+        loss = float(loss_fn(p.out.logits.float(), p.targets)) if loss_fn is not None else math.nan
+        pred = p.labels.cpu().numpy()
         gt = label.cpu().numpy()
         for i in range(images.shape[0]):
             records.append((loss, [dice(pred[i] == c, gt[i] == c) for c in classes]))
@@ -92,9 +91,7 @@ def write_overlays(model: SegmentationModel, ds: Dataset, classes: list[int], fo
         item: dict[str, Any] = ds[i]
         images, label = to_device(collate([item]), device)
         assert label is not None
-        with autocast(precision, device):
-            _, out = model.forward_classes(images, classes, label)
-        pred = label_map(per_class_logits(out.logits, 1, len(classes)), classes)[0]
+        pred = predict_classes(model, images, classes, label, precision=precision).labels[0]
         save_overlay(folder / f"{i:03d}-{safe_name(item.get('id', item.get('index', i)))}.png",
                      images[0, 0].float().cpu().numpy(), pred.cpu().numpy(), label[0].cpu().numpy())
     model.train(was_training)

@@ -74,39 +74,11 @@ def import_us30k(root: str | Path, out: str | Path, *, datasets: list[str] | Non
     root = Path(root).expanduser()
     if not root.is_dir():
         raise DataError(f"{root}: US30K folder not found; pass the folder holding MainPatient/ and the dataset folders")
-    entries = _entries(root)
-    if not entries:
-        raise DataError(f"{root}: no list files (MainPatient/train.txt, <Dataset>/MainPatient/train.txt); "
-                        f"expected the SAMUS US30K layout")
-    if datasets:
-        known = {d for d, _ in entries}
-        unknown = sorted(set(datasets) - known)
-        if unknown:
-            raise DataError(f"{root}: dataset(s) {unknown} are not listed; listed datasets: {', '.join(sorted(known))}")
-        entries = {k: v for k, v in entries.items() if k[0] in datasets}
+    entries = _listed(root, datasets)
     class_file = root / "MainPatient" / "class.json"
     report = ImportReport(str(out), f"us30k:{root}")
-    n_classes: dict[str, int] = {}
-    if class_file.is_file():
-        try:
-            n_classes = {str(k): int(v) for k, v in json.loads(class_file.read_text()).items()}
-        except (ValueError, AttributeError) as exc:
-            raise DataError(f"{class_file}: not a JSON mapping of dataset -> number of classes ({exc})") from None
-    else:
-        report.notes.append(f"{class_file}: not found; every dataset taken as binary (background + 1 class)")
-    present: list[tuple[str, str, Path, Path]] = []
-    for (ds, name) in sorted(entries):
-        img, lab = _find(root / ds / "img", name), _find(root / ds / "label", name)
-        if img is None or lab is None:
-            missing = root / ds / ("img" if img is None else "label") / name
-            if strict:
-                raise DataError(f"{missing}[.png]: listed but not found (strict import)")
-            report.missing.append(f"{ds}/{'img' if img is None else 'label'}/{name}")
-            continue
-        present.append((ds, name, img, lab))
-    if not present:
-        raise DataError(f"{root}: none of the {len(entries)} listed images exists "
-                        f"(first missing: {', '.join(report.missing[:3])}); check ROOT")
+    n_classes = _class_counts(class_file, report)
+    present = _present(root, entries, strict, report)
     ds_names = sorted({d for d, *_ in present})  # declared classes: datasets actually found
     per_ds = {d: n_classes.get(d, 2) for d in ds_names}
     top = max(per_ds.values()) - 1
@@ -121,12 +93,10 @@ def import_us30k(root: str | Path, out: str | Path, *, datasets: list[str] | Non
             progress_bar(len(present), "importing US30K", show_progress) as advance:
         for ds, name, img_path, lab_path in present:
             item = report.attempt(skip_bad, lambda: _one(w, ds, name, img_path, lab_path, per_ds[ds]))
-            if item is None:
-                advance()
-                continue
-            for split in entries[(ds, name)]:
-                split_ids[split].append(item)
-            counts["images"] += 1
+            if item is not None:
+                for split in entries[(ds, name)]:
+                    split_ids[split].append(item)
+                counts["images"] += 1
             advance()
         for split, ids in split_ids.items():
             w.set_split(split, ids=ids)
@@ -136,6 +106,54 @@ def import_us30k(root: str | Path, out: str | Path, *, datasets: list[str] | Non
     counts["datasets"] = len({d for d, *_ in present})
     report.counts = counts
     return report.finish()
+
+
+def _listed(root: Path, datasets: list[str] | None) -> dict[tuple[str, str], set[str]]:
+    """:func:`_entries` of `root`, only those of `datasets` when given; a DataError when nothing (or an
+    unknown dataset) is listed."""
+    entries = _entries(root)
+    if not entries:
+        raise DataError(f"{root}: no list files (MainPatient/train.txt, <Dataset>/MainPatient/train.txt); "
+                        f"expected the SAMUS US30K layout")
+    if datasets:
+        known = {d for d, _ in entries}
+        unknown = sorted(set(datasets) - known)
+        if unknown:
+            raise DataError(f"{root}: dataset(s) {unknown} are not listed; listed datasets: {', '.join(sorted(known))}")
+        entries = {k: v for k, v in entries.items() if k[0] in datasets}
+    return entries
+
+
+def _class_counts(class_file: Path, report: ImportReport) -> dict[str, int]:
+    """MainPatient/class.json: dataset -> number of classes (background included); empty, with a note in
+    `report`, when the file is missing."""
+    if not class_file.is_file():
+        report.notes.append(f"{class_file}: not found; every dataset taken as binary (background + 1 class)")
+        return {}
+    try:
+        return {str(k): int(v) for k, v in json.loads(class_file.read_text()).items()}
+    except (ValueError, AttributeError) as exc:
+        raise DataError(f"{class_file}: not a JSON mapping of dataset -> number of classes ({exc})") from None
+
+
+def _present(root: Path, entries: dict[tuple[str, str], set[str]], strict: bool,
+             report: ImportReport) -> list[tuple[str, str, Path, Path]]:
+    """(dataset, name, image file, label file) of every listed image whose two files exist; the others go
+    to ``report.missing`` (a DataError with `strict`, or when none exists)."""
+    present: list[tuple[str, str, Path, Path]] = []
+    for (ds, name) in sorted(entries):
+        img, lab = _find(root / ds / "img", name), _find(root / ds / "label", name)
+        if img is None or lab is None:
+            missing = root / ds / ("img" if img is None else "label") / name
+            if strict:
+                raise DataError(f"{missing}[.png]: listed but not found (strict import)")
+            report.missing.append(f"{ds}/{'img' if img is None else 'label'}/{name}")
+            continue
+        present.append((ds, name, img, lab))
+    if not present:
+        raise DataError(f"{root}: none of the {len(entries)} listed images exists "
+                        f"(first missing: {', '.join(report.missing[:3])}); check ROOT")
+    return present
 
 
 def _one(w: StoreWriter, ds: str, name: str, img_path: Path, lab_path: Path, n_classes: int) -> str:
