@@ -189,13 +189,8 @@ def _bench_model(recipe: Any, registry: Any, dev: torch.device) -> SegmentationM
     model = build_model(recipe, registry, load_checkpoint=False).to(dev)
     if cfg["train"].get("channels_last"):
         model = model.to(memory_format=torch.channels_last)
-    enc = model.image_encoder
     if cfg["train"].get("activation_checkpointing"):
-        set_checkpointing = getattr(enc, "set_activation_checkpointing", None)  # optional encoder method
-        if set_checkpointing is None:
-            raise SamfxError(f"train.activation_checkpointing: encoder {type(enc).__name__} has no "
-                             f"set_activation_checkpointing(); set it to false")
-        set_checkpointing(True)
+        model.image_encoder.set_activation_checkpointing(True)   # encoders without it refuse
     return model
 
 
@@ -233,16 +228,14 @@ def _step_module(model: SegmentationModel, recipe: Any, registry: Any, mode: str
                  dev: torch.device, infer_prompt: str) -> tuple[nn.Module, str, dict[str, Any] | None]:
     """(step module, row label, optimizer config) of one configuration: stage `index`'s trainable set,
     loss and optimizer in the trainer's step module (train), or the eval prompt's forward (infer)."""
-    from samfx.build import build_component
-    from samfx.interfaces import BuildContext
+    from samfx.build import build_extra
     from samfx.trainable import apply_stage
 
     classes = list(recipe.config["data"]["classes"])
     if mode == "train":
         apply_stage(model, recipe, index)
         st = recipe.config["train"]["stages"][index]
-        ctx = BuildContext(image_size=model.image_size, num_classes=len(classes))
-        loss_fn = build_component(registry, "loss", st["loss"], ctx, f"train.stages.{index}.loss").to(dev)
+        loss_fn = build_extra(model, "loss", st["loss"], f"train.stages.{index}.loss", registry).to(dev)
         return ImageStep(model, classes, loss_fn), st["name"], st["optimizer"]   # the trainer's step module
     model.use_prompt(infer_prompt)
     return InferStep(model, classes), infer_prompt, None

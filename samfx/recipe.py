@@ -21,6 +21,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from samfx.errors import RecipeError, did_you_mean
+from samfx.recipe_paths import at_pattern, get_path, put_path
 from samfx.recipe_yaml import read_yaml
 from samfx.registry import Registry
 from samfx.schema import COMPONENT_SLOTS, RANGES, SELECT_METRICS, RecipeSchema
@@ -281,8 +282,8 @@ def _validate(raw: dict[str, Any], sources: list[tuple[str, dict[str, Any]]],
     cfg = v.typed(RecipeSchema, raw, "")
     # 2) component slots, through each plugin's schema
     for slot, kind in COMPONENT_SLOTS.items():
-        parts = slot.split(".")
-        _walk_slots(cfg, raw, parts, "", kind, v)
+        for path, _ in at_pattern(cfg, slot):
+            put_path(cfg, path, v.component(kind, get_path(raw, path, cfg), path))
     _check_values(cfg, v)
     return cfg
 
@@ -293,7 +294,7 @@ CHECKPOINT_FORMATS = ("pt", "safetensors")
 def _check_values(cfg: dict[str, Any], v: _Validator) -> None:
     """Numeric ranges (schema.RANGES) and rules across keys, before any data or model work."""
     for pattern, rng in RANGES.items():
-        for path, value in _at_pattern(cfg, pattern.split("."), ""):
+        for path, value in at_pattern(cfg, pattern):
             if value is not None and not rng.allows(value):
                 note = f" ({rng.note})" if rng.note else ""
                 raise v.fail(path, f"must be {rng.text()}{note}, got {value!r}")
@@ -318,45 +319,6 @@ def _check_values(cfg: dict[str, Any], v: _Validator) -> None:
         if st["area_change_weight"] and not clips:
             raise v.fail(f"{where}.area_change_weight", "only applies to clip training; set data.clip_length > 0 "
                                                         "or remove it")
-
-
-def _at_pattern(node: Any, parts: list[str], path: str) -> list[tuple[str, Any]]:
-    """(dotted path, value) of every key matching `parts` ("*": each list item)."""
-    if not parts:
-        return [(path, node)]
-    head, rest = parts[0], parts[1:]
-
-    def join(k: Any) -> str:
-        return f"{path}.{k}" if path else str(k)
-
-    items: list[tuple[Any, Any]]
-    if head == "*":
-        items = list(enumerate(node)) if isinstance(node, list) else []
-    else:
-        items = [(head, node[head])] if isinstance(node, dict) and head in node else []
-    return [hit for k, sub in items for hit in _at_pattern(sub, rest, join(k))]
-
-
-def _walk_slots(cfg: Any, raw: Any, parts: list[str], path: str, kind: str, v: _Validator) -> None:
-    head, rest = parts[0], parts[1:]
-    if head == "*":
-        if not isinstance(cfg, list):
-            return
-        for i in range(len(cfg)):
-            sub_raw = raw[i] if isinstance(raw, list) and i < len(raw) else cfg[i]
-            _descend(cfg, i, sub_raw, rest, f"{path}.{i}", kind, v)
-        return
-    if not isinstance(cfg, dict) or head not in cfg:
-        return
-    sub_raw = raw.get(head, cfg[head]) if isinstance(raw, dict) else cfg[head]
-    _descend(cfg, head, sub_raw, rest, f"{path}.{head}" if path else head, kind, v)
-
-
-def _descend(container: Any, key: Any, raw: Any, rest: list[str], path: str, kind: str, v: _Validator) -> None:
-    if rest:
-        _walk_slots(container[key], raw, rest, path, kind, v)
-    else:
-        container[key] = v.component(kind, raw, path)
 
 
 def load_recipe(path: str | Path | None, overrides: list[str] | tuple[str, ...] = (),

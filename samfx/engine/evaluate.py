@@ -55,8 +55,7 @@ def parse_data(data: str | None, registry, where: str = "--data") -> Any:
 
 def choose_prompt(model, recipe, prompt: str | None, registry, needs_labels_ok: bool, where: str) -> str:
     """The prompt-generator key to use: `prompt`, else eval.prompt, else the last stage's."""
-    from samfx.build import build_component, prompt_key
-    from samfx.interfaces import BuildContext
+    from samfx.build import build_extra, prompt_key
 
     if prompt is None:
         cfg = recipe.config["eval"].get("prompt") or recipe.config["train"]["stages"][-1].get("prompt")
@@ -66,11 +65,7 @@ def choose_prompt(model, recipe, prompt: str | None, registry, needs_labels_ok: 
     elif "/" in prompt and (keys := _keys_of(recipe, registry, prompt, where)):
         key = keys[0]  # a qualified name ('apg/apg') of a generator the model holds under its key ('apg')
     else:
-        ctx = BuildContext(image_size=model.image_size, embed_dim=model.image_encoder.embed_dim,
-                           embed_size=tuple(model.image_encoder.embed_size),
-                           encoder_dim=model.image_encoder.encoder_dim,
-                           num_classes=len(recipe.config["data"]["classes"]))
-        gen = build_component(registry, "prompt_generator", {"name": prompt}, ctx, where)
+        gen = build_extra(model, "prompt_generator", {"name": prompt}, where, registry)
         if any(True for _ in gen.parameters()):
             raise SamfxError(f"{where}: prompt generator '{prompt}' is not in this checkpoint (it has: "
                              f"{', '.join(model.prompt_generators)}) and has weights that would be untrained")

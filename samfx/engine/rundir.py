@@ -22,6 +22,7 @@ from typing import Any
 from samfx.errors import SamfxError
 from samfx.jsonio import write_json, write_text
 from samfx.recipe import Recipe
+from samfx.recipe_paths import at_pattern
 from samfx.registry import Registry
 from samfx.schema import COMPONENT_SLOTS
 
@@ -106,22 +107,13 @@ def load_last(run_dir: Path) -> dict[str, Any]:
     return obj
 
 
-def _components(node: Any, parts: list[str]) -> list[dict[str, Any]]:
-    if not parts:
-        return [node] if isinstance(node, dict) and "name" in node else []
-    head, rest = parts[0], parts[1:]
-    if head == "*":
-        return [c for item in (node or []) for c in _components(item, rest)] if isinstance(node, list) else []
-    return _components(node.get(head), rest) if isinstance(node, dict) else []
-
-
 def plugins_used(recipe: Recipe, registry: Registry) -> dict[str, str]:
     """{component slot path: plugin} for every component the recipe names."""
     used: dict[str, str] = {}
     for slot, kind in COMPONENT_SLOTS.items():
-        for i, cfg in enumerate(_components(recipe.config, slot.split("."))):
-            comp = registry.get(kind, cfg["name"], where=slot)
-            used[f"{slot}#{i}" if "*" in slot else slot] = comp.plugin
+        for path, cfg in at_pattern(recipe.config, slot):
+            if isinstance(cfg, dict) and "name" in cfg:
+                used[path] = registry.get(kind, cfg["name"], where=path).plugin
     return used
 
 

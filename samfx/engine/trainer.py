@@ -107,9 +107,8 @@ class Trainer:
             torch.backends.cudnn.benchmark = not self.train_cfg["deterministic"]
         if self.train_cfg.get("channels_last"):
             self.model = self.model.to(memory_format=torch.channels_last)
-        set_checkpointing = getattr(self.model.image_encoder, "set_activation_checkpointing", None)  # optional
-        if self.train_cfg.get("activation_checkpointing") and set_checkpointing is not None:
-            set_checkpointing(True)
+        if self.train_cfg.get("activation_checkpointing"):
+            self.model.image_encoder.set_activation_checkpointing(True)   # encoders without it refuse
         image_size = self.model.image_size
         if self._datasets is not None:
             train_ds, val_ds = self._datasets["train"], self._datasets.get("val")
