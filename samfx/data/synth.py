@@ -11,8 +11,10 @@ patient is the same whatever the number of patients generated.
 """
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy.ndimage import gaussian_filter
@@ -319,13 +321,19 @@ def _ef(areas: dict[str, tuple[float, float]], lengths: dict[str, tuple[float, f
 
 def generate(out: str | Path, patients: int = 50, seed: int = 0, frames: int = 12,
              size: tuple[int, int] = (256, 288), views: tuple[str, ...] = VIEWS,
-             show_progress: bool = False, wall_flicker: float = 0.0, force: bool = False) -> Path:
+             show_progress: bool = False, wall_flicker: float = 0.0, force: bool = False,
+             version: int = 1, v2: Any = None) -> Path:
     """Write a synthetic store with `patients` × `views` sequences of `frames` frames (H,W)=`size`
     (``wall_flicker``: see :func:`render_sequence`; an existing `out` is replaced only with `force`
-    and only when it is a samfx store)."""
+    and only when it is a samfx store). ``version`` 1 is the generator above (frozen); 2 is
+    :mod:`samfx.data.synth_v2` with options ``v2`` (a mapping or SynthV2Options; None: defaults)."""
     if patients < 1 or frames < 2:
         raise DataError(f"synthetic data needs patients >= 1 and frames >= 2 (ED and ES), got {patients} and {frames}")
     check_wall_flicker(wall_flicker)
+    if version not in (1, 2):
+        raise DataError(f"version: the synthetic echo generator has versions 1 and 2, got {version}")
+    if version == 2 and wall_flicker:
+        raise DataError("wall_flicker: a generator v1 option; v2 has its own dropouts (v2.specular_dropout)")
     H, W = (int(s) for s in size)
     if min(H, W) < 32:
         raise DataError(f"synthetic frames must be at least 32×32 pixels, got {H}×{W}")
@@ -335,27 +343,42 @@ def generate(out: str | Path, patients: int = 50, seed: int = 0, frames: int = 1
     names = [f"patient{p:04d}" for p in range(1, patients + 1)]
     desc = f"synthetic echo: {patients} patients × {len(views)} views × {frames} frames ({H}×{W}), seed {seed}"
     desc += f", wall flicker {wall_flicker}" if wall_flicker else ""
+    desc += ", generator v2" if version == 2 else ""
     with StoreWriter(out, CLASSES, CLASS_NAMES, source="synthetic_echo", description=desc, force=force) as w, \
             progress_bar(patients, "synthesising", show_progress) as advance:
-        w.file.attrs["generator_version"] = GENERATOR_VERSION
+        w.file.attrs["generator_version"] = version if version == 2 else GENERATOR_VERSION
         w.file.attrs["seed"] = seed
         w.file.attrs["wall_flicker"] = wall_flicker
+        if version == 2:
+            from samfx.data.synth_v2.options import v2_options
+            from samfx.data.synth_v2.render import write_patient
+
+            opts = v2_options(v2)
+            w.file.attrs["v2_options"] = json.dumps(opts.to_dict(), sort_keys=True)
         for p, name in enumerate(names, start=1):
-            seqs, areas, lengths = {}, {}, {}
-            for view in views:
-                fr, lab, sp, length = render_sequence(seed, p, view, frames, (H, W), wall_flicker)
-                lv_area = (lab == 1).sum(axis=(1, 2)) * sp * sp
-                areas[view] = (float(lv_area[0]), float(lv_area[-1]))
-                lengths[view] = (float(length[0]), float(length[-1]))
-                seqs[view] = (fr, lab, sp)
-            ef = _ef(areas, lengths)
-            target = patient_params(seed, p)["ef"] * 100
-            for view, (fr, lab, sp) in seqs.items():
-                w.add_sequence(f"{name}_{view}", fr, lab, np.ones(frames, bool), patient=name, view=view,
-                               spacing=(sp, sp), ed=0, es=frames - 1, ef=ef, fps=frames / 0.35,
-                               source=f"synthetic_echo seed={seed} patient={p}", ef_target=target,
-                               image_quality=patient_params(seed, p)["quality"])
+            if version == 2:
+                write_patient(w, seed, p, name, views, frames, (H, W), opts)
+            else:
+                _write_patient_v1(w, seed, p, name, views, frames, (H, W), wall_flicker)
             advance()
         for split, members in split_patients(names, seed).items():
             w.set_split(split, patients=members)
     return Path(out)
+
+
+def _write_patient_v1(w: StoreWriter, seed: int, p: int, name: str, views, frames: int, size: tuple[int, int],
+                      wall_flicker: float) -> None:
+    seqs, areas, lengths = {}, {}, {}
+    for view in views:
+        fr, lab, sp, length = render_sequence(seed, p, view, frames, size, wall_flicker)
+        lv_area = (lab == 1).sum(axis=(1, 2)) * sp * sp
+        areas[view] = (float(lv_area[0]), float(lv_area[-1]))
+        lengths[view] = (float(length[0]), float(length[-1]))
+        seqs[view] = (fr, lab, sp)
+    ef = _ef(areas, lengths)
+    target = patient_params(seed, p)["ef"] * 100
+    for view, (fr, lab, sp) in seqs.items():
+        w.add_sequence(f"{name}_{view}", fr, lab, np.ones(frames, bool), patient=name, view=view,
+                       spacing=(sp, sp), ed=0, es=frames - 1, ef=ef, fps=frames / 0.35,
+                       source=f"synthetic_echo seed={seed} patient={p}", ef_target=target,
+                       image_quality=patient_params(seed, p)["quality"])
