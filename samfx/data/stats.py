@@ -29,6 +29,7 @@ def store_stats(path: str | Path) -> dict[str, Any]:
     sums = np.zeros(len(ids) + 1)
     n_maps = 0
     with open_store(path) as f:
+        generator = f.attrs.get("generator_version")
         for it in samples:
             lab = read_sample(f, it.id, ids)[1]
             sums += np.bincount(lab.ravel(), minlength=256)[[0, *ids]] / lab.size
@@ -60,8 +61,6 @@ def store_stats(path: str | Path) -> dict[str, Any]:
     for it in items:
         views[it.view or "-"] = views.get(it.view or "-", 0) + 1
     finite_sp = [s for s in spacings if math.isfinite(s)]
-    with open_store(path) as f:
-        generator = f.attrs.get("generator_version")
     return {
         "path": str(path), "source": index.source,
         "classes": dict(zip([str(c) for c in ids], index.class_names)),
