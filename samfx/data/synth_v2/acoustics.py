@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.ndimage import gaussian_filter, map_coordinates
+from scipy.ndimage import gaussian_filter
 
 from samfx.data.synth_v2.options import SynthV2Options
 
@@ -39,9 +39,20 @@ def tissue_field(rng: np.random.Generator, u0: np.ndarray, v0: np.ndarray, cell:
     field = rng.standard_normal((2, nu, nv), dtype=F32)
     field = gaussian_filter(field, (0, 0.5 / cell, 0.5 / cell)) * (2 * math.sqrt(math.pi) * 0.5 / cell)
     iu, iv = (u0 - lo_u) / cell, (v0 - lo_v) / cell
-    shape = np.broadcast_shapes(iu.shape, iv.shape)
-    coords = np.stack([np.broadcast_to(iu, shape).ravel(), np.broadcast_to(iv, shape).ravel()])
-    return np.stack([map_coordinates(f, coords, order=1, mode="nearest").reshape(shape) for f in field])
+    return bilinear(field, iu, iv)
+
+
+def bilinear(grids: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """(C, *shape) values of C grids (C, n, m) at fractional indices (i, j) (broadcast), edges clamped."""
+    c, n, m = grids.shape
+    i = np.clip(i, 0, n - 1.001)
+    j = np.clip(j, 0, m - 1.001)
+    i0, j0 = i.astype(np.int64), j.astype(np.int64)
+    fi, fj = (i - i0).astype(F32), (j - j0).astype(F32)
+    flat = grids.reshape(c, -1)
+    k = i0 * m + j0
+    return ((flat[:, k] * (1 - fj) + flat[:, k + 1] * fj) * (1 - fi)
+            + (flat[:, k + m] * (1 - fj) + flat[:, k + m + 1] * fj) * fi)
 
 
 def blood_field(rng: np.random.Generator, shape: tuple[int, ...], correlation: float) -> np.ndarray:
@@ -89,7 +100,7 @@ def transmission(g: dict, blood: np.ndarray, opts: SynthV2Options, rib: tuple[fl
 
 def clutter(rng: np.random.Generator, g: dict, frames: int, level: float) -> np.ndarray:
     """(2, T, Nr, Nb) near-field clutter and reverberation haze: a slowly changing complex field (frame to
-    frame correlation 0.95) whose amplitude decays from the skin, with echoes of the chest wall at
+    frame correlation 0.96) whose amplitude decays from the skin, with echoes of the chest wall at
     multiples of its depth, patchy across the beams."""
     r = g["r"]
     wall = rng.uniform(8.0, 16.0)
@@ -97,9 +108,10 @@ def clutter(rng: np.random.Generator, g: dict, frames: int, level: float) -> np.
                                                      for k in range(1, 5))
     patch = gaussian_filter(rng.random(g["theta"].shape[1]).astype(F32), 6.0)
     patch = 0.4 + 1.2 * (patch - patch.min()) / max(float(np.ptp(patch)), 1e-6)
-    field = blood_field(rng, (frames, r.shape[0], g["theta"].shape[1]), 0.95)
-    field = gaussian_filter(field, (0, 0, 1.0, 1.5))
-    return (level * amp * patch[None, :]).astype(F32) * field / max(float(field.std()), 1e-6)
+    pair = gaussian_filter(rng.standard_normal((2, 2, r.shape[0], g["theta"].shape[1]), dtype=F32), (0, 0, 1.0, 1.5))
+    turn = 0.3 * np.arange(frames, dtype=F32)[:, None, None]  # consecutive frames correlate by cos(0.3) = 0.96
+    field = np.cos(turn) * pair[:, 0, None] + np.sin(turn) * pair[:, 1, None]
+    return (level * amp * patch[None, :]).astype(F32) * field / max(float(pair.std()), 1e-6)
 
 
 def log_compress(env: np.ndarray, ref: float, gain_db: float, dynamic_range_db: float) -> np.ndarray:
@@ -112,14 +124,6 @@ def scan_convert(img: np.ndarray, g: dict, x: np.ndarray, y: np.ndarray) -> np.n
     """(T, H, W) uint8 from (T, Nr, Nb) display values: bilinear in (r, theta), black outside the sector."""
     r = np.hypot(x, y - g["y0"])
     th = np.arctan2(x, y - g["y0"])
-    nr, nb = img.shape[1:]
-    ir = np.clip(r / g["dr"] - 0.5, 0, nr - 1.001)
-    it = np.clip((th + g["half"]) / g["dtheta"], 0, nb - 1.001)
-    r0, t0 = ir.astype(np.int64), it.astype(np.int64)
-    fr, ft = (ir - r0).astype(F32), (it - t0).astype(F32)
-    flat = img.reshape(img.shape[0], -1)
-    i00 = r0 * nb + t0
-    val = ((flat[:, i00] * (1 - ft) + flat[:, i00 + 1] * ft) * (1 - fr)
-           + (flat[:, i00 + nb] * (1 - ft) + flat[:, i00 + nb + 1] * ft) * fr)
+    val = bilinear(img, r / g["dr"] - 0.5, (th + g["half"]) / g["dtheta"])
     inside = (np.abs(th) <= g["half"]) & (r < g["depth"] - 2.0)
     return np.round(np.clip(val, 0, 1) * inside * 255).astype(np.uint8)
