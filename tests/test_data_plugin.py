@@ -11,6 +11,7 @@ from samfx.build import make_config
 from samfx.cli.main import app
 from samfx.data.cache import cache_dir
 from samfx.data.store import read_index
+from samfx.data.synth_v2.options import SynthV2Options
 from samfx.errors import DataError, RecipeError
 from samfx.interfaces import DataSource
 from samfx.pluginmanager import get_registry
@@ -36,8 +37,14 @@ def test_recipe_typo_is_named(tmp_path):
     with pytest.raises(RecipeError, match=r"data.source.patiens: unknown key, did you mean 'patients'\?"):
         load_recipe(None, ["data.source.patiens=3"], registry=get_registry())
     rec = load_recipe(None, ["data.source.patients=3", "data.source.size=[40,48]"], registry=get_registry())
-    assert rec.config["data"]["source"] == {"name": "datasets/synthetic_echo", "patients": 3, "seed": 0, "frames": 12,
-                                            "size": [40, 48], "wall_flicker": 0.0, "cache_dir": None}
+    source = dict(rec.config["data"]["source"])
+    assert source.pop("v2") == SynthV2Options().to_dict()
+    assert source == {"name": "datasets/synthetic_echo", "patients": 3, "seed": 0, "frames": 12,
+                      "size": [40, 48], "wall_flicker": 0.0, "version": 1, "cache_dir": None}
+    rec = load_recipe(None, ["data.source.version=2", "data.source.v2.shadow=0"], registry=get_registry())
+    assert rec.config["data"]["source"]["version"] == 2 and rec.config["data"]["source"]["v2"]["shadow"] == 0
+    with pytest.raises(RecipeError, match=r"data.source.v2.shadw: unknown key, did you mean 'shadow'\?"):
+        load_recipe(None, ["data.source.v2.shadw=0"], registry=get_registry())
 
 
 def test_cache_dir_resolution(monkeypatch, tmp_path):
@@ -65,6 +72,16 @@ def test_synthetic_source_generates_once(monkeypatch, tmp_path):
     flicker = _source({"name": "synthetic_echo", "patients": 2, "frames": 2, "size": [40, 48], "seed": 4,
                        "wall_flicker": 0.5}).path(None)
     assert flicker.name == "synthetic_echo-p2-s4-f2-40x48-wf0.5-g1.h5"   # its own cache file
+    v2 = _source({"name": "synthetic_echo", "patients": 1, "frames": 2, "size": [40, 48], "seed": 4, "version": 2})
+    assert v2.path(None).name.startswith("synthetic_echo-p1-s4-f2-40x48-g2-")   # v2: its own file, per options
+    assert read_index(v2.path(None)).items["patient0001_2CH"].attrs["cycle"] in ("full", "half")
+    other = _source({"name": "synthetic_echo", "patients": 1, "frames": 2, "size": [40, 48], "seed": 4,
+                     "version": 2, "v2": {"shadow": 0.0}}).path(None)
+    assert other.name != v2.path(None).name
+    with pytest.raises(DataError, match=r"data.source.v2.tgc: must be in \[0, 1\], got 2"):
+        _source({"name": "synthetic_echo", "version": 2, "v2": {"tgc": 2.0}}).path(None)
+    with pytest.raises(DataError, match=r"data.source.version: .* versions 1 and 2, got 3"):
+        _source({"name": "synthetic_echo", "version": 3}).path(None)
     with pytest.raises(DataError, match=r"data.source.wall_flicker: must be in \[0, 1\].*got -0.1"):
         _source({"name": "synthetic_echo", "wall_flicker": -0.1}).path(None)
 

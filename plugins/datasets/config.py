@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from samfx.data.synth_v2.options import SynthV2Options
+
 # cache_dir: None -> the cache_dir the caller passes, else $SAMFX_CACHE, else ~/.cache/samfx
 
 
@@ -12,7 +14,9 @@ class SyntheticEchoConfig:
     seed: int = 0
     frames: int = 12                  # frames per ED->ES sequence
     size: list[int] = field(default_factory=lambda: [256, 288])  # frame H, W in pixels
-    wall_flicker: float = 0.0         # 0..1: wall dropouts fade in and out over a sequence (0 = fixed)
+    wall_flicker: float = 0.0         # 0..1: wall dropouts fade in and out over a sequence (0 = fixed); v1 only
+    version: int = 1                  # generator: 1 (frozen cartoon), 2 (beam-domain physics, docs/data.md)
+    v2: SynthV2Options = field(default_factory=SynthV2Options)  # generator v2's effects (ignored by v1)
     cache_dir: str | None = None
 
 

@@ -16,7 +16,8 @@ _SRC = "samfx_plugins.datasets.sources"
 @hookimpl
 def samfx_register(registry):
     registry.add("dataset", "synthetic_echo", f"{_SRC}:synthetic_echo", schema=SyntheticEchoConfig,
-                 description="Synthetic apical 2CH/4CH echo sequences (LV/MYO/LA), generated once into the cache.")
+                 description="Synthetic apical 2CH/4CH echo sequences (LV/MYO/LA), generator v1 or v2 "
+                 "(version), generated once into the cache.")
     registry.add("dataset", "h5", f"{_SRC}:h5", schema=H5Config,
                  description="An existing samfx HDF5 store file.")
     registry.add("dataset", "camus", f"{_SRC}:camus", schema=CamusConfig,

@@ -1,6 +1,7 @@
 """DataSource factories of the datasets plugin: each returns an object with ``path(cache_dir)``."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -47,11 +48,25 @@ class SyntheticEcho(_Cached):
             raise DataError(f"data.source.size: expected [H, W], got {c.size}")
         h, w = (int(s) for s in c.size)
         check_wall_flicker(c.wall_flicker, "data.source.wall_flicker")
+        if c.version not in (1, 2):
+            raise DataError(f"data.source.version: the synthetic echo generator has versions 1 and 2, got {c.version}")
         flicker = f"-wf{c.wall_flicker:g}" if c.wall_flicker else ""
-        name = f"synthetic_echo-p{c.patients}-s{c.seed}-f{c.frames}-{h}x{w}{flicker}-g{GENERATOR_VERSION}.h5"
+        v2 = None
+        if c.version == 2:
+            from samfx.data.synth_v2.options import v2_options
+
+            if c.wall_flicker:
+                raise DataError("data.source.wall_flicker: a generator v1 option; v2 has its own dropouts "
+                                "(data.source.v2.specular_dropout)")
+            v2 = v2_options(dataclasses.asdict(c.v2), "data.source.v2").to_dict()
+            key = hashlib.sha1(json.dumps(v2, sort_keys=True).encode()).hexdigest()[:10]
+            tag = f"-g2-{key}"
+        else:
+            tag = f"-g{GENERATOR_VERSION}"
+        name = f"synthetic_echo-p{c.patients}-s{c.seed}-f{c.frames}-{h}x{w}{flicker}{tag}.h5"
         return cached(self._dir(cache_dir) / name,
                       lambda p: generate(p, patients=c.patients, seed=c.seed, frames=c.frames, size=(h, w),
-                                         wall_flicker=c.wall_flicker))
+                                         wall_flicker=c.wall_flicker, version=c.version, v2=v2))
 
 
 class H5(DataSource):

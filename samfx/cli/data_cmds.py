@@ -29,32 +29,56 @@ def print_report(report: Any, as_json: bool) -> None:
             typer.echo(line)
 
 
+def _v2_options(pairs: Optional[list[str]]) -> dict[str, Any]:
+    """--v2 KEY=VALUE pairs as a mapping (values read as YAML: 0.5, true, [0.3, 0.4, 0.3])."""
+    import yaml
+
+    from samfx.errors import DataError
+
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise DataError(f"--v2: expected KEY=VALUE (e.g. --v2 shadow=0), got '{pair}'")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
 @data_app.command()
 def synth(out: Path = OUT_OPTION,
           patients: int = typer.Option(50, "--patients", help="Number of patients (each: 2CH and 4CH)."),
           seed: int = typer.Option(0, "--seed", help="Random seed: same seed, same data."),
-          frames: int = typer.Option(12, "--frames", help="Frames per ED->ES sequence (>= 2)."),
+          frames: int = typer.Option(12, "--frames", help="Frames per sequence (>= 2; v1 and v2 half cycles: "
+                                                           "ED->ES, v2 full cycles: ED->ES->ED)."),
           size: tuple[int, int] = typer.Option((256, 288), "--size", help="Frame size H W in pixels."),
           wall_flicker: float = typer.Option(0.0, "--wall-flicker",
-                                             help="0..1: wall dropouts fade in and out over a sequence (0: fixed)."),
+                                             help="0..1: wall dropouts fade in and out over a sequence (0: fixed). "
+                                                  "v1 only."),
+          version: int = typer.Option(1, "--version", help="Generator: 1 (frozen) or 2 (beam-domain physics)."),
+          v2: Optional[list[str]] = typer.Option(None, "--v2", help="A generator v2 option KEY=VALUE "
+                                                                     "(repeatable; docs/data.md lists them)."),
           force: bool = FORCE_OPTION, as_json: bool = JSON_OPTION) -> None:
     """Generate synthetic apical 2CH/4CH echocardiography sequences (labels LV=1, MYO=2, LA=3)."""
     from samfx.data.synth import generate
 
     start = time.perf_counter()
     try:
+        if v2 and version != 2:
+            from samfx.errors import DataError
+
+            raise DataError("--v2: generator v2 options need --version 2")
         path = generate(out, patients=patients, seed=seed, frames=frames, size=size, show_progress=not as_json,
-                        wall_flicker=wall_flicker, force=force)
+                        wall_flicker=wall_flicker, force=force, version=version, v2=_v2_options(v2))
     except SamfxError as exc:
         fail(exc)
     info = {"out": str(path), "patients": patients, "sequences": 2 * patients, "frames": frames,
-            "size": list(size), "seed": seed, "wall_flicker": wall_flicker,
+            "size": list(size), "seed": seed, "wall_flicker": wall_flicker, "version": version,
             "seconds": round(time.perf_counter() - start, 2)}
     if as_json:
         emit_json(info)
     else:
         typer.echo(f"wrote {path}: {patients} patients, {2 * patients} sequences of {frames} frames "
-                   f"{size[0]}x{size[1]} in {info['seconds']} s")
+                   f"{size[0]}x{size[1]} (generator v{version}) in {info['seconds']} s")
 
 
 @data_app.command()
@@ -85,8 +109,19 @@ def stats(path: Path = typer.Argument(..., help="Store file (.h5)."), as_json: b
                f"{sp['max'] if sp['max'] is None else round(sp['max'], 4)} (unknown: {sp['unknown_items']} items)")
     typer.echo("  area fraction: " + ", ".join(f"{k} {v:.4f}" for k, v in report["area_fraction"].items()))
     ef = report["ef"]
-    typer.echo("  EF %: " + ("unknown" if ef is None else
-               f"mean {ef['mean']:.1f}, std {ef['std']:.1f}, min {ef['min']:.1f}, max {ef['max']:.1f} (n={ef['n']})"))
+    typer.echo("  EF %: " + _dist_line(ef))
+    if report.get("image_quality"):
+        typer.echo("  image quality (patients): " + ", ".join(f"{k} {v}" for k, v in report["image_quality"].items()))
+    if report.get("generator_version") is not None:
+        typer.echo(f"  generator v{report['generator_version']}; sequences: "
+                   + ", ".join(f"{k} cycle {v}" for k, v in (report["cycles"] or {}).items()))
+        typer.echo("  sampled EF %: " + _dist_line(report["ef_target"]))
+        typer.echo("  label EF - sampled EF: " + _dist_line(report["ef_error"]))
+
+
+def _dist_line(d: Optional[dict[str, Any]]) -> str:
+    return "unknown" if d is None else (f"mean {d['mean']:.1f}, std {d['std']:.1f}, min {d['min']:.1f}, "
+                                        f"max {d['max']:.1f} (n={d['n']})")
 
 
 @data_app.command()

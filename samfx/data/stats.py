@@ -29,6 +29,7 @@ def store_stats(path: str | Path) -> dict[str, Any]:
     sums = np.zeros(len(ids) + 1)
     n_maps = 0
     with open_store(path) as f:
+        generator = f.attrs.get("generator_version")
         for it in samples:
             lab = read_sample(f, it.id, ids)[1]
             sums += np.bincount(lab.ravel(), minlength=256)[[0, *ids]] / lab.size
@@ -75,4 +76,29 @@ def store_stats(path: str | Path) -> dict[str, Any]:
         "area_fraction": dict(zip(["background", *index.class_names],
                                   [float(x) for x in (sums / max(n_maps, 1))])),
         "ef": _dist(list(ef_by_patient.values())),
+        **_extras(items, ef_by_patient, None if generator is None else int(generator)),
     }
+
+
+def _count(values: list[Any]) -> dict[str, int] | None:
+    out: dict[str, int] = {}
+    for v in values:
+        out[str(v)] = out.get(str(v), 0) + 1
+    return dict(sorted(out.items())) or None
+
+
+def _extras(items: list, ef_by_patient: dict[str, float], generator: int | None) -> dict[str, Any]:
+    """Image quality per patient (CAMUS, synthetic), and for synthetic stores the generator version,
+    half/full cycles, the sampled EF (ef_target) and the EF measured on the labels minus it."""
+    first: dict[str, Any] = {}
+    for it in items:
+        first.setdefault(it.patient, it.attrs)
+    target = {p: float(a["ef_target"]) for p, a in first.items() if isinstance(a.get("ef_target"), (int, float))}
+    out: dict[str, Any] = {"image_quality": _count([a["image_quality"] for a in first.values()
+                                                    if "image_quality" in a])}
+    if generator is not None:
+        out["generator_version"] = generator
+        out["cycles"] = _count([it.attrs.get("cycle", "half") for it in items if it.kind == "sequence"])
+        out["ef_target"] = _dist(list(target.values()))
+        out["ef_error"] = _dist([ef_by_patient[p] - t for p, t in target.items() if p in ef_by_patient])
+    return out

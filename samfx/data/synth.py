@@ -11,8 +11,10 @@ patient is the same whatever the number of patients generated.
 """
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy.ndimage import gaussian_filter
@@ -86,24 +88,13 @@ def _flicker(rng, T: int, amount: float) -> np.ndarray:
     return (1 - amount * shown).astype(np.float32)[:, None, None]
 
 
-def render_sequence(seed: int, patient: int, view: str, frames: int, size: tuple[int, int],
-                    wall_flicker: float = 0.0):
-    """(frames uint8 (T,H,W), labels uint8 (T,H,W), spacing mm, LV length per frame mm).
+def _phase(T: int) -> np.ndarray:
+    """(T,1,1) contraction phase: 0 at ED .. 1 at ES (v1 sequences are half cycles)."""
+    return ((1 - np.cos(np.pi * np.arange(T) / max(T - 1, 1))) / 2).astype(np.float32)[:, None, None]
 
-    ``wall_flicker`` in [0, 1]: 0 keeps every wall dropout fixed over the sequence (generator v1 pixels);
-    > 0 makes each dropout's depth vary from frame to frame by up to that fraction and adds one such
-    transient dropout per wall, as when the wall's angle to the beam changes during contraction. Drawn
-    from a separate random stream, so labels and every other pixel property stay the same."""
-    H, W = size
-    T = frames
-    hp = patient_params(seed, patient)
-    rng = np.random.default_rng([seed, patient, 1 + VIEWS.index(view)])
-    sp = hp["depth"] / H
-    f32 = np.float32
-    # timing: phi 0 at ED .. 1 at ES (half sequence)
-    phi = ((1 - np.cos(np.pi * np.arange(T) / max(T - 1, 1))) / 2).astype(f32)[:, None, None]
 
-    # view geometry (mm); the transducer sits a few mm above the top row at the image centre
+def _view_geometry(rng, hp: dict, view: str, phi: np.ndarray) -> dict:
+    """Apex position, tilt and the LV length / half-width / wall thickness per frame (mm)."""
     apex_depth = rng.uniform(16.0, 30.0)
     apex_x = rng.uniform(-8.0, 8.0) + (9.0 if view == "4CH" else 0.0)
     tilt = math.radians(rng.uniform(-12.0, 12.0))
@@ -113,7 +104,13 @@ def render_sequence(seed: int, patient: int, view: str, frames: int, size: tuple
     Wb = Wb_ed * (1 - (1 - hp["width_ratio"]) * phi)
     th_ed = hp["thickness"] * rng.uniform(0.9, 1.1)
     th = np.minimum(th_ed * (L_ed + Wb_ed) / (L + Wb), 1.8 * th_ed)
+    return dict(apex_depth=apex_depth, apex_x=apex_x, tilt=tilt, L_ed=L_ed, Wb_ed=Wb_ed, L=L, Wb=Wb,
+                th_ed=th_ed, th=th)
 
+
+def _sector_grid(rng, hp: dict, H: int, W: int, sp: float) -> dict:
+    """Pixel coordinates (mm), polar coordinates from the transducer and the sector mask."""
+    f32 = np.float32
     y = (np.arange(H, dtype=f32) + 0.5) * sp
     x = (np.arange(W, dtype=f32) + 0.5 - W / 2) * sp
     Y, X = np.meshgrid(y, x, indexing="ij")
@@ -122,31 +119,42 @@ def render_sequence(seed: int, patient: int, view: str, frames: int, size: tuple
     ang = np.arctan2(X, Y - y0)
     half = math.radians(rng.uniform(33.0, 40.0))
     sector = (np.abs(ang) < half) & (r < hp["depth"] - 2.0)
+    return dict(X=X, Y=Y, r=r, ang=ang, half=half, sector=sector)
 
-    dX, dY = X - apex_x, Y - apex_depth
+
+def _heart_frame(g: dict, geo: dict):
+    """(u, v): long-axis and lateral coordinates (mm, (1,H,W)) with the apex at the origin."""
+    dX, dY = g["X"] - geo["apex_x"], g["Y"] - geo["apex_depth"]
+    tilt = geo["tilt"]
     u = (dX * math.sin(tilt) + dY * math.cos(tilt))[None]
     v = (dX * math.cos(tilt) - dY * math.sin(tilt))[None]
-    q = np.clip(u / L, 0, 1)
+    return u, v
+
+
+def _perturbations(rng, q: np.ndarray, v: np.ndarray):
+    """Smooth wall irregularity (labels) and the ~1 mm extra of the visible borders (annotation ambiguity)."""
+    f32 = np.float32
     tables = np.zeros((2, len(_Q)), f32)  # smooth boundary irregularity, different on each wall
     for k in (1, 2, 3):
         amp = rng.normal(0, 0.035, 2)[:, None]
         tables += (amp * np.sin(k * np.pi * _Q + rng.uniform(0, 2 * np.pi))).astype(f32)
     qi = (q * (len(_Q) - 1)).astype(np.int32)
     pert = np.where(v > 0, tables[0][qi], tables[1][qi])
-    # the visible borders differ from the labeled ones by ~1 mm (annotation ambiguity)
     seen = np.zeros((2, len(_Q)), f32)
     for k in (2, 3, 5):
         seen += (rng.normal(0, 0.02, 2)[:, None] * np.sin(k * np.pi * _Q + rng.uniform(0, 2 * np.pi))).astype(f32)
-    pert_seen = pert + np.where(v > 0, seen[0][qi], seen[1][qi])
+    return pert, pert + np.where(v > 0, seen[0][qi], seen[1][qi])
 
+
+def _left_heart(rng, hp: dict, geo: dict, phi, u, v, pert, pert_seen) -> dict:
+    """LV cavity, myocardium, pericardium and LA masks (labeled and visible versions), (T,H,W)."""
+    L, Wb, th = geo["L"], geo["Wb"], geo["th"]
     lv = _bullet(u, v, L, Wb, pert)
     th_apex = 0.8 * th
     outer = _bullet(u + th_apex, v, L + th_apex, Wb + th, pert) & (u <= L + 1.0)
-    myo = outer & ~lv
     lv_seen = _bullet(u, v, L, Wb, pert_seen)
     outer_seen = _bullet(u + th_apex, v, L + th_apex, Wb + th * rng.uniform(0.9, 1.1), pert_seen) & (u <= L + 1.0)
     peri = _bullet(u + th_apex + 3.0, v, L + th_apex + 3.0, Wb + th + 3.0, pert) & ~outer & (u <= L - 5.0)
-
     # LA: ellipse beyond the mitral plane along a slightly different axis
     la_tilt = rng.uniform(-0.2, 0.2)
     g = 1 + (math.sqrt(hp["la_growth"]) - 1) * phi
@@ -156,27 +164,28 @@ def render_sequence(seed: int, patient: int, view: str, frames: int, size: tuple
     la = ((lu / la_a) ** 2 + (lv_ / la_b) ** 2 <= 1.0) & (u > L + 1.0) & ~outer
     la_s = rng.uniform(0.94, 1.06)
     la_seen = ((lu / (la_a * la_s)) ** 2 + (lv_ / la_b) ** 2 <= 1.0) & (u > L + 1.0) & ~outer_seen
+    return dict(lv=lv, outer=outer, myo=outer & ~lv, lv_seen=lv_seen, outer_seen=outer_seen, peri=peri,
+                la=la, la_seen=la_seen, la_b=la_b, g=g)
 
-    blood = lv_seen | la_seen
-    tissue_extra = np.zeros_like(lv)
-    if view == "4CH":  # right heart on the image left (v < 0), unlabeled
-        wrv = rng.uniform(13.0, 19.0) * (1 - 0.12 * phi)
-        vc = -(Wb_ed + th_ed + wrv * 0.95)
-        u_rv0 = 0.25 * L_ed
-        rv = _bullet(u - u_rv0, v - vc, L - u_rv0, wrv) & ~outer
-        rv_wall = _bullet(u - u_rv0 + 3.5, v - vc, L - u_rv0 + 3.5, wrv + 3.5) & ~rv & ~outer & (u <= L)
-        ra = ((((u - (L + 22.0)) / (20.0 * g)) ** 2 + ((v - vc * 1.05) / (17.0 * g)) ** 2 <= 1)
-              & (u > L + 2.0) & ~outer & ~la)
-        blood = blood | rv | ra
-        tissue_extra = rv_wall
 
-    # echogenicity
-    _, myo_range, blood_range, haze_range, drops, noise_sd = QUALITY[hp["quality"]]
-    tex = _smooth_field(rng, (H, W), 7, 0.5, 1.5)
-    e = np.broadcast_to(rng.uniform(0.06, 0.16) * tex, (T, H, W)).astype(f32).copy()
-    # weak or missing wall segments: (centre q, width, depth, wall side, depth factor per frame)
-    frng = np.random.default_rng([seed, patient, 100 + VIEWS.index(view)])
-    dropouts = []
+def _right_heart(rng, geo: dict, phi, u, v, m: dict):
+    """4CH: (blood, wall) masks of the right ventricle and atrium on the image left (v < 0), unlabeled."""
+    L, L_ed, Wb_ed, th_ed, g = geo["L"], geo["L_ed"], geo["Wb_ed"], geo["th_ed"], m["g"]
+    outer = m["outer"]
+    wrv = rng.uniform(13.0, 19.0) * (1 - 0.12 * phi)
+    vc = -(Wb_ed + th_ed + wrv * 0.95)
+    u_rv0 = 0.25 * L_ed
+    rv = _bullet(u - u_rv0, v - vc, L - u_rv0, wrv) & ~outer
+    rv_wall = _bullet(u - u_rv0 + 3.5, v - vc, L - u_rv0 + 3.5, wrv + 3.5) & ~rv & ~outer & (u <= L)
+    ra = ((((u - (L + 22.0)) / (20.0 * g)) ** 2 + ((v - vc * 1.05) / (17.0 * g)) ** 2 <= 1)
+          & (u > L + 2.0) & ~outer & ~m["la"])
+    return rv | ra, rv_wall
+
+
+def _wall_gain(rng, frng, drops, T: int, q, v, wall_flicker: float):
+    """Weak or missing wall segments: a per-pixel gain in (0, 1] on the walls (see render_sequence)."""
+    f32 = np.float32
+    dropouts = []  # (centre q, width, depth, wall side, depth factor per frame)
     for _ in range(int(rng.integers(drops[0], drops[1] + 1))):
         c, wdt, loss = rng.uniform(0.1, 1.0), rng.uniform(0.06, 0.18), rng.uniform(0.4, 1.0)
         side = rng.choice([-1.0, 1.0])
@@ -188,8 +197,22 @@ def render_sequence(seed: int, patient: int, view: str, frames: int, size: tuple
     for c, wdt, loss, side, profile in dropouts:
         bump = loss * np.exp(-(((q - c) / wdt) ** 2)).astype(f32) * profile
         wall_gain = np.where(v * side > 0, wall_gain * (1 - bump), wall_gain)
-    e = np.where(outer_seen & ~lv_seen, rng.uniform(*myo_range) * tex, e)
-    peri_seen = peri if view == "2CH" else peri & (v > -0.5 * Wb_ed)  # 4CH: septum borders the RV
+    return wall_gain
+
+
+def _echogenicity(rng, frng, hp, view, geo, m, blood, tissue_extra, phi, u, v, q, shape, sp, wall_flicker):
+    """(T,H,W) echogenicity before speckle: tissue texture, walls with dropouts, pericardium, blood,
+    papillary muscles and mitral leaflets, blurred by ~0.7 mm."""
+    T, H, W = shape
+    f32 = np.float32
+    L, Wb = geo["L"], geo["Wb"]
+    _, myo_range, blood_range, haze_range, drops, noise_sd = QUALITY[hp["quality"]]
+    tex = _smooth_field(rng, (H, W), 7, 0.5, 1.5)
+    e = np.broadcast_to(rng.uniform(0.06, 0.16) * tex, (T, H, W)).astype(f32).copy()
+    wall_gain = _wall_gain(rng, frng, drops, T, q, v, wall_flicker)
+    outer_seen, peri = m["outer_seen"], m["peri"]
+    e = np.where(outer_seen & ~m["lv_seen"], rng.uniform(*myo_range) * tex, e)
+    peri_seen = peri if view == "2CH" else peri & (v > -0.5 * geo["Wb_ed"])  # 4CH: septum borders the RV
     e = np.where(peri_seen, rng.uniform(0.7, 1.0) * tex, e)
     e = np.where(outer_seen | peri, e * wall_gain, e)
     e = np.where(tissue_extra, 0.45 * tex, e)
@@ -197,45 +220,89 @@ def render_sequence(seed: int, patient: int, view: str, frames: int, size: tuple
     for _ in range(int(rng.integers(0, 3))):  # papillary muscles: echogenic, labeled LV cavity
         pq, ps = rng.uniform(0.45, 0.75), rng.choice([-1.0, 1.0])
         pu, pv = pq * L, ps * 0.6 * Wb * _profile(np.full_like(L, pq))
-        pap = (((u - pu) / rng.uniform(5.0, 9.0)) ** 2 + ((v - pv) / rng.uniform(2.5, 4.0)) ** 2 <= 1) & lv
+        pap = (((u - pu) / rng.uniform(5.0, 9.0)) ** 2 + ((v - pv) / rng.uniform(2.5, 4.0)) ** 2 <= 1) & m["lv"]
         e = np.where(pap, rng.uniform(0.25, 0.45), e)
     # mitral leaflets: closed line across the annulus in systole, open flaps into the LV in diastole
+    la_b = m["la_b"]
     closed = (np.abs(u - L) < 0.9) & (np.abs(v) < la_b * 0.9)
     flaps = (np.abs(np.abs(v) - la_b * 0.8) < 0.7) & (u > L - 11.0) & (u < L)
     e = np.where(closed, np.maximum(e, 0.75 * phi), e)
     e = np.where(flaps, np.maximum(e, 0.6 * (1 - phi)), e)
     e = gaussian_filter(e, (0, 0.7 / sp, 0.7 / sp))
+    return e, haze_range, noise_sd
 
-    # haze / clutter near the apex (additive, fades with depth)
-    haze = rng.uniform(*haze_range) * np.exp(-r / rng.uniform(15.0, 40.0)) * _smooth_field(rng, (H, W), 5, 0.3, 1.0)
-    e = e + haze[None]
 
-    # temporally correlated, spatially smoothed complex Gaussian -> Rayleigh speckle (mean 1)
+def _speckle(rng, T: int, H: int, W: int, sp: float) -> np.ndarray:
+    """Temporally correlated, spatially smoothed complex Gaussian -> Rayleigh speckle (mean 1), (T,H,W)."""
     a = 0.6
-    noise = rng.standard_normal((2, T, H, W), dtype=f32)
+    noise = rng.standard_normal((2, T, H, W), dtype=np.float32)
     for t in range(1, T):
         noise[:, t] = a * noise[:, t - 1] + math.sqrt(1 - a * a) * noise[:, t]
     sig_r, sig_c = 0.35 / sp, 0.9 / sp
     noise = gaussian_filter(noise, (0, 0, sig_r, sig_c))
     speckle = np.hypot(noise[0], noise[1])
     speckle /= speckle.mean()
+    return speckle
 
+
+def _to_image(rng, e, g: dict, haze_range, noise_sd, shape) -> np.ndarray:
+    """Apex haze, speckle, attenuation left by the TGC, lateral fall-off, log compression, noise: uint8."""
+    T, H, W = shape
+    sp = g["sp"]
+    r, ang, half = g["r"], g["ang"], g["half"]
+    # haze / clutter near the apex (additive, fades with depth)
+    haze = rng.uniform(*haze_range) * np.exp(-r / rng.uniform(15.0, 40.0)) * _smooth_field(rng, (H, W), 5, 0.3, 1.0)
+    e = e + haze[None]
+    speckle = _speckle(rng, T, H, W, sp)
     alpha = rng.uniform(0.008, 0.016)  # attenuation per mm (both ways)
     comp = np.exp(-alpha * r * (1 - rng.uniform(0.55, 0.9)))  # what the TGC leaves
     lateral = np.clip(1 - 0.4 * (np.abs(ang) / half) ** 4, 0, 1)
     env = e * speckle * (comp * lateral)[None]
     gain = rng.uniform(8.0, 20.0)
     img = np.log1p(gain * env) / math.log1p(gain * rng.uniform(0.6, 0.9))
-    img = img + noise_sd * rng.standard_normal(img.shape, dtype=f32)
-    img = np.clip(img, 0, 1) * sector[None]
-    frames_u8 = np.round(img * 255).astype(np.uint8)
+    img = img + noise_sd * rng.standard_normal(img.shape, dtype=np.float32)
+    img = np.clip(img, 0, 1) * g["sector"][None]
+    return np.round(img * 255).astype(np.uint8)
 
+
+def render_sequence(seed: int, patient: int, view: str, frames: int, size: tuple[int, int],
+                    wall_flicker: float = 0.0):
+    """(frames uint8 (T,H,W), labels uint8 (T,H,W), spacing mm, LV length per frame mm).
+
+    ``wall_flicker`` in [0, 1]: 0 keeps every wall dropout fixed over the sequence (generator v1 pixels);
+    > 0 makes each dropout's depth vary from frame to frame by up to that fraction and adds one such
+    transient dropout per wall, as when the wall's angle to the beam changes during contraction. Drawn
+    from a separate random stream, so labels and every other pixel property stay the same.
+    The random draws happen in a fixed order across the helpers: v1 output is pinned by
+    tests/test_data_synth_pin.py, so reorder nothing."""
+    H, W = size
+    T = frames
+    hp = patient_params(seed, patient)
+    rng = np.random.default_rng([seed, patient, 1 + VIEWS.index(view)])
+    sp = hp["depth"] / H
+    phi = _phase(T)
+    # view geometry (mm); the transducer sits a few mm above the top row at the image centre
+    geo = _view_geometry(rng, hp, view, phi)
+    g = dict(_sector_grid(rng, hp, H, W, sp), sp=sp)
+    u, v = _heart_frame(g, geo)
+    q = np.clip(u / geo["L"], 0, 1)
+    pert, pert_seen = _perturbations(rng, q, v)
+    m = _left_heart(rng, hp, geo, phi, u, v, pert, pert_seen)
+    blood = m["lv_seen"] | m["la_seen"]
+    tissue_extra = np.zeros_like(m["lv"])
+    if view == "4CH":
+        rh_blood, tissue_extra = _right_heart(rng, geo, phi, u, v, m)
+        blood = blood | rh_blood
+    frng = np.random.default_rng([seed, patient, 100 + VIEWS.index(view)])
+    e, haze_range, noise_sd = _echogenicity(rng, frng, hp, view, geo, m, blood, tissue_extra, phi, u, v, q,
+                                            (T, H, W), sp, wall_flicker)
+    frames_u8 = _to_image(rng, e, g, haze_range, noise_sd, (T, H, W))
     labels = np.zeros((T, H, W), np.uint8)
-    labels[la] = 3
-    labels[myo] = 2
-    labels[lv] = 1
-    labels *= sector[None].astype(np.uint8)
-    return frames_u8, labels, sp, L[:, 0, 0].astype(float)
+    labels[m["la"]] = 3
+    labels[m["myo"]] = 2
+    labels[m["lv"]] = 1
+    labels *= g["sector"][None].astype(np.uint8)
+    return frames_u8, labels, sp, geo["L"][:, 0, 0].astype(float)
 
 
 def _ef(areas: dict[str, tuple[float, float]], lengths: dict[str, tuple[float, float]]) -> float:
@@ -254,13 +321,19 @@ def _ef(areas: dict[str, tuple[float, float]], lengths: dict[str, tuple[float, f
 
 def generate(out: str | Path, patients: int = 50, seed: int = 0, frames: int = 12,
              size: tuple[int, int] = (256, 288), views: tuple[str, ...] = VIEWS,
-             show_progress: bool = False, wall_flicker: float = 0.0, force: bool = False) -> Path:
+             show_progress: bool = False, wall_flicker: float = 0.0, force: bool = False,
+             version: int = 1, v2: Any = None) -> Path:
     """Write a synthetic store with `patients` × `views` sequences of `frames` frames (H,W)=`size`
     (``wall_flicker``: see :func:`render_sequence`; an existing `out` is replaced only with `force`
-    and only when it is a samfx store)."""
+    and only when it is a samfx store). ``version`` 1 is the generator above (frozen); 2 is
+    :mod:`samfx.data.synth_v2` with options ``v2`` (a mapping or SynthV2Options; None: defaults)."""
     if patients < 1 or frames < 2:
         raise DataError(f"synthetic data needs patients >= 1 and frames >= 2 (ED and ES), got {patients} and {frames}")
     check_wall_flicker(wall_flicker)
+    if version not in (1, 2):
+        raise DataError(f"version: the synthetic echo generator has versions 1 and 2, got {version}")
+    if version == 2 and wall_flicker:
+        raise DataError("wall_flicker: a generator v1 option; v2 has its own dropouts (v2.specular_dropout)")
     H, W = (int(s) for s in size)
     if min(H, W) < 32:
         raise DataError(f"synthetic frames must be at least 32×32 pixels, got {H}×{W}")
@@ -270,27 +343,42 @@ def generate(out: str | Path, patients: int = 50, seed: int = 0, frames: int = 1
     names = [f"patient{p:04d}" for p in range(1, patients + 1)]
     desc = f"synthetic echo: {patients} patients × {len(views)} views × {frames} frames ({H}×{W}), seed {seed}"
     desc += f", wall flicker {wall_flicker}" if wall_flicker else ""
+    desc += ", generator v2" if version == 2 else ""
     with StoreWriter(out, CLASSES, CLASS_NAMES, source="synthetic_echo", description=desc, force=force) as w, \
             progress_bar(patients, "synthesising", show_progress) as advance:
-        w.file.attrs["generator_version"] = GENERATOR_VERSION
+        w.file.attrs["generator_version"] = version if version == 2 else GENERATOR_VERSION
         w.file.attrs["seed"] = seed
         w.file.attrs["wall_flicker"] = wall_flicker
+        if version == 2:
+            from samfx.data.synth_v2.options import v2_options
+            from samfx.data.synth_v2.render import write_patient
+
+            opts = v2_options(v2)
+            w.file.attrs["v2_options"] = json.dumps(opts.to_dict(), sort_keys=True)
         for p, name in enumerate(names, start=1):
-            seqs, areas, lengths = {}, {}, {}
-            for view in views:
-                fr, lab, sp, length = render_sequence(seed, p, view, frames, (H, W), wall_flicker)
-                lv_area = (lab == 1).sum(axis=(1, 2)) * sp * sp
-                areas[view] = (float(lv_area[0]), float(lv_area[-1]))
-                lengths[view] = (float(length[0]), float(length[-1]))
-                seqs[view] = (fr, lab, sp)
-            ef = _ef(areas, lengths)
-            target = patient_params(seed, p)["ef"] * 100
-            for view, (fr, lab, sp) in seqs.items():
-                w.add_sequence(f"{name}_{view}", fr, lab, np.ones(frames, bool), patient=name, view=view,
-                               spacing=(sp, sp), ed=0, es=frames - 1, ef=ef, fps=frames / 0.35,
-                               source=f"synthetic_echo seed={seed} patient={p}", ef_target=target,
-                               image_quality=patient_params(seed, p)["quality"])
+            if version == 2:
+                write_patient(w, seed, p, name, views, frames, (H, W), opts)
+            else:
+                _write_patient_v1(w, seed, p, name, views, frames, (H, W), wall_flicker)
             advance()
         for split, members in split_patients(names, seed).items():
             w.set_split(split, patients=members)
     return Path(out)
+
+
+def _write_patient_v1(w: StoreWriter, seed: int, p: int, name: str, views, frames: int, size: tuple[int, int],
+                      wall_flicker: float) -> None:
+    seqs, areas, lengths = {}, {}, {}
+    for view in views:
+        fr, lab, sp, length = render_sequence(seed, p, view, frames, size, wall_flicker)
+        lv_area = (lab == 1).sum(axis=(1, 2)) * sp * sp
+        areas[view] = (float(lv_area[0]), float(lv_area[-1]))
+        lengths[view] = (float(length[0]), float(length[-1]))
+        seqs[view] = (fr, lab, sp)
+    ef = _ef(areas, lengths)
+    target = patient_params(seed, p)["ef"] * 100
+    for view, (fr, lab, sp) in seqs.items():
+        w.add_sequence(f"{name}_{view}", fr, lab, np.ones(frames, bool), patient=name, view=view,
+                       spacing=(sp, sp), ed=0, es=frames - 1, ef=ef, fps=frames / 0.35,
+                       source=f"synthetic_echo seed={seed} patient={p}", ef_target=target,
+                       image_quality=patient_params(seed, p)["quality"])
