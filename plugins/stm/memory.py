@@ -5,9 +5,9 @@ Per frame t of a clip (queries batched as N = clips x classes):
   position (softmax over the memory, negative squared L2 as in STCN or scaled dot product); readout =
   affinity-weighted memory values (+ ConvGRU hidden state) -> projection to C channels -> extra dense
   prompt and/or added to the image embedding (``inject``). Empty memory (frame 0) reads nothing.
-- ``write(state, features, decoded, frame)``: value v_t = E_v(emb, probs) from the frame's *probabilities*; the bank
-  keeps the first frame plus the last ``memory_frames`` written frames, so memory is bounded by
-  construction. No randomness anywhere: inference is deterministic.
+- ``write(state, features, decoded, frame)``: value v_t = E_v(emb, probs) from the frame's *probabilities*
+  (sigmoid of the decoder's low-res logits); the bank keeps the first frame plus the last
+  ``memory_frames`` written frames, so memory is bounded by construction. No randomness anywhere: inference is deterministic.
 """
 from __future__ import annotations
 
@@ -128,6 +128,8 @@ class SpaceTimeMemory(TemporalModule):
         return q
 
     def _values(self, emb: Tensor, probs: Tensor) -> Tensor:
+        """Values from per-query embeddings and mask probabilities (N,1,H,W), area-resized to 4h x 4w
+        (a no-op for SAM's decoder, whose low-res masks are 4h x 4w)."""
         h, w = self.embed_size
         small = F.interpolate(probs.to(emb.dtype), size=(4 * h, 4 * w), mode="area")
         return self.value_fuser(self.pixel_proj(emb) + self.mask_encoder(2 * small - 1))
@@ -176,9 +178,9 @@ class SpaceTimeMemory(TemporalModule):
         if low_res.ndim != 4 or low_res.shape[:2] != (n, 1):
             raise STMError(f"stm.write: the decoder's low-res logits must be (N,1,h,w) for N={n} queries, got "
                            f"{tuple(low_res.shape)}; write the frame's single-mask decoder output")
-        s = self.image_size
-        mask_probs = torch.sigmoid(F.interpolate(low_res, size=(s, s), mode="bilinear", align_corners=False))
-        values = self._values(image_embedding, mask_probs)
+        # the decoder's own (4h,4w) probabilities: upsampling to S x S and area-pooling back (before the
+        # contract had DecoderOutput) smoothed them a little and cost two full-size passes per frame
+        values = self._values(image_embedding, torch.sigmoid(low_res))
         t = state.frames_seen
         state.frames_seen += 1
         if self.hidden_dim:
