@@ -39,8 +39,9 @@ def _series(rows: list[dict[str, str]]) -> dict[str, dict[str, tuple[list[int], 
 
 
 def _groups(keys: Sequence[str]) -> dict[str, list[str]]:
-    groups = {"loss": sorted(k for k in keys if k.endswith("loss")),
-              "metrics": sorted(k for k in keys if not k.endswith("loss") and not k.endswith("lr")),
+    losses = [k for k in keys if k.endswith("loss") or "/aux/" in k]  # train/aux/<name>: auxiliary losses
+    groups = {"loss": sorted(losses),
+              "metrics": sorted(k for k in keys if k not in losses and not k.endswith("lr")),
               "learning rate": sorted(k for k in keys if k.endswith("lr"))}
     return {g: ks for g, ks in groups.items() if ks}
 
