@@ -20,10 +20,10 @@ def _plt() -> Any:
     return plt
 
 
-def png_b64(fig: Any, dpi: int = 100) -> str:
-    """Render and close a figure; base64 of its PNG."""
+def png_b64(fig: Any, dpi: int = 100, tight: bool = True) -> str:
+    """Render and close a figure (cropped to its content when `tight`); base64 of its PNG."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight" if tight else None)
     _plt().close(fig)
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
@@ -82,11 +82,13 @@ def draw_overlay(ax: Any, image: np.ndarray, pred: np.ndarray, gt: np.ndarray,
     for c in classes:
         fill[pred == c] = (*_rgb(c), 0.22)
     ax.imshow(fill, interpolation="nearest")
-    for c in classes:
-        for source, mask, style, width in (("truth", gt == c, "--", 1.4), ("pred", pred == c, "-", 1.6)):
+    for k, c in enumerate(classes):
+        # dashes shifted per class, so where two classes' truths share a boundary both colours show
+        dashed = (3.0 * (k % 2), (3.0, 3.0))
+        for source, mask, style, width in (("truth", gt == c, dashed, 1.8), ("pred", pred == c, "-", 1.8)):
             if mask.any() and not mask.all():
                 drawn[(source, c)] = ax.contour(mask.astype(np.float32), levels=[0.5], colors=[_rgb(c)],
-                                                linestyles=style, linewidths=width)
+                                                linestyles=[style], linewidths=width)
     ax.set_xticks([])
     ax.set_yticks([])
     return drawn
@@ -98,7 +100,7 @@ def overlay_png(image: np.ndarray, pred: np.ndarray, gt: np.ndarray, classes: Se
     fig, ax = plt.subplots(figsize=(3.0, 3.0))
     draw_overlay(ax, image, pred, gt, classes)
     fig.subplots_adjust(0, 0, 1, 1)
-    return png_b64(fig)
+    return png_b64(fig, tight=False)
 
 
 def legend_png(classes: Sequence[int], names: Sequence[str]) -> str:
