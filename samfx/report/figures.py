@@ -139,7 +139,8 @@ def _area_panel(ax: Any, s: dict[str, Any]) -> None:
     t = np.arange(len(pred))
     ax.plot(t, pred, "-", color="tab:red", lw=1.6, label="predicted")
     ok = np.isfinite(true)
-    ax.plot(t[ok], true[ok], "--o", color="k", lw=1.2, ms=3, label="truth (labeled frames)")
+    style = "--o" if ok.all() else "o"  # a line through sparse labeled frames would invent the curve between
+    ax.plot(t[ok], true[ok], style, color="k", lw=1.2, ms=3 if ok.all() else 5, label="truth (labeled frames)")
     for name, key, marker in (("ED", "ed_pred", "^"), ("ES", "es_pred", "v")):
         if s.get(key) is not None:
             ax.plot([s[key]], [pred[s[key]]], marker, color="tab:red", ms=8, label=f"{name} predicted")

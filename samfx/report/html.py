@@ -92,7 +92,7 @@ def esc(value: Any) -> str:
 
 def num(value: float | None, digits: int = 2, scale: float = 1.0) -> str:
     """A number for a cell, or an en dash for a missing one."""
-    return "–" if value is None else f"{value * scale:.{digits}f}"
+    return "–" if value is None or value != value else f"{value * scale:.{digits}f}"  # None or NaN
 
 
 def cell(value: Any, sort_value: float | None = None, cls: str = "") -> str:
@@ -115,7 +115,8 @@ def table(head: Sequence[str], rows: Sequence[Sequence[str]], cls: str = "", lef
         left_cls = ' class="l"' if i < left else ""
         ths.append(f"<th{left_cls}{extra}>{esc(h)}</th>")
     body = "\n".join("<tr>" + "".join(r) + "</tr>" for r in rows)
-    return (f'<table class="{cls}"><thead>{group_head}<tr>{"".join(ths)}</tr></thead>'
+    thead = f'<thead>{group_head}<tr>{"".join(ths)}</tr></thead>' if any(head) else ""
+    return (f'<table class="{cls}">{thead}'
             f"<tbody>\n{body}\n</tbody></table>")
 
 

@@ -175,7 +175,7 @@ def _area_curves(seqs: list[dict[str, Any]]) -> str:
     if not curves:
         return ('<h3>LV area</h3><p class="note">No LV-area curves in this evaluation (no LV class, unknown '
                 "spacing, or an eval file written before samfx stored them: run `samfx eval` again).</p>")
-    shown = f"the first 6 of {len(curves)}" if len(curves) > 6 else f"all {len(curves)}"
+    shown = f"The first 6 of {len(curves)}" if len(curves) > 6 else f"All {len(curves)}"
     return (f'<h3>LV area over the cycle</h3><p class="note">{shown} sequences. Red: predicted LV area, '
             f"triangles at its ED (maximum) and ES (minimum); black: truth on labeled frames; blue lines: ED / ES "
             f"of the truth (from the full ground-truth curve, else the dataset's stored frames).</p>"
