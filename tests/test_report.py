@@ -245,3 +245,19 @@ def test_browser_check_catches_a_broken_image(tmp_path):
     dom = _chromium(tmp_path / "profile", "--dump-dom", bad.as_uri())
     tag = re.search(r"<html[^>]*>", dom).group(0)
     assert 'data-rendered="broken"' in tag and 'data-images-bad="1"' in tag, tag
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason=NO_BROWSER)
+def test_clicking_a_header_sorts_the_table_in_the_browser(tmp_path):
+    rows = [[f'<td class="l">{p}</td>', f'<td data-v="{v}">{v}</td>'] for p, v in (("a", 0.5), ("b", 0.9), ("c", 0.1))]
+    rows.append(['<td class="l">d</td>', '<td data-v="">–</td>'])  # a missing value sorts last
+    click = ("<script>window.addEventListener('load', function () { var th = document.querySelectorAll('th')[1];"
+             " th.click(); var once = [].map.call(document.querySelectorAll('tbody tr'), function (r) {"
+             " return r.cells[0].textContent; }).join(''); th.click(); document.documentElement.dataset.order ="
+             " once + '/' + [].map.call(document.querySelectorAll('tbody tr'), function (r) {"
+             " return r.cells[0].textContent; }).join(''); });</script>")
+    path = tmp_path / "sort.html"
+    doc = page("sort", table(["patient", "Dice"], rows, cls="sortable"))
+    path.write_text(doc.replace("</body>", click + "</body>"))
+    tag = re.search(r"<html[^>]*>", _chromium(tmp_path / "profile", "--dump-dom", path.as_uri())).group(0)
+    assert 'data-order="cabd/bacd"' in tag, tag  # ascending, then descending; missing last both times
