@@ -17,11 +17,12 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # The main job's quick preset on synthetic echo (generated on first use), then a per-class table on
-# the held-out test patients. A finished demo run is replaced: the demo always trains from scratch.
+# the held-out test patients and the HTML run report (its path is the last line printed; docs/report.md).
+# A finished demo run is replaced: the demo always trains from scratch.
 demo: $(STAMP)
 	rm -rf runs/demo
 	$(BIN)/samfx train $(DEMO_RECIPE) --out runs/demo
-	$(BIN)/samfx eval runs/demo --split test
+	$(BIN)/samfx eval runs/demo --split test --report
 
 # ruff (style, imports, likely bugs), then mypy over samfx and the plugins (pyproject.toml configures
 # both). mypy sees plugins/ as samfx_plugins through a link, as the package-dir mapping does.

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from samfx.registry import Registry
 
 __all__ = ["Run", "load_recipe", "build_model", "train", "resume", "evaluate", "predict", "predict_arrays",
-           "load_run"]
+           "load_run", "report"]
 
 def _registry(registry: Registry | None) -> Registry:
     from samfx.pluginmanager import get_registry
@@ -116,6 +116,15 @@ def predict(checkpoint: str | Path, inputs: Sequence[str | Path], out_dir: str |
 
     return run_predict(checkpoint, [str(p) for p in inputs], out_dir, prompt=prompt, device=device,
                        registry=registry)
+
+
+def report(run_dir: str | Path, *, split: str | None = None, out: str | Path | None = None,
+           device: str = "cpu", registry: Registry | None = None) -> Path:
+    """Write the self-contained HTML report of an evaluated run folder (its eval-<split>.json; docs/report.md)
+    to `out` (default ``RUN/report-<split>.html``) and return its path."""
+    from samfx.report import write_report
+
+    return write_report(run_dir, split=split, out=out, registry=registry, device=device)
 
 
 @dataclass

@@ -35,6 +35,8 @@ SIGNATURES = {
                 "registry: 'Registry | None' = None) -> 'Run'",
     "predict_arrays": "(run: 'Run | str | Path', images: 'np.ndarray', *, sequence: 'bool' = False, "
                       "prompt: 'str | None' = None, device: 'str' = 'auto') -> 'np.ndarray'",
+    "report": "(run_dir: 'str | Path', *, split: 'str | None' = None, out: 'str | Path | None' = None, "
+              "device: 'str' = 'cpu', registry: 'Registry | None' = None) -> 'Path'",
 }
 
 

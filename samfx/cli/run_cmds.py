@@ -92,6 +92,9 @@ def eval_cmd(target: str = typer.Argument(..., help="Run folder (uses best.pt, e
              compat_row_hd: bool = typer.Option(False, "--compat-row-hd", help="Also report the SAMUS authors' "
                                                 "row-Hamming 'HD' (not a distance)."),
              limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N images."),
+             html: bool = typer.Option(False, "--report", help="Then write the HTML run report (docs/report.md), "
+                                                             "RUN/report-<split>.html unless --report-out."),
+             html_out: Optional[str] = typer.Option(None, "--report-out", help="Where --report writes (implies it)."),
              as_json: bool = typer.Option(False, "--json", help="Print the JSON report (docs/metrics.md).")) -> None:
     """Dice, IoU, HD and HD95 per class, per image and per patient; writes eval-<split>.json."""
     from samfx import api
@@ -100,6 +103,9 @@ def eval_cmd(target: str = typer.Argument(..., help="Run folder (uses best.pt, e
     try:
         report = api.evaluate(target, split=split, data=data, prompt=prompt, device=device,
                               compat_row_hd=True if compat_row_hd else None, limit=limit)
+        if html or html_out:
+            report["html_report"] = str(api.report(Path(report["written"]).parent, split=report["split"],
+                                                   out=html_out, device=device))
     except SamfxError as exc:
         fail(exc)
     if as_json:
@@ -107,6 +113,8 @@ def eval_cmd(target: str = typer.Argument(..., help="Run folder (uses best.pt, e
         return
     print_table(report)
     typer.echo(f"report: {report['written']}")
+    if "html_report" in report:
+        typer.echo(f"html report: {report['html_report']}")
 
 
 @app.command()

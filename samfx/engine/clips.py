@@ -124,6 +124,8 @@ def evaluate_sequences(model: SegmentationModel, dataset: Any, classes: list[int
                      for c in classes}
         row: dict[str, Any] = {"id": item.get("id"), "frames": int(len(pred)),
                                "dice": {c: float(np.mean(v)) if v else math.nan for c, v in per_class.items()}}
+        if lv_label in classes and bool(np.all(np.isfinite(spacing))):
+            row.update(_area_curves(pred.numpy(), labels.numpy(), labeled.numpy(), spacing, lv_label, item))
         if lv_label in classes and labeled.all() and bool(np.all(np.isfinite(spacing))):
             p = analyze_clip(pred.numpy(), spacing, lv_label)
             g = analyze_clip(labels.numpy(), spacing, lv_label)
@@ -134,6 +136,18 @@ def evaluate_sequences(model: SegmentationModel, dataset: Any, classes: list[int
                        ed_pred=p.ed, es_pred=p.es, ed_gt=g.ed, es_gt=g.es)
         rows.append(row)
     return {"sequences": rows, "summary": summarize_sequences(rows, classes)}
+
+
+def _area_curves(pred: np.ndarray, labels: np.ndarray, labeled: np.ndarray, spacing: np.ndarray, lv_label: int,
+                 item: dict[str, Any]) -> dict[str, Any]:
+    """LV area per frame (mm^2), predicted and true (NaN on unlabeled frames), and the stored ED/ES
+    (-1 unknown), for the run report's area curves."""
+    from samfx.clinical import lv_areas
+
+    true = lv_areas(labels, spacing, lv_label)
+    true[~labeled] = math.nan
+    return {"lv_area_pred_mm2": lv_areas(pred, spacing, lv_label).tolist(), "lv_area_gt_mm2": true.tolist(),
+            "ed_stored": int(item.get("ed", -1)), "es_stored": int(item.get("es", -1))}
 
 
 def summarize_sequences(rows: list[dict[str, Any]], classes: list[int]) -> dict[str, Any]:

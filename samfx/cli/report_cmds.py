@@ -1,0 +1,28 @@
+"""`samfx report RUN`: the run's HTML report (samfx.report; docs/report.md)."""
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from samfx.cli.main import app, fail
+from samfx.errors import SamfxError
+
+
+@app.command()
+def report(run: str = typer.Argument(..., help="Run folder that `samfx train` wrote and `samfx eval` evaluated."),
+           out: Optional[str] = typer.Option(None, "--out", help="HTML file to write "
+                                             "(default: RUN/report-<split>.html)."),
+           split: Optional[str] = typer.Option(None, "--split", help="Which evaluation (eval-<split>.json) to "
+                                               "report (default: the only one, else eval.split's)."),
+           device: str = typer.Option("cpu", "--device", help="Where the overlay images are re-segmented.")) -> None:
+    """One self-contained HTML page: evaluation with confidence intervals, worst/best images, curves, recipe.
+
+    The run must have been evaluated (`samfx eval RUN --report` evaluates and writes this page in one go)."""
+    from samfx import api
+
+    try:
+        path = api.report(run, split=split, out=out, device=device)
+    except SamfxError as exc:
+        fail(exc)
+    typer.echo(f"html report: {path}")

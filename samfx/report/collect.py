@@ -1,0 +1,170 @@
+"""Everything the report shows, read from a run folder (docs/report.md): recipe, versions, log.csv,
+an eval-<split>.json, parameter counts and the worst / best test images re-segmented for overlays."""
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from samfx.engine import rundir
+from samfx.errors import SamfxError, first_line
+
+RUN_FILES = ("recipe.yaml", rundir.BEST, rundir.LAST, rundir.BEST_SAFETENSORS)
+
+
+@dataclass
+class RunData:
+    """The report's inputs; ``notes`` says what could not be shown and why."""
+
+    run: Path
+    eval_path: Path
+    report: dict[str, Any]
+    recipe_text: str = ""
+    versions: dict[str, Any] | None = None
+    log_rows: list[dict[str, str]] = field(default_factory=list)
+    params: dict[str, Any] | None = None
+    worst: list[dict[str, Any]] = field(default_factory=list)
+    best: list[dict[str, Any]] = field(default_factory=list)
+    class_ids: list[int] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def check_run(run: str | Path) -> Path:
+    """The run folder, or a one-line error naming the path with what to do."""
+    path = Path(run).expanduser()
+    if not path.exists():
+        raise SamfxError(f"{path}: no such run folder; check the path (`samfx train RECIPE --out {path}` "
+                         f"makes one)")
+    if not path.is_dir() or not any((path / f).is_file() for f in RUN_FILES):
+        raise SamfxError(f"{path}: not a samfx run folder (no recipe.yaml, best.pt or last.pt); give the folder "
+                         f"that `samfx train` wrote")
+    return path
+
+
+def find_eval(run: Path, split: str | None) -> Path:
+    """RUN/eval-<split>.json: `split`'s, else the only one, else the recipe's eval.split, else the newest."""
+    hint = f"`samfx eval {run}{f' --split {split}' if split else ''} --report`"
+    if split is not None:
+        path = run / f"eval-{rundir.safe_name(split)}.json"
+        if not path.is_file():
+            raise SamfxError(f"{run}: no evaluation of split '{split}' yet ({path.name}); run {hint}")
+        return path
+    found = sorted(run.glob("eval-*.json"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise SamfxError(f"{run}: no evaluation yet (no eval-<split>.json); run {hint}")
+    preferred = run / f"eval-{rundir.safe_name(_recipe_split(run))}.json"
+    return preferred if len(found) > 1 and preferred in found else found[-1]
+
+
+def _recipe_split(run: Path) -> str:
+    import yaml
+
+    try:
+        return str(yaml.safe_load((run / "recipe.yaml").read_text())["eval"]["split"])
+    except Exception:  # no or unreadable recipe: fall back to the newest eval file
+        return ""
+
+
+def read_eval(path: Path) -> dict[str, Any]:
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise SamfxError(f"{path}: cannot read the evaluation ({first_line(exc)}); run `samfx eval` again") from None
+    if not isinstance(report, dict) or report.get("schema") != "samfx.eval/1":
+        raise SamfxError(f"{path}: not a samfx eval report (schema samfx.eval/1); run `samfx eval` again")
+    return report
+
+
+def read_log(run: Path) -> list[dict[str, str]]:
+    path = run / "log.csv"
+    if not path.is_file():
+        return []
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def collect(run: str | Path, split: str | None = None, *, registry: Any = None, device: str = "cpu",
+            k: int = 5) -> RunData:
+    """Read a run folder for the report; the model is loaded for parameter counts and overlays."""
+    from samfx.report.stats import rank_images
+
+    folder = check_run(run)
+    eval_path = find_eval(folder, split)
+    data = RunData(run=folder, eval_path=eval_path, report=read_eval(eval_path))
+    recipe_file = folder / "recipe.yaml"
+    data.recipe_text = recipe_file.read_text() if recipe_file.is_file() else ""
+    if (folder / "versions.json").is_file():
+        data.versions = json.loads((folder / "versions.json").read_text())
+    data.log_rows = read_log(folder)
+    worst, best = rank_images(data.report.get("images") or [], k)
+    try:
+        _from_model(data, registry, device, worst, best)
+    except Exception as exc:  # the page is still useful without the model: say why in it
+        data.notes.append(f"model not loaded, so no parameter counts or overlays: {first_line(exc)}")
+    return data
+
+
+def _checkpoint(data: RunData) -> Path:
+    stored = Path(str(data.report.get("checkpoint", "")))
+    return stored if stored.is_file() else rundir.find_checkpoint(data.run)
+
+
+def _from_model(data: RunData, registry: Any, device: str, worst: list[dict[str, Any]],
+                best: list[dict[str, Any]]) -> None:
+    """Parameter counts per component and stage; overlays of the ranked images."""
+    from samfx.engine import checkpointing as ckpt
+    from samfx.engine.distributed import DistInfo, resolve_device
+    from samfx.pluginmanager import get_registry
+
+    dev = resolve_device(device, DistInfo())
+    model, recipe, _ = ckpt.load_model(_checkpoint(data), registry or get_registry(), dev)
+    if not data.recipe_text:
+        data.recipe_text = recipe.to_yaml()
+    data.class_ids = [int(c) for c in recipe.config["data"]["classes"]]
+    data.params = param_counts(model, recipe)
+    try:
+        segs = segment_records(model, recipe, data.report, worst + best)
+    except Exception as exc:
+        data.notes.append(f"no overlays: the evaluated images could not be read again ({first_line(exc)})")
+        return
+    data.worst, data.best = segs[: len(worst)], segs[len(worst):]
+
+
+def param_counts(model: Any, recipe: Any) -> dict[str, Any]:
+    """{total, components: {name: total}, stages: [{name, trainable, by_component: {name: trainable}}]}."""
+    from samfx.trainable import apply_stage, count_params
+
+    comps = model.component_modules()
+    out: dict[str, Any] = {"total": count_params(model)[0],
+                           "components": {n: count_params(m)[0] for n, m in comps.items()}, "stages": []}
+    for i, stage in enumerate(recipe.config["train"]["stages"]):
+        apply_stage(model, recipe, i)
+        out["stages"].append({"name": stage["name"], "trainable": count_params(model)[1],
+                              "by_component": {n: count_params(m)[1] for n, m in comps.items()}})
+    return out
+
+
+def segment_records(model: Any, recipe: Any, report: dict[str, Any], records: list[dict[str, Any]]
+                    ) -> list[dict[str, Any]]:
+    """[{record, image, pred, gt}] for eval image records, re-segmented with the eval's prompt."""
+    import torch
+
+    from samfx.data.datasets import ImageDataset
+    from samfx.engine.data import collate
+    from samfx.engine.inference import resolve_precision, segment, to_device
+
+    if not records:
+        return []
+    ds = ImageDataset(report["store"], report["split"], model.image_size)
+    dev = next(model.parameters()).device
+    classes = [int(c) for c in recipe.config["data"]["classes"]]
+    batch = collate([ds[int(r["index"])] for r in records])
+    images, label = to_device(batch, dev)
+    torch.manual_seed(0)  # simulated clicks, if the eval used them, are drawn the same way each time
+    pred, _, _ = segment(model, images, classes, label, prompt=report["prompt"],
+                         precision=resolve_precision(recipe.config["train"]["precision"], dev))
+    assert label is not None
+    return [{"record": r, "image": images[i, 0].float().cpu().numpy(), "pred": pred[i].cpu().numpy(),
+             "gt": label[i].cpu().numpy()} for i, r in enumerate(records)]
