@@ -7,7 +7,8 @@ Per frame t of a clip (queries batched as N = clips x classes):
   prompt and/or added to the image embedding (``inject``). Empty memory (frame 0) reads nothing.
 - ``write(state, features, decoded, frame)``: value v_t = E_v(emb, probs) from the frame's *probabilities*
   (sigmoid of the decoder's low-res logits); the bank keeps the first frame plus the last
-  ``memory_frames`` written frames, so memory is bounded by construction. No randomness anywhere: inference is deterministic.
+  ``memory_frames`` written frames, so memory is bounded by construction. No randomness anywhere:
+  inference is deterministic.
 """
 from __future__ import annotations
 

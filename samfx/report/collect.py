@@ -153,7 +153,7 @@ def segment_records(model: Any, recipe: Any, report: dict[str, Any], records: li
 
     from samfx.data.datasets import ImageDataset
     from samfx.engine.data import collate
-    from samfx.engine.inference import resolve_precision, segment, to_device
+    from samfx.engine.inference import predict_classes, resolve_precision, to_device
 
     if not records:
         return []
@@ -163,8 +163,8 @@ def segment_records(model: Any, recipe: Any, report: dict[str, Any], records: li
     batch = collate([ds[int(r["index"])] for r in records])
     images, label = to_device(batch, dev)
     torch.manual_seed(0)  # simulated clicks, if the eval used them, are drawn the same way each time
-    pred, _, _ = segment(model, images, classes, label, prompt=report["prompt"],
-                         precision=resolve_precision(recipe.config["train"]["precision"], dev))
+    pred = predict_classes(model, images, classes, label, prompt=report["prompt"],
+                           precision=resolve_precision(recipe.config["train"]["precision"], dev)).labels
     assert label is not None
     return [{"record": r, "image": images[i, 0].float().cpu().numpy(), "pred": pred[i].cpu().numpy(),
              "gt": label[i].cpu().numpy()} for i, r in enumerate(records)]
