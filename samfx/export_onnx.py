@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from samfx.errors import SamfxError, first_line
-from samfx.interfaces import DecoderInput, ImageFeatures, PromptContext
+from samfx.interfaces import DecoderInput, ImageFeatures
 
 OPSET = 18
 PARTS = ("all", "encoder", "decoder")
@@ -42,6 +42,8 @@ PIXEL_SCALING = ("gray uint8 / 255 -> float32 in [0,1], repeated to 3 channels, 
 class AutomaticModel(nn.Module):
     """Images (N,3,S,S) -> (per-class logits (N,K,S,S), label map (N,S,S) int64): ``forward_classes``
     over every class, then :func:`samfx.engine.inference.label_map`'s rule."""
+
+    class_ids: Tensor
 
     def __init__(self, model: Any, classes: list[int], prompt: str):
         super().__init__()
@@ -54,11 +56,7 @@ class AutomaticModel(nn.Module):
         n, s = images.shape[0], images.shape[-1]
         features = self.model.encode(images)
         cls = self.class_ids.repeat(n)                         # image-major (image, class) queries
-        # SegmentationModel.decode without its int(batch size), which torch.export would fix to a constant
-        m = self.model
-        image_pe = m.prompt_encoder.get_dense_pe()
-        ctx = PromptContext(features, image_pe, m.prompt_encoder, m.mask_decoder, m.image_size, cls, None, self.k)
-        out = m.decode_prompts(features, self.k, image_pe, m.prompt_generators[self.prompt](ctx), None)
+        out = self.model.decode(features, cls, None, prompt=self.prompt)
         logits = out.logits.float().reshape(n, self.k, s, s)
         best, idx = logits.max(dim=1)
         labels = torch.where(best > 0, self.class_ids[idx], torch.zeros_like(idx))
@@ -172,7 +170,7 @@ def _sdpa_as_4d() -> Iterator[None]:
     try:
         yield
     finally:
-        F.scaled_dot_product_attention = original  # type: ignore[assignment]
+        F.scaled_dot_product_attention = original
 
 
 def _export(module: nn.Module, args: tuple[Tensor, ...], path: Path, input_names: list[str],
@@ -190,6 +188,13 @@ def _export(module: nn.Module, args: tuple[Tensor, ...], path: Path, input_names
     if program is None:
         raise SamfxError("export: torch.onnx.export returned no program")
     program.save(str(path), external_data=False)
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    fixed = [i.name for i in graph.input if i.type.tensor_type.shape.dim[0].HasField("dim_value")]
+    if fixed:
+        raise SamfxError(f"export: the graph's batch axis came out fixed (inputs {', '.join(fixed)}): a component "
+                         f"turns the batch size into a Python int (int(tensor.shape[0])); keep it symbolic")
 
 
 def _stamp(path: Path, metadata: dict[str, str]) -> None:

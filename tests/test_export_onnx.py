@@ -94,6 +94,19 @@ def test_quick_model_exports_end_to_end_with_parity(samus_run, tmp_path):
     check_parity(model, out, [1, 2, 3])
 
 
+def test_quick_model_in_plain_onnxruntime_as_docs_deploying_shows(samus_run, tmp_path, monkeypatch, capsys):
+    """docs/deploying.md's onnxruntime snippet runs as pasted, next to a model.onnx and an image.png."""
+    from PIL import Image
+
+    export_onnx(samus_run, tmp_path / "model.onnx")
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (60, 80), dtype=np.uint8)).save(tmp_path / "image.png")
+    doc = (ROOT / "docs" / "deploying.md").read_text()
+    snippet = doc.split("```python\n")[1].split("```")[0]
+    monkeypatch.chdir(tmp_path)
+    exec(compile(snippet, "deploying.md", "exec"), {})
+    assert capsys.readouterr().out.startswith("{'LV': 1, 'MYO': 2, 'LA': 3} (1, 128, 128)")
+
+
 def test_click_model_is_refused_end_to_end_and_exports_as_two_parts(samus_run, tmp_path):
     line = one_line(cli("export", samus_run, "--prompt", "clicks", "--out", tmp_path / "m.onnx"),
                     "prompt 'clicks' needs clicks or boxes", "--part encoder", "--part decoder")
