@@ -8,6 +8,8 @@ queried (PyTorch: `predict_classes` under no_grad, what `samfx predict` runs; on
 exported graph), after one warm-up batch; img/s = batch / median seconds per batch.
 
     python benchmarks/onnx_vs_torch.py --models quick vit_b --batches 1 8 --threads 2 --out onnx_bench.json
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/onnx_vs_torch.py --models quick --reuse   # torch's OpenMP
+        # threads sleep instead of spinning while they wait: much faster when other processes share the cores
 """
 from __future__ import annotations
 
@@ -104,6 +106,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--dir", type=Path, default=ROOT / ".cache" / "onnx_bench", help="where the .onnx files go")
     ap.add_argument("--out", type=Path, default=None, help="JSON report")
+    ap.add_argument("--reuse", action="store_true", help="keep an .onnx file already in --dir (no re-export)")
     ap.add_argument("--worker", nargs=3, metavar=("ENGINE", "MODEL", "BATCH"), help=argparse.SUPPRESS)
     ap.add_argument("--export", metavar="MODEL", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -118,16 +121,23 @@ def main(argv: list[str] | None = None) -> list[dict]:
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     common = ["--threads", str(args.threads), "--reps", str(args.reps), "--dir", str(args.dir)]
     rows = []
-    print("| model | batch | engine | img/s | median s/batch | peak RSS GiB | load avg |", flush=True)
-    print("|---|---|---|---|---|---|---|", flush=True)
+    wait = os.environ.get("OMP_WAIT_POLICY", "-")
+    print("| model | batch | engine | threads | OMP_WAIT_POLICY | img/s | median s/batch | peak RSS GiB | load avg |",
+          flush=True)
+    print("|---|---|---|---|---|---|---|---|---|", flush=True)
     for name in args.models:
-        info = _sub(["--export", name, *common], env)
+        path = args.dir / f"{name}.onnx"
+        if args.reuse and path.is_file():
+            info = {"export_s": None, "onnx_mib": round(path.stat().st_size / 2**20, 1)}
+        else:
+            info = _sub(["--export", name, *common], env)
         print(f"<!-- {name}: exported in {info['export_s']} s, {info['onnx_mib']} MiB -->", flush=True)
         for batch in args.batches:
             for engine in ("torch", "onnx"):
                 row = {**_sub(["--worker", engine, name, str(batch), *common], env), **info}
                 rows.append(row)
-                print(f"| {name} | {batch} | {engine} | {row['img_s']} | {row['median_s']} | "
+                row["omp_wait_policy"] = wait
+                print(f"| {name} | {batch} | {engine} | {args.threads} | {wait} | {row['img_s']} | {row['median_s']} | "
                       f"{row['peak_rss_gib']} | {row['loadavg']:.1f} |", flush=True)
     if args.out:
         args.out.write_text(json.dumps(rows, indent=2))

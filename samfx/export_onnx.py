@@ -175,7 +175,10 @@ def _sdpa_as_4d() -> Iterator[None]:
 
 def _export(module: nn.Module, args: tuple[Tensor, ...], path: Path, input_names: list[str],
             output_names: list[str]) -> None:
-    """torch.onnx.export with the TorchScript-free (dynamo / torch.export) exporter."""
+    """torch.onnx.export with the torch.export-based exporter (``dynamo=True``, torch's default since 2.9;
+    the TorchScript-based one is deprecated): batch (and point count) axes dynamic, one file, no
+    external data. torch.onnx may fall back to fixed shapes when a dynamic axis cannot be kept; that
+    is an error here."""
     batch = torch.export.Dim("batch", min=1, max=1024)
     points = torch.export.Dim("points", min=1, max=256)
     shapes = tuple({0: batch} if name in ("images", "image_embeddings") else {0: batch, 1: points}
@@ -254,9 +257,10 @@ def export_model(model: Any, recipe: Any, out: str | Path, *, part: str = "all",
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
         _export(module, args, out, ins, outs)
-    except SamfxError:
-        raise
     except Exception as exc:  # the exporter's errors are long; one line, traceback under SAMFX_DEBUG
+        out.unlink(missing_ok=True)
+        if isinstance(exc, SamfxError):
+            raise
         raise SamfxError(f"export: torch.onnx.export failed ({first_line(exc)[:300]}); SAMFX_DEBUG=1 shows "
                          f"the traceback") from exc
     meta = _metadata(recipe, model, classes, names, part, key, source)
