@@ -109,13 +109,16 @@ def evaluate(target: str | Path, *, split: str | None = None, data: str | None =
 
 
 def predict(checkpoint: str | Path, inputs: Sequence[str | Path], out_dir: str | Path, *,
-            prompt: str | None = None, device: str = "auto", registry: Registry | None = None) -> dict[str, Any]:
+            prompt: str | None = None, device: str = "auto", registry: Registry | None = None,
+            engine: str | None = None) -> dict[str, Any]:
     """Segment image / NIfTI / .h5 / DICOM files into `out_dir` (label maps, overlays, LV area curves and
-    EF for sequences, predictions.json); returns predictions.json's content."""
+    EF for sequences, predictions.json); returns predictions.json's content. `engine`: ``"torch"`` (a run
+    folder or checkpoint) or ``"onnx"`` (a file from ``samfx export``, run by onnxruntime); None: onnx
+    for a .onnx path, else torch."""
     from samfx.engine.predict import predict as run_predict
 
     return run_predict(checkpoint, [str(p) for p in inputs], out_dir, prompt=prompt, device=device,
-                       registry=registry)
+                       registry=registry, engine=engine)
 
 
 def report(run_dir: str | Path, *, split: str | None = None, out: str | Path | None = None,

@@ -72,7 +72,8 @@ class ImageFeatures:
 
     @property
     def batch_size(self) -> int:
-        return int(self.embedding.shape[0])
+        # no int(): under torch.export a symbolic batch size would become a constant (ONNX export)
+        return self.embedding.shape[0]
 
     def per_query(self, k: int) -> ImageFeatures:
         """The features of each image repeated for its `k` queries (image-major): for modules whose
@@ -235,7 +236,7 @@ class PromptContext:
 
     @property
     def num_queries(self) -> int:
-        return int(self.class_ids.shape[0])
+        return self.class_ids.shape[0]   # no int(), as ImageFeatures.batch_size
 
 
 @dataclass

@@ -29,8 +29,8 @@ SIGNATURES = {
                 "limit: 'int | None' = None, write: 'bool' = True, registry: 'Registry | None' = None) "
                 "-> 'dict[str, Any]'",
     "predict": "(checkpoint: 'str | Path', inputs: 'Sequence[str | Path]', out_dir: 'str | Path', *, "
-               "prompt: 'str | None' = None, device: 'str' = 'auto', registry: 'Registry | None' = None) "
-               "-> 'dict[str, Any]'",
+               "prompt: 'str | None' = None, device: 'str' = 'auto', registry: 'Registry | None' = None, "
+               "engine: 'str | None' = None) -> 'dict[str, Any]'",
     "load_run": "(target: 'str | Path', *, prompt: 'str | None' = None, device: 'str' = 'auto', "
                 "registry: 'Registry | None' = None) -> 'Run'",
     "predict_arrays": "(run: 'Run | str | Path', images: 'np.ndarray', *, sequence: 'bool' = False, "

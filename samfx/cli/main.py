@@ -142,6 +142,7 @@ from samfx.cli import (  # noqa: E402,F401
     data_cmds,
     data_import_cmds,
     describe_cmds,
+    export_cmds,
     report_cmds,
     run_cmds,
 )

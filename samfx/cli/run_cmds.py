@@ -118,19 +118,22 @@ def eval_cmd(target: str = typer.Argument(..., help="Run folder (uses best.pt, e
 
 
 @app.command()
-def predict(checkpoint: str = typer.Argument(..., help="Run folder or checkpoint file."),
+def predict(checkpoint: str = typer.Argument(..., help="Run folder, checkpoint file or exported .onnx file."),
             inputs: list[str] = typer.Argument(..., help="PNG/JPEG/TIFF images, NIfTI (.nii/.nii.gz), "
                                                          "samfx .h5 stores, DICOM files or folders of them."),
             out: str = typer.Option(..., "--out", help="Output folder."),
             prompt: Optional[str] = typer.Option(None, "--prompt", help="Automatic prompt generator to use "
                                                                         "(clicks/boxes need ground truth)."),
             device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
+            engine: Optional[str] = typer.Option(None, "--engine", help="torch (a run folder or checkpoint) | "
+                                                 "onnx (a file from `samfx export`, run by onnxruntime on the "
+                                                 "CPU); default: onnx for a .onnx path, else torch."),
             as_json: bool = typer.Option(False, "--json", help="Print predictions.json.")) -> None:
     """Label maps + overlays per image; per-frame masks, the LV area curve, ED/ES and an EF estimate per sequence."""
     from samfx import api
 
     try:
-        report = api.predict(checkpoint, inputs, out, prompt=prompt, device=device)
+        report = api.predict(checkpoint, inputs, out, prompt=prompt, device=device, engine=engine)
     except SamfxError as exc:
         fail(exc)
     if as_json:

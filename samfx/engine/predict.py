@@ -178,11 +178,25 @@ class Predictor:
     """Holds the model; ``run(input)`` segments one Input and writes its files."""
 
     def __init__(self, checkpoint: str | Path, out_dir: str | Path, *, prompt: str | None = None,
-                 device: str = "auto", registry=None):
+                 device: str = "auto", registry=None, engine: str | None = None):
+        from samfx.onnx_runtime import OnnxModel, is_onnx
         from samfx.pluginmanager import get_registry
 
-        self.registry = registry or get_registry()
         _out_folder(out_dir, create=False)  # before the slow part
+        self.engine = check_engine(engine, checkpoint)
+        self.onnx: OnnxModel | None = None
+        if self.engine == "onnx":
+            if prompt is not None:
+                raise SamfxError("--prompt: an exported ONNX model has its prompt built in; leave --prompt out")
+            self.onnx = OnnxModel.load(checkpoint)
+            self.path, self.classes, self.names = self.onnx.path, self.onnx.classes, self.onnx.class_names
+            self.prompt, self.precision = self.onnx.prompt, "fp32"
+            self.out = _out_folder(out_dir, create=True)
+            self.lv = self.classes[self.names.index("LV")] if "LV" in self.names else self.classes[0]
+            return
+        if is_onnx(checkpoint):  # not reached: check_engine refuses it
+            raise SamfxError(f"{checkpoint}: an ONNX file runs with --engine onnx")
+        self.registry = registry or get_registry()
         self.path = rundir.find_checkpoint(checkpoint)
         self.device = resolve_device(device, DistInfo())
         self.model, self.recipe, _ = ckpt.load_model(self.path, self.registry, self.device)
@@ -196,7 +210,10 @@ class Predictor:
 
     @torch.no_grad()
     def segment(self, frames: np.ndarray, sequence: bool) -> np.ndarray:
-        """(T,H,W) uint8 -> label maps (T,H,W); sequences go through forward_clip frame by frame."""
+        """(T,H,W) uint8 -> label maps (T,H,W); sequences go through forward_clip frame by frame (the
+        onnx engine: every frame on its own, as a model without temporal module does)."""
+        if self.onnx is not None:
+            return segment_frames_onnx(self.onnx, frames)
         return segment_frames(self.model, frames, self.classes, prompt=self.prompt, precision=self.precision,
                               sequence=sequence)
 
@@ -270,15 +287,39 @@ class Predictor:
         return path
 
 
+ENGINES = ("torch", "onnx")
+
+
+def check_engine(engine: str | None, target: str | Path) -> str:
+    """The engine for `target`: None picks onnx for a .onnx file, else torch; a mismatch is one line."""
+    from samfx.onnx_runtime import is_onnx
+
+    onnx_file = is_onnx(target)
+    if engine is None:
+        return "onnx" if onnx_file else "torch"
+    if engine not in ENGINES:
+        raise SamfxError(f"--engine: unknown engine '{engine}'; use torch or onnx")
+    if engine == "onnx" and not onnx_file:
+        raise SamfxError(f"--engine onnx runs an exported .onnx file, not {target}; export it first: "
+                         f"samfx export {target} --format onnx --out model.onnx")
+    if engine == "torch" and onnx_file:
+        raise SamfxError(f"--engine torch needs the run folder or checkpoint, not the ONNX file {target}; "
+                         f"use --engine onnx")
+    return engine
+
+
 def predict(checkpoint: str | Path, inputs: list[str], out_dir: str | Path, *, prompt: str | None = None,
-            device: str = "auto", registry=None) -> dict[str, Any]:
-    """Segment every input; write files and predictions.json; return its content."""
+            device: str = "auto", registry=None, engine: str | None = None) -> dict[str, Any]:
+    """Segment every input; write files and predictions.json; return its content. `engine`: torch (a run
+    folder or checkpoint) or onnx (an exported .onnx file, run with onnxruntime); None: from the path."""
     if not inputs:
         raise SamfxError("predict: no inputs; pass image, NIfTI or .h5 files")
+    check_engine(engine, checkpoint)
     items = [it for p in inputs for it in read_inputs(p)]  # read all first: fail before any work
-    predictor = Predictor(checkpoint, out_dir, prompt=prompt, device=device, registry=registry)
+    predictor = Predictor(checkpoint, out_dir, prompt=prompt, device=device, registry=registry, engine=engine)
     results = [predictor.run(it) for it in items]
-    report = {"checkpoint": str(predictor.path), "prompt": predictor.prompt, "out": str(predictor.out),
+    report = {"checkpoint": str(predictor.path), "engine": predictor.engine, "prompt": predictor.prompt,
+              "out": str(predictor.out),
               "classes": dict(zip(predictor.names, predictor.classes)), "results": results}
     write_json(predictor.out / "predictions.json", report)
     return report
@@ -290,9 +331,8 @@ def segment_frames(model: Any, frames: np.ndarray, classes: list[int], *, prompt
     """Gray frames (T,H,W) uint8 -> label maps (T,H,W) uint8 at their own resolution, on the model's
     device; ``sequence`` sends them through ``forward_clip`` as one clip (temporal models)."""
     device = next(model.parameters()).device
-    s, hw = model.image_size, (int(frames.shape[1]), int(frames.shape[2]))
-    x = torch.tensor(np.asarray(frames), dtype=torch.float32).div(255.0).unsqueeze(1).to(device)
-    x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False, antialias=True).expand(-1, 3, -1, -1)
+    hw = (int(frames.shape[1]), int(frames.shape[2]))
+    x = model_input(frames, model.image_size, device)
 
     if not sequence:
         pred = predict_classes(model, x, classes, prompt=prompt, precision=precision, size=hw).labels
@@ -305,3 +345,21 @@ def segment_frames(model: Any, frames: np.ndarray, classes: list[int], *, prompt
     with autocast(precision, device):
         model.forward_clip(x.unsqueeze(0), classes, prompt=prompt, on_frame=on_frame)
     return np.stack(labels)
+
+
+def model_input(frames: np.ndarray, size: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Gray frames (T,H,W) uint8 -> the model's input (T,3,S,S) float in [0,1]: /255, resized bilinearly
+    (antialiased) to S x S, repeated to 3 channels."""
+    x = torch.tensor(np.asarray(frames), dtype=torch.float32).div(255.0).unsqueeze(1).to(device)
+    x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return x.expand(-1, 3, -1, -1)
+
+
+def segment_frames_onnx(runner: Any, frames: np.ndarray) -> np.ndarray:
+    """:func:`segment_frames` through an :class:`samfx.onnx_runtime.OnnxModel`: the same input, and the
+    graph's per-class logits resized to each frame's resolution before the label map."""
+    s, hw = runner.image_size, (int(frames.shape[1]), int(frames.shape[2]))
+    x = model_input(frames, s).contiguous().numpy()
+    logits, _ = runner.run(x)
+    out = torch.from_numpy(logits).reshape(-1, 1, s, s)
+    return labels_from_logits(out, x.shape[0], runner.classes, hw)[0].numpy().astype(np.uint8)

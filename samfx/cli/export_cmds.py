@@ -1,0 +1,37 @@
+"""`samfx export`: a trained run as an ONNX graph (docs/deploying.md; torch and onnx imported inside)."""
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from samfx.cli.main import app, emit_json, fail
+from samfx.errors import SamfxError
+
+
+@app.command()
+def export(target: str = typer.Argument(..., help="Run folder (uses best.pt, else last.pt) or checkpoint file."),
+           out: str = typer.Option(..., "--out", help="ONNX file to write, e.g. model.onnx."),
+           fmt: str = typer.Option("onnx", "--format", help="Export format: onnx (the only one)."),
+           part: str = typer.Option("all", "--part", help="all: the automatic model end to end (images -> "
+                                    "per-class logits and label map); encoder | decoder: the two halves of a "
+                                    "prompted (click) model, the decoder with SAM-style point inputs."),
+           prompt: Optional[str] = typer.Option(None, "--prompt", help="Prompt generator to build in (default: "
+                                                "the checkpoint's)."),
+           as_json: bool = typer.Option(False, "--json", help="Print what was written as JSON.")) -> None:
+    """Export a trained model to ONNX (opset 18, dynamic batch, metadata for onnxruntime)."""
+    try:
+        if fmt != "onnx":
+            raise SamfxError(f"--format: unknown format '{fmt}'; only onnx is supported")
+        from samfx.export_onnx import export_onnx
+
+        result = export_onnx(target, out, part=part, prompt=prompt)
+    except SamfxError as exc:
+        fail(exc)
+    if as_json:
+        emit_json({"out": str(result.path), "part": result.part, "opset": result.opset,
+                   "exporter": result.exporter, "metadata": result.metadata})
+        return
+    meta = result.metadata
+    typer.echo(f"wrote {result.path} (part {result.part}, opset {result.opset}, classes {meta['classes']}, "
+               f"image size {meta['image_size']})")
