@@ -1,6 +1,7 @@
 """Registration of the sam2 plugin (light: neither torch nor sam2 is imported here)."""
 from samfx import hookimpl
 from samfx_plugins.sam2.config import Sam2EncoderConfig, Sam2MaskDecoderConfig, Sam2PromptEncoderConfig
+from samfx_plugins.sam2.memory_config import Sam2MemoryConfig
 
 
 @hookimpl
@@ -16,3 +17,8 @@ def samfx_register(registry):
                  description="SAM2's mask decoder: high-res features (conv_s0/conv_s1), object-score head, "
                              "multimask with SAM2's stability fallback, K queries per image.")
     # -- temporal module `sam2_memory` (plugins/sam2/memory*.py) registers below this line --
+    registry.add("temporal_module", "sam2_memory", "samfx_plugins.sam2.memory:build_sam2_memory",
+                 schema=Sam2MemoryConfig,
+                 description="SAM2's memory: memory encoder + memory attention over the conditioning "
+                             "(prompted) frames and the last num_maskmem-1 frames, object pointers; "
+                             "bounded state.")
