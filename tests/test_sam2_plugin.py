@@ -189,3 +189,26 @@ def test_lora_on_hiera_qkv_trains_with_the_decoder():
     torch.nn.functional.binary_cross_entropy_with_logits(out.logits, targets).backward()
     with_grad = {n for n, p in model.named_parameters() if p.grad is not None}
     assert any(n.startswith("adapters.") for n in with_grad) and with_grad <= chosen
+
+
+def test_doctor_reports_sam2_and_its_optional_extension():
+    from samfx.doctor import collect
+
+    out = collect()
+    assert out["sam2"] == "1.1.0" and out["sam2_C"].startswith(("absent", "built"))
+
+
+def test_inspect_kind_recognises_official_files_and_their_size(monkeypatch):
+    from sam2.build_sam import build_sam2
+
+    from samfx_plugins.sam2.kinds import SAM2
+
+    linspace = torch.linspace
+    monkeypatch.setattr(torch, "linspace", lambda *a, **k: linspace(*a, **{**k, "device": "cpu"}))
+    for size, want in (("tiny", []), ("small", ["model.image_encoder.size=small"]),
+                       ("large", ["model.image_encoder.size=large"])):
+        with torch.device("meta"):
+            pkg = build_sam2(PACKAGE_CONFIGS[size], None, device="meta")
+        shapes = {k: tuple(v.shape) for k, v in pkg.state_dict().items()}
+        assert SAM2.matches(shapes) and SAM2.overrides(shapes) == want
+    assert not SAM2.matches({"image_encoder.patch_embed.proj.weight": (768, 3, 16, 16)})

@@ -10,6 +10,8 @@ tokens returned (object pointers) are the three multimask tokens with ``multimas
 """
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -82,6 +84,7 @@ class Sam2MaskDecoder(MaskDecoder, MaskDecoderBase):
     pred_obj_scores: bool
     use_multimask_token_for_obj_ptr: bool
     dynamic_multimask_via_stability: bool
+    _dynamic_multimask_via_stability: Any
 
     def output_tokens(self) -> Tensor:
         """(object-score token,) IoU token and the four mask tokens, in SAM2's order."""

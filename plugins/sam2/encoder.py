@@ -9,7 +9,7 @@ stride-16 level as ``pos``; the stride-32 level is dropped (SAM2's ``scalp: 1``)
 """
 from __future__ import annotations
 
-from typing import cast
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -39,7 +39,7 @@ def hiera_preset(size: str) -> dict:
     return HIERA[size]
 
 
-def build_trunk_neck(size: str, drop_path_rate: float = 0.0) -> tuple[nn.Module, nn.Module]:
+def build_trunk_neck(size: str, drop_path_rate: float = 0.0) -> tuple[Any, Any]:
     """Hiera and FpnNeck exactly as sam2's SAM2.1 config of `size` instantiates them."""
     p = hiera_preset(size)
     trunk = Hiera(embed_dim=p["embed_dim"], num_heads=p["num_heads"], stages=tuple(p["stages"]),
@@ -55,6 +55,11 @@ def build_trunk_neck(size: str, drop_path_rate: float = 0.0) -> tuple[nn.Module,
 class Sam2ImageEncoder(ImageEncoder):
     """images (B,3,S,S) in [0,1] -> ImageFeatures(embedding (B,256,S/16,S/16), high_res ((B,256,S/4,S/4),
     (B,256,S/8,S/8)), pos (B,256,S/16,S/16)). ``default_trainable()`` is every parameter."""
+
+    trunk: Any   # sam2's Hiera and FpnNeck (untyped)
+    neck: Any
+    pixel_mean: Tensor
+    pixel_std: Tensor
 
     def __init__(self, size: str = "tiny", image_size: int = 1024, pixel_norm: bool = True,
                  no_memory_embed: bool = True, drop_path_rate: float = 0.0):

@@ -1,5 +1,6 @@
 """Registration of the sam2 plugin (light: neither torch nor sam2 is imported here)."""
 from samfx import hookimpl
+from samfx.ckpt_kinds import CheckpointKind
 from samfx_plugins.sam2.config import Sam2EncoderConfig, Sam2MaskDecoderConfig, Sam2PromptEncoderConfig
 from samfx_plugins.sam2.memory_config import Sam2MemoryConfig
 
@@ -22,3 +23,17 @@ def samfx_register(registry):
                  description="SAM2's memory: memory encoder + memory attention over the conditioning "
                              "(prompted) frames and the last num_maskmem-1 frames, object pointers; "
                              "bounded state.")
+
+
+@hookimpl
+def samfx_doctor():
+    from samfx_plugins.sam2.kinds import doctor
+
+    return doctor()
+
+
+@hookimpl
+def samfx_checkpoint_kinds() -> list[CheckpointKind]:
+    from samfx_plugins.sam2.kinds import SAM2
+
+    return [SAM2]
