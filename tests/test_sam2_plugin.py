@@ -212,3 +212,17 @@ def test_inspect_kind_recognises_official_files_and_their_size(monkeypatch):
         shapes = {k: tuple(v.shape) for k, v in pkg.state_dict().items()}
         assert SAM2.matches(shapes) and SAM2.overrides(shapes) == want
     assert not SAM2.matches({"image_encoder.patch_embed.proj.weight": (768, 3, 16, 16)})
+
+
+@pytest.mark.slow
+def test_bench_runs_on_the_quick_recipe(samfx_cli):
+    import json
+
+    res = samfx_cli("bench", "recipes/sam2_hiera_t_quick.yaml", "model.image_encoder.image_size=128",
+                    "--steps", "1", "--warmup", "0", "--mode", "eager", "--precision", "fp32", "--batch", "2",
+                    "--infer-batch", "1", "--device", "cpu", "--threads", "1", "--json")
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout)
+    assert report["complete"] is True and report["info"]["image_size"] == 128
+    assert [r["mode"] for r in report["results"]] == ["train", "infer"]
+    assert all(r["error"] == "" and r["img_per_s"] > 0 for r in report["results"])
