@@ -226,3 +226,17 @@ def test_bench_runs_on_the_quick_recipe(samfx_cli):
     assert report["complete"] is True and report["info"]["image_size"] == 128
     assert [r["mode"] for r in report["results"]] == ["train", "infer"]
     assert all(r["error"] == "" and r["img_per_s"] > 0 for r in report["results"])
+
+
+def test_convert_to_sam2_layout_round_trips_the_image_part(tmp_path):
+    from samfx.convert import convert
+
+    pkg = package_model("tiny", 128)
+    src = save_official(pkg, tmp_path / "sam2.1_hiera_tiny.pt")
+    out = convert(src, "sam2", tmp_path / "back.pt", recipe=str(RECIPES / "sam2_hiera_t_quick.yaml"),
+                  overrides=["model.image_encoder.image_size=128"])
+    back = torch.load(out, weights_only=True)["model"]
+    official = {k: v for k, v in pkg.state_dict().items() if not is_memory_key(k) or k == "no_mem_embed"}
+    assert set(back) == set(official)
+    assert all(torch.equal(back[k], official[k]) for k in official)
+    pkg.load_state_dict(back, strict=False)   # sam2's own model takes it (its memory keys stay as they were)

@@ -155,6 +155,12 @@ class Sam2ImageEncoder(ImageEncoder):
                 out[k] = v
         return out
 
+    def export_foreign_state(self, fmt: str, state: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
+        """SAM2's layout: ``no_mem_embed`` back at the top level; the encoder's other names are SAM2's."""
+        if fmt != "sam2" or prefix + NO_MEM_EMBED not in state:
+            return state
+        return {(NO_MEM_EMBED if k == prefix + NO_MEM_EMBED else k): v for k, v in state.items()}
+
 def build_sam2_encoder(cfg: Sam2EncoderConfig, ctx: BuildContext) -> Sam2ImageEncoder:
     enc = Sam2ImageEncoder(cfg.size, cfg.image_size, cfg.pixel_norm, cfg.no_memory_embed, cfg.drop_path_rate)
     ctx.high_res_dims = enc.high_res_dims
