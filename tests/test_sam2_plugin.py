@@ -142,6 +142,9 @@ def test_official_file_loads_into_the_image_recipe_memory_keys_ignored(tmp_path)
     # a plain state dict (no {"model": ...} wrapper, as some fine-tuning scripts save) loads the same way
     torch.save(sd, tmp_path / "plain.pt")
     load_weights(model, tmp_path / "plain.pt")
+    # no weight depends on the image size (Hiera interpolates its position embedding): any S loads it
+    _, other = _ours("tiny", 64, f"model.checkpoint={path}")
+    assert torch.equal(other.image_encoder.trunk.pos_embed, sd["image_encoder.trunk.pos_embed"])
 
 
 def test_wrong_size_is_one_line_naming_the_file(tmp_path):
