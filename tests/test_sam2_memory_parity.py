@@ -122,3 +122,17 @@ def test_memory_matches_sam2_with_its_no_prompt_tokens(pair, sam2_no_prompt, mul
     diffs = per_frame_diff(pkg, sam2_no_prompt)
     print(f"multimask={multimask} max abs diff per frame:", " ".join(f"{d:.2e}" for d in diffs))
     assert max(diffs) <= 1e-4
+
+
+def test_video_model_counts_and_round_trip(pair):
+    """Every weight of the official file lands in the video model (the memory's under temporal.*), the
+    counts are the package's, and `convert --to sam2` gives the file's keys and values back."""
+    from samfx.convert import export_state
+
+    pkg, model = pair
+    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in pkg.parameters()) == 38_962_498
+    assert sum(p.numel() for p in model.temporal.parameters()) == 7_522_033
+    back = export_state(model, "sam2")
+    theirs = pkg.state_dict()
+    assert back.keys() == theirs.keys()
+    assert all(torch.equal(back[k], theirs[k]) for k in theirs)
