@@ -216,3 +216,31 @@ def test_input_errors():
     with pytest.raises(Sam2MemoryError, match="batch_size"):
         mem.init_state(0, torch.device("cpu"))
     assert isinstance(mem.init_state(1, torch.device("cpu")), Sam2MemoryState)
+
+
+@pytest.mark.parametrize("name, stage, prompt", [("sam2_video_quick", 0, "clicks"),
+                                                 ("autosam2_video_quick", 1, "apg")])
+def test_video_recipes_train_a_clip(name, stage, prompt):
+    """The video recipes build (encoder in video mode), run a clip through the memory and train the
+    stage's components from the loss over every frame."""
+    from samfx.build import build_model
+    from samfx.recipe import load_recipe
+    from samfx.trainable import apply_stage
+
+    rec = load_recipe(f"recipes/{name}.yaml", ["model.image_encoder.image_size=128"])
+    model = build_model(rec)
+    assert isinstance(model.temporal, Sam2Memory) and model.image_encoder.no_mem_embed is None
+    chosen = apply_stage(model, rec, stage)
+    assert any(n.startswith("temporal.") for n in chosen)
+    torch.manual_seed(0)
+    frames = torch.rand(1, 3, 3, 128, 128)
+    labels = torch.zeros(1, 3, 128, 128, dtype=torch.long)
+    labels[..., 40:90, 30:80] = 1
+    out = model.forward_clip(frames, [1], labels, prompt=prompt)
+    assert out.logits is not None and out.logits.shape == (1, 3, 1, 128, 128)
+    out.logits.sigmoid().mean().backward()
+    got = {n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    assert any(n.startswith("temporal.memory_attention.") for n in got)
+    assert any(n.startswith("temporal.memory_encoder.") for n in got)
+    if prompt == "apg":
+        assert any(n.startswith("prompt_generators.apg.") for n in got)
