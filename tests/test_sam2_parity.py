@@ -104,3 +104,19 @@ def test_k_queries_per_image_equal_repeated_images(pair):
     assert shared.low_res.shape == (2 * k, 1, S // 4, S // 4)
     assert (shared.low_res - copied.low_res).abs().max().item() <= 1e-5
     assert (shared.iou - copied.iou).abs().max().item() <= 1e-5
+
+
+def test_no_prompt_is_sam2bases_empty_point(pair):
+    """Without points or box, SAM2Base._forward_sam_heads embeds a (0,0) point with label -1 (+ pad)."""
+    pkg, ours = pair
+    with torch.no_grad():
+        sparse, dense = ours.prompt_encoder.encode(2)
+        pts = (torch.zeros(1, 1, 2), -torch.ones(1, 1, dtype=torch.int32))
+        ref_sparse, ref_dense = pkg.sam_prompt_encoder(points=pts, boxes=None, masks=None)
+    assert sparse.shape == (2, 2, 256) and dense.shape == (2, 256, S // 16, S // 16)
+    assert torch.equal(sparse, ref_sparse.expand(2, -1, -1)) and torch.equal(dense, ref_dense.expand(2, -1, -1, -1))
+    ours.prompt_encoder.empty_point = False
+    try:
+        assert ours.prompt_encoder.encode(2)[0].shape == (2, 0, 256)   # SAM2ImagePredictor without prompts
+    finally:
+        ours.prompt_encoder.empty_point = True

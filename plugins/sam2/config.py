@@ -36,6 +36,10 @@ class Sam2EncoderConfig:
 @dataclass
 class Sam2PromptEncoderConfig:
     mask_in_chans: int = 16        # hidden channels of the dense (mask) prompt path, as in SAM2
+    # No points and no box (unprompted video frames, prompt `none`): embed one empty point (label -1) plus
+    # the pad point, as SAM2Base._forward_sam_heads (training and video); false: no sparse token at all,
+    # as SAM2ImagePredictor.predict without prompts.
+    empty_point: bool = True
 
 
 @dataclass

@@ -30,13 +30,16 @@ from sam2.modeling.sam.transformer import TwoWayTransformer  # noqa: E402
 
 class Sam2PromptEncoder(PromptEncoder, PromptEncoderBase):
     """sam2's PromptEncoder with the geometry of the model it is built into. Box corners are points with
-    labels 2 and 3 in SAM2; ``boxes`` (Q,4) are embedded the same way."""
+    labels 2 and 3 in SAM2; ``boxes`` (Q,4) are embedded the same way. Without points or box, one empty
+    point (label -1) and the pad point are embedded, as SAM2Base does (``empty_point``)."""
 
     no_mask_embed: nn.Embedding  # set by sam2's PromptEncoder (untyped)
 
-    def __init__(self, embed_dim: int, embed_size: tuple[int, int], image_size: int, mask_in_chans: int = 16):
+    def __init__(self, embed_dim: int, embed_size: tuple[int, int], image_size: int, mask_in_chans: int = 16,
+                 empty_point: bool = True):
         super().__init__(embed_dim=embed_dim, image_embedding_size=tuple(embed_size),
                          input_image_size=(image_size, image_size), mask_in_chans=mask_in_chans)
+        self.empty_point = empty_point
 
     def get_dense_pe(self) -> Tensor:
         """SAM2's dense positional encoding, in fp32 also under autocast."""
@@ -45,6 +48,11 @@ class Sam2PromptEncoder(PromptEncoder, PromptEncoderBase):
 
     def forward(self, points: tuple[Tensor, Tensor] | None = None, boxes: Tensor | None = None,
                 masks: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        if points is None and boxes is None and self.empty_point:
+            # SAM2Base._forward_sam_heads without points: one point at (0,0) with label -1 (+ the pad point)
+            n = masks.shape[0] if masks is not None else 1
+            dev = self.no_mask_embed.weight.device
+            points = (torch.zeros(n, 1, 2, device=dev), -torch.ones(n, 1, dtype=torch.int32, device=dev))
         if points is not None:
             coords, labels = points
             with torch.autocast(coords.device.type, enabled=False):  # sin/cos of pixel coordinates in fp32
@@ -145,7 +153,7 @@ class Sam2MaskDecoder(MaskDecoder, MaskDecoderBase):
 
 
 def build_prompt_encoder(cfg: Sam2PromptEncoderConfig, ctx: BuildContext) -> Sam2PromptEncoder:
-    return Sam2PromptEncoder(ctx.embed_dim, ctx.embed_size, ctx.image_size, cfg.mask_in_chans)
+    return Sam2PromptEncoder(ctx.embed_dim, ctx.embed_size, ctx.image_size, cfg.mask_in_chans, cfg.empty_point)
 
 
 def build_mask_decoder(cfg: Sam2MaskDecoderConfig, ctx: BuildContext) -> Sam2MaskDecoder:
