@@ -10,10 +10,15 @@ DEMO_RECIPE ?= recipes/autosamus_msff_quick.yaml
 setup: $(STAMP)
 
 # Reinstall when the package metadata changes; torch comes from pip (never uv/poetry, see README).
+# sam2 (the `sam2` plugin) is an sdist whose build imports torch and compiles an optional CUDA extension:
+# installed after torch, pure Python (SAM2_BUILD_CUDA=0), without build isolation (so setuptools must be in
+# the venv first: Python >= 3.12 venvs have none); not in pyproject, where pip would build it in isolation.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet 'setuptools>=61'
+	SAM2_BUILD_CUDA=0 $(BIN)/python -m pip install --quiet --no-build-isolation 'sam2==1.1.0'
 	touch $(STAMP)
 
 # The main job's quick preset on synthetic echo (generated on first use), then a per-class table on

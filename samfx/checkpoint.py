@@ -134,9 +134,11 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def model_state(obj: dict[str, Any], path: str | Path) -> dict[str, Tensor]:
-    """The model's state dict inside a checkpoint object (samfx checkpoints wrap it in "model", training
-    scripts such as Medical-SAM-Adapter's in "state_dict")."""
+    """The model's state dict inside a checkpoint object (samfx checkpoints and SAM2's official files wrap
+    it in "model", training scripts such as Medical-SAM-Adapter's in "state_dict")."""
     state = obj["model"] if obj.get("format") == FORMAT else obj
+    if state is obj and isinstance(obj.get("model"), dict) and not isinstance(obj["model"], Tensor):
+        state = obj["model"]  # SAM2's official files: {"model": state_dict}
     if state is obj and isinstance(obj.get("state_dict"), dict) and not isinstance(obj["state_dict"], Tensor):
         state = obj["state_dict"]
     if not isinstance(state, dict) or not state:

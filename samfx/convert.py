@@ -1,4 +1,4 @@
-"""``samfx convert``: a checkpoint in one layout -> another (samfx, the SAMUS/AutoSAMUS authors', SAMed, SAM).
+"""``samfx convert``: a checkpoint in one layout -> another (samfx, the SAMUS/AutoSAMUS authors', SAMed, SAM, SAM2).
 
 A file is always read into a samfx model first (its own recipe for samfx checkpoints, else ``--recipe``),
 so every foreign layout goes through the same loading as training; the model is then written out in the
@@ -28,13 +28,15 @@ if TYPE_CHECKING:
     from samfx.model import SegmentationModel
     from samfx.recipe import Recipe
 
-LAYOUTS = ("samfx", "authors", "samed", "sam")
+LAYOUTS = ("samfx", "authors", "samed", "sam", "sam2")
+# layouts whose files wrap the state dict: SAM2's official {"model": state_dict}
+LAYOUT_WRAP = {"sam2": "model"}
 # SAMed's file holds its LoRA, the prompt encoder and the mask decoder, never the (frozen) image encoder
 LAYOUT_DROPS: dict[str, tuple[str, ...]] = {"samed": ("image_encoder.",)}
 
 
 def export_state(model: SegmentationModel, fmt: str) -> dict[str, Tensor]:
-    """The model's weights in layout `fmt` ("authors", "samed" or "sam"); an error names any part the
+    """The model's weights in layout `fmt` ("authors", "samed", "sam" or "sam2"); an error names any part the
     layout has no place for."""
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     for part in parts(model):
@@ -90,5 +92,7 @@ def convert(src: str | Path, fmt: str, out: str | Path, recipe: str | None = Non
         raise CheckpointError(f"--out {out}: is the input file; write the converted weights elsewhere")
     model, rec = read_model(src, recipe, overrides, drop)
     obj: dict[str, Any] = make(model, rec) if fmt == "samfx" else export_state(model, fmt)
+    if fmt in LAYOUT_WRAP:
+        obj = {LAYOUT_WRAP[fmt]: obj}
     save_checkpoint(obj, out)
     return out

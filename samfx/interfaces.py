@@ -27,7 +27,7 @@ class BuildContext:
     embed_dim: int = 256              # C: image-embedding / prompt width
     embed_size: tuple[int, int] = (64, 64)  # (h, w) of the image embedding
     encoder_dim: int = 768            # width of the encoder's own tokens/features (for adapters)
-    high_res_dims: tuple[int, ...] = ()  # channels of ImageFeatures.high_res, finest first (SAM2: C/8, C/4)
+    high_res_dims: tuple[int, ...] = ()  # channels of ImageFeatures.high_res, finest first (SAM2: C, C)
     num_classes: int = 1              # foreground classes the data queries (CAMUS: 3)
     # Whether the model's checkpoint will be loaded: components with weight files of their own (apg's
     # `weights`) load them only then, not when a trained run's model is rebuilt around its checkpoint.
@@ -61,7 +61,8 @@ class ImageFeatures:
     """What an image encoder returns for a batch of B images.
 
     ``embedding`` (B,C,h,w) is the level prompts and decoders work on (C = ``BuildContext.embed_dim``);
-    ``high_res`` holds finer levels, finest first (SAM2: stride 4 (B,C/8,4h,4w), stride 8 (B,C/4,2h,2w)),
+    ``high_res`` holds finer levels, finest first (SAM2: the neck's stride 4 (B,C,4h,4w) and stride 8
+    (B,C,2h,2w) levels, which its decoder projects to C/8 and C/4 with its own conv_s0 / conv_s1),
     for decoders that use them; ``pos`` the encoder's own positional encoding of ``embedding``
     ((1 or B),C,h,w) when it has one (SAM2's neck), for temporal modules.
     """

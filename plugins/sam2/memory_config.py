@@ -1,0 +1,21 @@
+"""Recipe schema of the temporal module ``sam2_memory`` (torch-free: imported by plugin.py)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class Sam2MemoryConfig:
+    """SAM2's memory (memory encoder + memory attention + object pointers); see docs/temporal.md.
+
+    The layers are SAM2.1's (identical in the tiny, small, base_plus and large configs), so official
+    SAM2 / SAM2.1 files load into it 1:1 (``memory_attention.*``, ``memory_encoder.*``, ...)."""
+    num_maskmem: int = 7           # memory frames attended: the conditioning frames (t_pos 0) + the last num_maskmem-1
+    max_obj_ptrs: int = 16         # object pointers attended: conditioning frames' + up to max_obj_ptrs-1 recent
+    # Conditioning (prompted) frames kept apart, the most recent ones (SAM2's max_cond_frames_in_attn; SAM2's
+    # default -1 = all, here bounded so that a clip prompted on every frame keeps a bounded state; >= 2).
+    max_cond_frames: int = 4
+    # In eval, the memory of a prompted frame is encoded from its binarized mask (SAM2VideoPredictor's
+    # post-processing `binarize_mask_from_pts_for_mem_enc`; SAM2Base's default is false).
+    binarize_prompted_masks: bool = False
+    use_obj_ptrs: bool = True      # false: spatial memory only (no object-pointer tokens in the attention)
