@@ -152,6 +152,18 @@ def test_sam_with_apg_exports_with_parity(tmp_path):
     check_parity(model, out, [1, 2, 3])
 
 
+def test_sam2_with_apg_exports_with_parity(tmp_path):
+    """SAM2's Hiera encoder (+ FPN levels through its decoder) under the APG: 4.0e-7 measured at 128²."""
+    pytest.importorskip("sam2")
+    rec = api.load_recipe(ROOT / "recipes" / "apg_on_sam2_quick.yaml", ["model.image_encoder.image_size=128"])
+    torch.manual_seed(0)
+    model = api.build_model(rec, load_checkpoint=False).eval()
+    out = tmp_path / "sam2" / "sam2_apg.onnx"
+    export_model(model, rec, out)
+    check_graph(out)
+    check_parity(model, out, [1, 2, 3])
+
+
 # -- the toy run: export, then predict through both engines ---------------------------------------------
 @pytest.fixture(scope="module")
 def toy_plugins():
