@@ -24,7 +24,8 @@ def _no_overrides(shapes: Shapes) -> list[str]:
 class CheckpointKind:
     """A checkpoint layout: ``matches(shapes)`` says whether a file's key -> shape table is one;
     ``recipe`` loads it with ``overrides(shapes)`` added; ``note`` (text, or a function of the shapes) is
-    shown to the user. Kinds with a
+    shown to the user; ``size(shapes)`` names the model size the file holds (default: SAM's ViT sizes,
+    :func:`model_size`). Kinds with a
     higher ``priority`` are tried first (a more specific layout before the one it extends); ``command``
     is how a user loads such a file (see :meth:`how_to_load`)."""
 
@@ -35,6 +36,7 @@ class CheckpointKind:
     note: str | Callable[[Shapes], str] = ""
     priority: int = 0
     command: str = "samfx train {recipe} model.checkpoint={file}{overrides}"
+    size: Callable[[Shapes], str] | None = None
 
     def how_to_load(self, file: str, shapes: Shapes) -> str:
         """The command that loads `file` (``{file}``, ``{stem}``, ``{recipe}``, ``{overrides}`` filled in)."""
@@ -44,6 +46,9 @@ class CheckpointKind:
 
     def note_for(self, shapes: Shapes) -> str:
         return self.note(shapes) if callable(self.note) else self.note
+
+    def size_for(self, shapes: Shapes) -> str:
+        return self.size(shapes) if self.size is not None else model_size(shapes)
 
 
 def is_sam_state(shapes: Shapes) -> bool:
@@ -69,10 +74,13 @@ def size_override(width: int | None) -> list[str]:
 
 
 def model_size(shapes: Shapes) -> str:
-    """SAM size from the encoder's width (patch embedding) and depth; '?' when there is no encoder."""
+    """SAM size from the ViT encoder's width (patch embedding) and depth; '?' when there is no SAM-style
+    ViT encoder (other encoders' kinds say their size through ``CheckpointKind.size``)."""
     width_key = next((k for k in shapes if k.endswith("patch_embed.proj.weight")), None)
     if width_key is None:
         return "? (no image encoder in the file)"
+    if not any(k.startswith(("image_encoder.blocks.", "blocks.")) for k in shapes):
+        return "? (not a SAM ViT encoder)"
     width = shapes[width_key][0]
     depth = len({k.split(".")[2] for k in shapes if k.startswith("image_encoder.blocks.")})
     return f"{SIZES.get(width, 'unknown')} (ViT width {width}, {depth} blocks)"

@@ -16,7 +16,9 @@ def inspect_checkpoint(path: str | Path) -> dict[str, Any]:
     state = model_state(obj, path)
     shapes = {k: tuple(v.shape) for k, v in state.items()}
     parts = {k: {"tensors": t, "values": v} for k, (t, v) in components(shapes).items()}
-    report: dict[str, Any] = {"file": str(path), "model_size": model_size(shapes), "components": parts}
+    kind = identify(shapes, plugin_kinds())
+    size = kind.size_for(shapes) if kind is not None else model_size(shapes)
+    report: dict[str, Any] = {"file": str(path), "model_size": size, "components": parts}
     if obj.get("format") == FORMAT and "recipe" in obj:
         model = obj["recipe"].get("model", {})
         names = {k: model[k].get("name") for k in ("image_encoder", "prompt_encoder", "mask_decoder")
@@ -24,7 +26,6 @@ def inspect_checkpoint(path: str | Path) -> dict[str, Any]:
         return {**report, "format": f"samfx checkpoint ({', '.join(f'{k}: {v}' for k, v in names.items())})",
                 "recipe": "its own (stored in the file)", "load_with": f"samfx eval {path}",
                 "note": "or as weights of another recipe: model.checkpoint=" + str(path)}
-    kind = identify(shapes, plugin_kinds())
     if kind is None:
         first = ", ".join(list(shapes)[:3])
         raise CheckpointError(f"{path}: not a checkpoint layout samfx knows (first keys: {first}); "

@@ -214,6 +214,7 @@ def test_inspect_kind_recognises_official_files_and_their_size(monkeypatch):
             pkg = build_sam2(PACKAGE_CONFIGS[size], None, device="meta")
         shapes = {k: tuple(v.shape) for k, v in pkg.state_dict().items()}
         assert SAM2.matches(shapes) and SAM2.overrides(shapes) == want
+        assert SAM2.size_for(shapes).startswith(f"{size} (Hiera, first-stage width ")
     assert not SAM2.matches({"image_encoder.patch_embed.proj.weight": (768, 3, 16, 16)})
 
 

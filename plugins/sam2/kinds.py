@@ -23,6 +23,12 @@ def _size(shapes: Shapes) -> str | None:
     return _DEPTH_96.get(depth)
 
 
+def _size_text(shapes: Shapes) -> str:
+    width = shapes["image_encoder.trunk.patch_embed.proj.weight"][0]
+    depth = len({k.split(".")[3] for k in shapes if k.startswith("image_encoder.trunk.blocks.")})
+    return f"{_size(shapes) or 'unknown'} (Hiera, first-stage width {width}, {depth} blocks)"
+
+
 def _overrides(shapes: Shapes) -> list[str]:
     size = _size(shapes)
     return [f"model.image_encoder.size={size}"] if size and size != "tiny" else []
@@ -32,7 +38,8 @@ SAM2 = CheckpointKind(
     "SAM2 / SAM2.1 checkpoint (official {'model': ...} file or a fine-tune in its layout, e.g. MedSAM2)",
     "recipes/sam2_hiera_t.yaml", _is_sam2, _overrides,
     note="image recipes use its encoder, prompt encoder, mask decoder and no_mem_embed and ignore its memory "
-         "keys; video recipes give the memory keys to the sam2_memory temporal module", priority=20)
+         "keys; video recipes give the memory keys to the sam2_memory temporal module", priority=20,
+    size=_size_text)
 
 
 def doctor() -> dict[str, Any]:
