@@ -244,3 +244,21 @@ def test_convert_to_sam2_layout_round_trips_the_image_part(tmp_path):
     assert set(back) == set(official)
     assert all(torch.equal(back[k], official[k]) for k in official)
     pkg.load_state_dict(back, strict=False)   # sam2's own model takes it (its memory keys stay as they were)
+
+
+def test_eval_gates_absent_objects_to_no_object_logits_only_when_asked():
+    """gate_by_object_score (the video recipes): in eval, a query whose object score is <= 0 gets SAM2's
+    -1024 on every pixel; training never gates (the mask would get no gradient)."""
+    for gate in (False, True):
+        _, model = _ours("tiny", 128, "model.prompt.name=none", f"model.mask_decoder.gate_by_object_score={gate}")
+        head = model.mask_decoder.pred_obj_score_head
+        last = head.layers[-1] if hasattr(head, "layers") else head
+        with torch.no_grad():
+            last.bias.fill_(-50.0)                                  # every object absent
+        images = torch.rand(2, 3, 128, 128)
+        with torch.no_grad():
+            evaluated = model.eval()(images)
+            trained = model.train()(images)
+        assert (evaluated.decoded.object_score <= 0).all()
+        assert bool((evaluated.low_res == -1024.0).all()) is gate
+        assert not (trained.low_res == -1024.0).any()

@@ -55,3 +55,7 @@ class Sam2MaskDecoderConfig:
     dynamic_multimask_via_stability: bool = True
     stability_delta: float = 0.05
     stability_thresh: float = 0.98
+    # In eval, pixels of a query whose object score is <= 0 get SAM2's "no object" logit (-1024), as
+    # SAM2Base does when tracking (the video recipes turn it on). Training never gates: the mask would
+    # get no gradient there and samfx has no object-score loss.
+    gate_by_object_score: bool = False

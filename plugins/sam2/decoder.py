@@ -67,6 +67,9 @@ class Sam2PromptEncoder(PromptEncoder, PromptEncoderBase):
         return rename_prefix(state, prefix, PROMPT_ENCODER) if fmt == "sam2" else state
 
 
+NO_OBJ_SCORE = -1024.0        # SAM2's logit for the pixels of an absent object
+
+
 def _add_per_image(x: Tensor, y: Tensor, k: int) -> Tensor:
     """x (B*K,...) + y (B,...), each image's y shared by its k queries (broadcast, no copy)."""
     if k == 1 or y.shape[0] == x.shape[0]:
@@ -93,6 +96,7 @@ class Sam2MaskDecoder(MaskDecoder, MaskDecoderBase):
     use_multimask_token_for_obj_ptr: bool
     dynamic_multimask_via_stability: bool
     _dynamic_multimask_via_stability: Any
+    gate_by_object_score: bool = False
 
     def output_tokens(self) -> Tensor:
         """(object-score token,) IoU token and the four mask tokens, in SAM2's order."""
@@ -142,6 +146,8 @@ class Sam2MaskDecoder(MaskDecoder, MaskDecoderBase):
             score = self.pred_obj_score_head(hs[:, 0])
         else:
             score = 10.0 * iou.new_ones(q, 1)   # SAM2: object always present
+        if self.gate_by_object_score and not self.training:
+            masks = torch.where(score[:, :, None, None] > 0, masks, NO_OBJ_SCORE)
         return DecoderOutput(masks, iou, mask_tokens=tokens_out, object_score=score)
 
     def import_foreign_state(self, state: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
@@ -162,7 +168,7 @@ def build_mask_decoder(cfg: Sam2MaskDecoderConfig, ctx: BuildContext) -> Sam2Mas
                          f"channels (image_encoder 'sam2'), this one has {tuple(ctx.high_res_dims) or 'none'}")
     transformer = TwoWayTransformer(depth=cfg.transformer_depth, embedding_dim=ctx.embed_dim, mlp_dim=cfg.mlp_dim,
                                     num_heads=cfg.num_heads)
-    return Sam2MaskDecoder(
+    decoder = Sam2MaskDecoder(
         transformer_dim=ctx.embed_dim, transformer=transformer, num_multimask_outputs=3, iou_head_depth=3,
         iou_head_hidden_dim=256, use_high_res_features=True,
         iou_prediction_use_sigmoid=cfg.iou_prediction_use_sigmoid, pred_obj_scores=cfg.pred_obj_scores,
@@ -170,3 +176,5 @@ def build_mask_decoder(cfg: Sam2MaskDecoderConfig, ctx: BuildContext) -> Sam2Mas
         dynamic_multimask_via_stability=cfg.dynamic_multimask_via_stability,
         dynamic_multimask_stability_delta=cfg.stability_delta,
         dynamic_multimask_stability_thresh=cfg.stability_thresh)
+    decoder.gate_by_object_score = cfg.gate_by_object_score
+    return decoder
