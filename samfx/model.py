@@ -68,6 +68,15 @@ def class_targets(label_map: Tensor, cls: Tensor) -> Tensor:
     return (label_map.repeat_interleave(k, dim=0) == cls[:, None, None]).unsqueeze(1).float()
 
 
+def _check_per_query(features: ImageFeatures, queries: int, who: str) -> None:
+    """Replacement features are per query (batch Q), not per image: a one-line error otherwise."""
+    if features.embedding.shape[0] != queries:
+        from samfx.errors import SamfxError
+
+        raise SamfxError(f"{who}.features has batch {features.embedding.shape[0]} but there are {queries} "
+                         f"queries; replacement features are per query (use ImageFeatures.per_query(K))")
+
+
 def _run_adapter(adapter: Adapter, module: nn.Module, inputs: tuple[Any, ...], output: Tensor) -> Tensor:
     return adapter(inputs[0] if inputs else None, output)
 
@@ -122,6 +131,7 @@ class SegmentationModel(nn.Module):
         gen = self.prompt_generators[prompt or self.active_prompt]
         k = class_ids.shape[0] // features.batch_size
         if readout is not None and readout.features is not None:
+            _check_per_query(readout.features, class_ids.shape[0], "the temporal module's MemoryReadout")
             features, k = readout.features, 1
         image_pe = self.prompt_encoder.get_dense_pe()
         ctx = PromptContext(features, image_pe, self.prompt_encoder, self.mask_decoder, self.image_size,
@@ -133,6 +143,7 @@ class SegmentationModel(nn.Module):
         """The decoder on given prompts: `k` queries per image of ``features`` (1 when the prompts or the
         readout bring per-query features), plus the readout's dense prompt; full-size logits."""
         if prompts.features is not None:
+            _check_per_query(prompts.features, prompts.sparse.shape[0], "the prompt generator's Prompts")
             features, k = prompts.features, 1
         extra = readout.dense if readout is not None else None
         dense = prompts.dense if extra is None else prompts.dense + extra

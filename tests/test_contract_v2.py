@@ -164,3 +164,21 @@ def test_trains_one_step_on_clips_through_the_engine(plugins, tmp_path):
     assert result["global_step"] == 1 and math.isfinite(result["last"]["train/loss"])
     state = torch.load(tmp_path / "run" / "last.pt", weights_only=False)["model"]
     assert any(k.startswith("temporal.proj.") for k in state) and "image_encoder.fine.weight" in state
+
+
+def test_per_image_features_where_per_query_ones_belong_is_a_one_line_error(plugins):
+    from samfx.interfaces import Prompts
+
+    recipe = load_recipe(TOY, [], plugins.registry)
+    model = build_model(recipe, plugins.registry)
+    gen = model.prompt_generator
+    forward = gen.forward
+
+    def per_image(ctx):
+        out = forward(ctx)
+        return Prompts(out.sparse, out.dense, features=ctx.features)     # batch B, not Q = B*K
+
+    gen.forward = per_image
+    with pytest.raises(SamfxError, match=r"prompt generator's Prompts.features has batch 2 but there are 6 "
+                                         r"queries; replacement features are per query"):
+        model.forward_classes(torch.rand(2, 3, 32, 32), [1, 2, 3])
