@@ -111,9 +111,16 @@ class _WrittenMasks:
         self.queue = [class_targets(frame[None].long(), cls) for frame in item["labels"]]   # (K,1,S,S) each
         return item
 
-    def __call__(self, state, emb, probs):
-        masks = self.queue.pop(0).to(probs)
-        return self.write(state, emb, masks if self.mode == "truth" else torch.zeros_like(probs))
+    def __call__(self, state, features, decoded, frame):
+        from dataclasses import replace
+
+        masks = self.queue.pop(0).to(decoded.low_res)
+        if self.mode == "empty":
+            masks = torch.zeros_like(masks)
+        # the masks as the decoder's low-res logits (the memory stores their sigmoid)
+        pooled = torch.nn.functional.interpolate(masks, size=decoded.low_res.shape[-2:], mode="area")
+        low = torch.logit(pooled.clamp(1e-6, 1 - 1e-6))
+        return self.write(state, features, replace(decoded, low_res=low), frame)
 
 
 def memory_check(model, test, args, device) -> dict:

@@ -54,8 +54,8 @@ def child(args: argparse.Namespace) -> dict:
     bank = {"frames": 0, "bytes": 0}
     write = model.temporal.write
 
-    def tracked_write(state, emb, probs):
-        state = write(state, emb, probs)
+    def tracked_write(state, features, decoded, frame):
+        state = write(state, features, decoded, frame)
         bank["frames"], bank["bytes"] = state.num_frames, state.nbytes()
         return state
 
