@@ -104,6 +104,23 @@ class DecoderInput:
     def num_queries(self) -> int:
         return int(self.sparse.shape[0])
 
+    def check(self, who: str) -> None:
+        """A one-line error naming decoder `who` unless Q = B x queries_per_image prompt sets are given."""
+        from samfx.errors import SamfxError
+
+        b, k, q = self.features.embedding.shape[0], self.queries_per_image, self.sparse.shape[0]
+        if b * k != q or self.dense.shape[0] != q:
+            raise SamfxError(f"mask_decoder '{who}': {b} images x {k} queries each != {q} sparse / "
+                             f"{self.dense.shape[0]} dense prompt sets; pass one prompt set per query")
+
+
+def add_per_image(per_query: Tensor, per_image: Tensor, k: int) -> Tensor:
+    """``per_query`` (B*K,...) plus ``per_image`` (B,...), each image's tensor shared by its K queries
+    through broadcasting (no K-fold copy of it); a plain sum when both are per query."""
+    if k == 1 or per_image.shape[0] == per_query.shape[0]:
+        return per_query + per_image
+    return (per_query.view(-1, k, *per_query.shape[1:]) + per_image.unsqueeze(1)).flatten(0, 1)
+
 
 @dataclass
 class DecoderOutput:

@@ -12,8 +12,14 @@ import torch
 from segment_anything.modeling import MaskDecoder, PromptEncoder, TwoWayTransformer
 from torch import Tensor, nn
 
-from samfx.errors import SamfxError
-from samfx.interfaces import BuildContext, DecoderInput, DecoderOutput, MaskDecoderBase, PromptEncoderBase
+from samfx.interfaces import (
+    BuildContext,
+    DecoderInput,
+    DecoderOutput,
+    MaskDecoderBase,
+    PromptEncoderBase,
+    add_per_image,
+)
 from samfx_plugins.sam.config import SamMaskDecoderConfig, SamPromptEncoderConfig
 from samfx_plugins.sam.fast import set_fast_path
 
@@ -73,15 +79,11 @@ class SamMaskDecoder(MaskDecoder, MaskDecoderBase):
         return torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
 
     def forward(self, inp: DecoderInput) -> DecoderOutput:
-        sparse, dense, k = inp.sparse, inp.dense, inp.queries_per_image
-        emb = inp.features.embedding
+        inp.check("sam")
+        sparse, emb = inp.sparse, inp.features.embedding
         q, (_, c, h, w) = sparse.shape[0], emb.shape
-        if emb.shape[0] * k != q or dense.shape[0] != q:
-            raise SamfxError(f"mask_decoder 'sam': {emb.shape[0]} images x {k} queries each != {q} sparse / "
-                             f"{dense.shape[0]} dense prompt sets; pass one prompt set per query")
         tokens = torch.cat([self.output_tokens().unsqueeze(0).expand(q, -1, -1).to(sparse.dtype), sparse], dim=1)
-        # each image's features shared by its k queries: broadcast in the sum instead of copying them
-        src = emb + dense if k == 1 else (emb.unsqueeze(1) + dense.view(-1, k, c, h, w)).flatten(0, 1)
+        src = add_per_image(inp.dense, emb, inp.queries_per_image)   # features shared by an image's queries
         hs, src = self.transformer(src, inp.image_pe, tokens)   # broadcasts image_pe (1,C,h,w)
         upscaled = self.output_upscaling(src.transpose(1, 2).reshape(q, c, h, w))
         first, count = (1, self.num_mask_tokens - 1) if inp.multimask else (0, 1)

@@ -16,7 +16,14 @@ import torch
 from torch import Tensor, nn
 
 from samfx.errors import SamfxError
-from samfx.interfaces import BuildContext, DecoderInput, DecoderOutput, MaskDecoderBase, PromptEncoderBase
+from samfx.interfaces import (
+    BuildContext,
+    DecoderInput,
+    DecoderOutput,
+    MaskDecoderBase,
+    PromptEncoderBase,
+    add_per_image,
+)
 from samfx_plugins.sam2.config import Sam2MaskDecoderConfig, Sam2PromptEncoderConfig
 from samfx_plugins.sam2.deps import require_sam2
 from samfx_plugins.sam2.keys import MASK_DECODER, PROMPT_ENCODER, rename_prefix
@@ -70,13 +77,6 @@ class Sam2PromptEncoder(PromptEncoder, PromptEncoderBase):
 NO_OBJ_SCORE = -1024.0        # SAM2's logit for the pixels of an absent object
 
 
-def _add_per_image(x: Tensor, y: Tensor, k: int) -> Tensor:
-    """x (B*K,...) + y (B,...), each image's y shared by its k queries (broadcast, no copy)."""
-    if k == 1 or y.shape[0] == x.shape[0]:
-        return x + y
-    return (x.view(-1, k, *x.shape[1:]) + y.unsqueeze(1)).flatten(0, 1)
-
-
 class Sam2MaskDecoder(MaskDecoder, MaskDecoderBase):
     """SAM2's MaskDecoder over a :class:`DecoderInput`: each query decoded with its own prompt set."""
 
@@ -106,26 +106,24 @@ class Sam2MaskDecoder(MaskDecoder, MaskDecoderBase):
         return torch.cat(tokens, dim=0)
 
     def forward(self, inp: DecoderInput) -> DecoderOutput:
+        inp.check("sam2")
         sparse, dense, k = inp.sparse, inp.dense, inp.queries_per_image
         emb = inp.features.embedding
         q, (_, c, h, w) = sparse.shape[0], emb.shape
-        if emb.shape[0] * k != q or dense.shape[0] != q:
-            raise SamfxError(f"mask_decoder 'sam2': {emb.shape[0]} images x {k} queries each != {q} sparse / "
-                             f"{dense.shape[0]} dense prompt sets; pass one prompt set per query")
         if len(inp.features.high_res) != 2:
             raise SamfxError(f"mask_decoder 'sam2': needs the encoder's stride-4 and stride-8 features "
                              f"(ImageFeatures.high_res), got {len(inp.features.high_res)} levels; use "
                              f"image_encoder 'sam2'")
         s = 1 if self.pred_obj_scores else 0
         tokens = torch.cat([self.output_tokens().unsqueeze(0).expand(q, -1, -1).to(sparse.dtype), sparse], dim=1)
-        src = _add_per_image(dense, emb, k)
+        src = add_per_image(dense, emb, k)
         hs, src = self.transformer(src, inp.image_pe, tokens)     # broadcasts image_pe (1,C,h,w)
         iou_out, mask_out = hs[:, s], hs[:, s + 1:s + 1 + self.num_mask_tokens]
 
         dc1, ln1, act1, dc2, act2 = self.output_upscaling
         hr0, hr1 = inp.features.high_res
-        up = act1(ln1(_add_per_image(dc1(src.transpose(1, 2).reshape(q, c, h, w)), self.conv_s1(hr1), k)))
-        up = act2(_add_per_image(dc2(up), self.conv_s0(hr0), k))
+        up = act1(ln1(add_per_image(dc1(src.transpose(1, 2).reshape(q, c, h, w)), self.conv_s1(hr1), k)))
+        up = act2(add_per_image(dc2(up), self.conv_s0(hr0), k))
         dynamic = not inp.multimask and self.dynamic_multimask_via_stability and not self.training
         picked = range(1, self.num_mask_tokens) if inp.multimask else range(self.num_mask_tokens if dynamic else 1)
         hyper = torch.stack([self.output_hypernetworks_mlps[i](mask_out[:, i]) for i in picked], dim=1)
