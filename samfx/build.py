@@ -96,9 +96,7 @@ def build_model(recipe: Recipe, registry: Registry | None = None, load_checkpoin
     ctx = BuildContext(num_classes=len(recipe.config["data"]["classes"]), load_weights=load_checkpoint,
                        weight_shapes=weight_shapes)
     encoder = build_component(registry, "image_encoder", m["image_encoder"], ctx, "model.image_encoder")
-    ctx.image_size, ctx.embed_dim = encoder.image_size, encoder.embed_dim
-    ctx.embed_size, ctx.encoder_dim = tuple(encoder.embed_size), encoder.encoder_dim
-    ctx.high_res_dims = tuple(getattr(encoder, "high_res_dims", ()))
+    ctx.take_geometry(encoder)
     prompt_encoder = build_component(registry, "prompt_encoder", m["prompt_encoder"], ctx, "model.prompt_encoder")
     mask_decoder = build_component(registry, "mask_decoder", m["mask_decoder"], ctx, "model.mask_decoder")
     found, main = prompt_configs(recipe)

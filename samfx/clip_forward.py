@@ -71,9 +71,7 @@ def _frame_output(model: SegmentationModel, features: Any, cls: Tensor, tgt: Ten
                              f"({', '.join(out.prompts.aux_losses)}), which clip training does not "
                              f"use yet; train it in an image stage (data.clip_length: 0)")
         return out
-    if readout.features is not None:
-        features = readout.features
-    k = cls.shape[0] // features.batch_size
+    features, k = model.features_for(features, cls.shape[0], readout)
     no_prompt = Prompts(*model.prompt_encoder.encode(cls.shape[0]))
     return model.decode_prompts(features, k, model.prompt_encoder.get_dense_pe(), no_prompt, readout)
 

@@ -83,10 +83,15 @@ def group_names() -> list[str]:
     return [r.group for r in ROLES if r.many]
 
 
+def optional_prefixes() -> tuple[str, ...]:
+    """Prefixes of the roles samfx adds to a base model (prompt generators, adapters, temporal)."""
+    return tuple(f"{r.attribute}." for r in ROLES if r.base_optional)
+
+
 def allowed_missing_from_base(model: SegmentationModel) -> list[str]:
     """Key prefixes a base checkpoint of the model's family may lack: whole optional roles, and the
     parameters each component adds on top of its family (``new_parameter_prefixes``)."""
-    out = [f"{r.attribute}." for r in ROLES if r.base_optional]
+    out = list(optional_prefixes())
     for part in parts(model):
         new = getattr(part.module, "new_parameter_prefixes", None)
         if not part.role.base_optional and callable(new):

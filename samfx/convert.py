@@ -20,7 +20,7 @@ from samfx.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
-from samfx.components import ROLES, parts
+from samfx.components import optional_prefixes, parts
 from samfx.errors import CheckpointError
 from samfx.interfaces import ForeignKeys
 
@@ -43,8 +43,7 @@ def export_state(model: SegmentationModel, fmt: str) -> dict[str, Tensor]:
         if isinstance(part.module, ForeignKeys):
             state = part.module.export_foreign_state(fmt, state, part.prefix)
     state = {k: v for k, v in state.items() if not k.startswith(LAYOUT_DROPS.get(fmt, ()))}
-    samfx_only = tuple(f"{r.attribute}." for r in ROLES if r.base_optional)
-    left = [k for k in state if k.startswith(samfx_only)]
+    left = [k for k in state if k.startswith(optional_prefixes())]
     if left:
         raise CheckpointError(f"{len(left)} weights have no place in the '{fmt}' layout, first: "
                               f"{', '.join(left[:3])}; convert --to samfx keeps everything")

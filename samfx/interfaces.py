@@ -38,6 +38,13 @@ class BuildContext:
     # Set by the encoder: whether its attention takes the fast path, which SAM's decoder follows.
     fast_attention: bool = True
 
+    def take_geometry(self, encoder: ImageEncoder) -> None:
+        """Copy the built encoder's geometry (size, widths, grid, finer levels) into this context."""
+        h, w = encoder.embed_size                       # a tuple, whatever sequence the encoder keeps
+        self.image_size, self.embed_dim = encoder.image_size, encoder.embed_dim
+        self.embed_size, self.encoder_dim = (h, w), encoder.encoder_dim
+        self.high_res_dims = tuple(encoder.high_res_dims)
+
 
 @dataclass
 class Site:

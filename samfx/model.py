@@ -99,9 +99,10 @@ class SegmentationModel(nn.Module):
         self.temporal = temporal
         self.active_prompt = active_prompt
         self.image_size = image_encoder.image_size
-        self.context = context or BuildContext(image_size=image_encoder.image_size, embed_dim=image_encoder.embed_dim,
-                                               embed_size=image_encoder.embed_size,
-                                               encoder_dim=image_encoder.encoder_dim)
+        if context is None:                  # assembled by hand (tests): the encoder's geometry
+            context = BuildContext()
+            context.take_geometry(image_encoder)
+        self.context = context
 
     # -- components ---------------------------------------------------------------------------
     def component_modules(self) -> dict[str, nn.Module]:
@@ -129,14 +130,20 @@ class SegmentationModel(nn.Module):
         """Prompts, then the decoder, for Q = len(class_ids) queries of ``features``' images
         (image-major, Q / B per image); a memory readout's features and dense prompt join in."""
         gen = self.prompt_generators[prompt or self.active_prompt]
-        k = class_ids.shape[0] // features.batch_size
-        if readout is not None and readout.features is not None:
-            _check_per_query(readout.features, class_ids.shape[0], "the temporal module's MemoryReadout")
-            features, k = readout.features, 1
+        features, k = self.features_for(features, class_ids.shape[0], readout)
         image_pe = self.prompt_encoder.get_dense_pe()
         ctx = PromptContext(features, image_pe, self.prompt_encoder, self.mask_decoder, self.image_size,
                             class_ids, targets, k)
         return self.decode_prompts(features, k, image_pe, gen(ctx), readout)
+
+    def features_for(self, features: ImageFeatures, queries: int,
+                     readout: MemoryReadout | None) -> tuple[ImageFeatures, int]:
+        """(features to decode, queries per image): the encoder's, shared by queries / B queries each, or
+        the memory readout's per-query features (checked), 1 each."""
+        if readout is not None and readout.features is not None:
+            _check_per_query(readout.features, queries, "the temporal module's MemoryReadout")
+            return readout.features, 1
+        return features, queries // features.batch_size
 
     def decode_prompts(self, features: ImageFeatures, k: int, image_pe: Tensor, prompts: Prompts,
                        readout: MemoryReadout | None) -> SegOutput:
