@@ -16,24 +16,24 @@ class SynthV2Options:
     # speckle: scatterers carried by the tissue motion, imaged through a depth-dependent PSF in beam coordinates
     beams: int = 160                  # scan lines across the sector (the polar grid's width)
     psf_axial_mm: float = 0.45        # axial PSF sigma (mm), the same at every depth
-    psf_lateral_mm: float = 1.0       # lateral PSF sigma at the focus (mm); it widens away from the focus
+    psf_lateral_mm: float = 1.3       # lateral PSF sigma at the focus (mm); it widens away from the focus
     focus: float = 0.45               # transmit focus as a fraction of the sector depth
     blood_correlation: float = 0.15   # frame-to-frame correlation of blood scatterers (tissue's are carried: 1)
-    blood_echo_db: float = -26.0      # blood backscatter relative to myocardium (dB)
+    blood_echo_db: float = -22.0      # blood backscatter relative to myocardium (dB)
     # depth attenuation and time-gain compensation
     attenuation_db_cm_mhz: float = 0.5  # tissue; blood attenuates 5x less (enhancement behind the cavities)
     frequency_mhz: float = 2.5
     tgc: float = 0.85                 # share of the expected tissue attenuation the TGC gives back (0..1)
     # near-field clutter and reverberation haze (static over the sequence), relative level; 0 = none
-    clutter: float = 1.0
+    clutter: float = 1.5
     # lateral dropout of walls parallel to the beam (specular reflection), 0..1; 0 = none
-    specular_dropout: float = 0.8
+    specular_dropout: float = 1.0
     # acoustic shadow behind a rib at the sector edge: probability per sequence; 0 = never
     shadow: float = 0.25
     # electronic noise (before TGC, so it grows with depth), relative level; 0 = none
-    noise: float = 1.0
+    noise: float = 1.5
     # anatomy
-    trabeculae: float = 1.0           # depth of the trabeculated endocardium (x ~2.5 mm); labeled LV
+    trabeculae: float = 1.5           # depth of the trabeculated endocardium (x ~2.5 mm); labeled LV
     papillary: bool = True            # papillary muscles inside the LV; labeled LV (as CAMUS)
     mitral_valve: bool = True         # leaflets: closed at ED and ES, open in diastole
     # cycles and patients
