@@ -24,7 +24,7 @@ from samfx.errors import RecipeError, did_you_mean
 from samfx.recipe_paths import at_pattern, get_path, put_path
 from samfx.recipe_yaml import read_yaml
 from samfx.registry import Registry
-from samfx.schema import COMPONENT_SLOTS, RANGES, SELECT_METRICS, RecipeSchema
+from samfx.schema import CLIP_LABELS, COMPONENT_SLOTS, RANGES, SELECT_METRICS, RecipeSchema
 
 CLI = "command line"
 RESERVED = {"name", "site"}  # keys every component ref may carry besides its schema's
@@ -305,6 +305,8 @@ def _check_values(cfg: dict[str, Any], v: _Validator) -> None:
     if not stages:
         raise v.fail("train.stages", "no stages; a recipe trains at least one, e.g. [{name: train, epochs: 1}]")
     clips = cfg["data"]["clip_length"] > 0
+    if cfg["data"]["clip_labels"] not in CLIP_LABELS:
+        raise v.fail("data.clip_labels", f"unknown '{cfg['data']['clip_labels']}'; use {' or '.join(CLIP_LABELS)}")
     for i, st in enumerate(stages):
         where = f"train.stages.{i}"
         if st["epochs"] == 0 and st["max_steps"] is None:

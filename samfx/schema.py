@@ -50,6 +50,7 @@ class DataSection:
     num_workers: int = 0
     augment: AugmentSection = field(default_factory=AugmentSection)
     clip_length: int = 0              # >0: train on clips of this many frames (temporal models)
+    clip_labels: str = "all"          # clip training: "all" labeled frames, or "ed_es" only (CAMUS's sparse labels)
     train_split: str = "train"
     val_split: str = "val"
     test_split: str = "test"
@@ -144,6 +145,7 @@ COMPONENT_SLOTS: dict[str, str] = {
 
 
 SELECT_METRICS = ("val/dice", "val/loss", "train/loss")
+CLIP_LABELS = ("all", "ed_es")
 
 
 @dataclass(frozen=True)

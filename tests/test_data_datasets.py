@@ -128,6 +128,21 @@ def test_clip_windows_hold_labeled_frames_and_pad(store):
         ClipDataset(store, "test", 16, clip_length=0)
 
 
+def test_clip_labels_ed_es_keeps_only_the_ed_and_es_labels(store):
+    # p1's sequence: all 3 frames labeled, ED 0 / ES 2; p2's: frames 1 and 4 labeled, ED 1 / ES 4
+    every = ClipDataset(store, "train", 16, clip_length=3)
+    sparse = ClipDataset(store, "train", 16, clip_length=3, labels="ed_es")
+    assert every.labeled[0] == [True, True, True] and sparse.labeled[0] == [True, False, True]
+    assert sparse.labeled[1] == [False, True, False, False, True]
+    for epoch in range(5):
+        sparse.set_epoch(epoch)
+        it = sparse[0]
+        assert it["labeled"].tolist() == [True, False, True]
+        assert it["labeled"].any() and sparse[1]["labeled"].any()   # windows still hold a label
+    with pytest.raises(DataError, match="clip labels: 'sparse' is not one of all, ed_es"):
+        ClipDataset(store, "train", 16, clip_length=3, labels="sparse")
+
+
 def test_sequence_dataset(store):
     ds = SequenceDataset(store, "test", 24)
     it = ds[0]

@@ -144,6 +144,7 @@ def test_list_given_a_scalar_says_so(tmp_path):
     ("train.stages.0.optimizer.betas=[0.9, 1.5]", "train.stages.0.optimizer.betas.1: must be >= 0 and < 1, got 1.5"),
     ("train.stages.0.select_metric=val/acc", "train.stages.0.select_metric: unknown 'val/acc'; use val/dice, "
                                              "val/loss, train/loss"),
+    ("data.clip_labels=edes", "data.clip_labels: unknown 'edes'; use all or ed_es"),
 ])
 def test_ranges_are_checked_at_load_time(tmp_path, override, message):
     p = _write(tmp_path, "r.yaml", "train: {seed: 1}\n")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -473,7 +474,27 @@ def test_evaluate_sequences_on_a_synthetic_store(tmp_path):
         assert row["ed_gt"] == gt.ed and "jitter_mm2" in row
         assert row["jitter_residual_mm2"] >= 0.0 and "lv_area_gain" in row
     assert set(res["summary"]) >= {"dice_1", "dice_2", "jitter_mm2", "jitter_residual_mm2", "lv_area_gain",
-                                   "ef_mae_vs_gt_masks", "ef_undefined"}
+                                   "ef_mae_vs_gt_masks", "ef_undefined", "hd95_1", "dice_edes_2", "hd95_edes_1",
+                                   "hd95_inf_frames_2", "ms_per_frame"}
+    assert res["summary"]["ms_per_frame"] > 0 and all(row["seconds"] > 0 for row in rows)
+
+
+def test_frame_scores_every_frame_and_ed_es():
+    from samfx.engine.clips import _frame_scores
+
+    labels = np.zeros((4, 20, 20), np.uint8)
+    labels[:, 5:15, 5:15] = 1
+    pred = labels.copy()
+    pred[1] = 0                          # frame 1: LV missed entirely (HD95 infinite, Dice 0)
+    pred[3, 5:15, 15:17] = 1             # frame 3 (ES): 2 columns too wide
+    labeled = np.array([True, True, False, True])
+    out = _frame_scores(pred, labels, labeled, np.array([0.5, 0.5]), [1], [0, 3])
+    d3 = 2 * 100 / (100 + 120)
+    assert out["dice"][1] == pytest.approx((1.0 + 0.0 + d3) / 3)
+    assert out["dice_edes"][1] == pytest.approx((1.0 + d3) / 2)
+    assert out["hd95_inf"][1] == 1                       # frame 1, left out of the HD95 means
+    assert out["hd95"][1] == pytest.approx(out["hd95_edes"][1])
+    assert 0 < out["hd95_edes"][1] <= 1.0   # at most the 2 extra columns (1 mm)
 
 
 # -- the shipped recipes with the real components --------------------------------------------------

@@ -148,17 +148,31 @@ class ClipDataset(_StoreDataset):
 
     The window is drawn from (seed, epoch, index) among those holding a labeled frame; a sequence
     shorter than the clip is padded by repeating its last frame (padding frames are unlabeled).
+    ``labels``: "all" keeps every labeled frame, "ed_es" only a sequence's ED and ES frames (the sparse
+    labels of CAMUS's full sequences; a sequence without known ED/ES then has none).
     Item: frames (T,3,S,S), labels (T,S,S) int64, labeled (T,) bool, spacing, index, id, patient,
     view; one augmentation draw for the whole clip.
     """
 
     def __init__(self, path: str | Path, split: str | None, image_size: int, clip_length: int,
-                 augment: Any = None, seed: int = 0):
+                 augment: Any = None, seed: int = 0, labels: str = "all"):
         super().__init__(path, split, image_size, augment, seed)
         if int(clip_length) < 1:
             raise DataError(f"clip_length must be >= 1, got {clip_length}")
+        if labels not in ("all", "ed_es"):
+            raise DataError(f"clip labels: '{labels}' is not one of all, ed_es")
         self.clip_length = int(clip_length)
         self.sequences = _sequences(self)
+        self.labeled = [self._kept_labels(it, labels) for it in self.sequences]
+        if not any(any(lab) for lab in self.labeled):
+            raise self._empty(f"labeled frames (clip labels '{labels}')")
+
+    @staticmethod
+    def _kept_labels(it: Any, labels: str) -> list[bool]:
+        keep = [bool(x) for x in it.labeled]
+        if labels == "ed_es":
+            keep = [ok and f in (it.ed, it.es) for f, ok in enumerate(keep)]
+        return keep
 
     def __len__(self) -> int:
         return len(self.sequences)
@@ -168,7 +182,7 @@ class ClipDataset(_StoreDataset):
         it = self.sequences[index]
         n, length = it.shape[0], self.clip_length
         starts = list(range(max(1, n - length + 1)))
-        good = [s for s in starts if any(it.labeled[s:s + length])]
+        good = [s for s in starts if any(self.labeled[index][s:s + length])]
         rng = np.random.default_rng([self.seed, self.epoch, index, 7])
         start = int(rng.choice(good or starts))
         return [min(start + i, n - 1) for i in range(length)]
@@ -180,7 +194,7 @@ class ClipDataset(_StoreDataset):
         frames, labels = read_frames(self._h5(), it.id, slice(idx[0], last), self.classes)
         pick = [i - idx[0] for i in idx]
         frames, labels = frames[pick], labels[pick]
-        labeled = torch.tensor([it.labeled[i] for i in idx], dtype=torch.bool)
+        labeled = torch.tensor([self.labeled[index][i] for i in idx], dtype=torch.bool)
         labeled[1:] &= torch.tensor([a != b for a, b in zip(idx[1:], idx[:-1])], dtype=torch.bool)
         img, lab = aug.resize(frames, labels, self.image_size)
         p = aug.draw_params(self.augment, self.seed, self.epoch, index)

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import math
+import time
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
@@ -103,12 +104,12 @@ def segment_sequence(model: SegmentationModel, frames: Tensor, classes: list[int
 def evaluate_sequences(model: SegmentationModel, dataset: Any, classes: list[int], device: torch.device,
                        prompt: str | None = None, lv_label: int = 1, precision: str = "fp32",
                        limit: int | None = None) -> dict[str, Any]:
-    """Per-sequence and mean metrics of a SequenceDataset: per-frame Dice per class on labeled frames,
-    LV-area jitter (predicted vs ground-truth frame-to-frame change, mm^2) split by ``area_tracking`` into
-    the LV-area gain (damping) and the residual (noise) jitter, EF from the predicted masks
-    (single-plane area-length) against the EF of the ground-truth masks and the stored EF."""
+    """Per-sequence and mean metrics of a SequenceDataset: per class, Dice and HD95 (mm) on every labeled
+    frame and on the ED/ES frames; LV-area jitter (predicted vs ground-truth frame-to-frame change, mm^2)
+    split by ``area_tracking`` into the LV-area gain (damping) and the residual (noise) jitter; EF from the
+    predicted masks (single-plane area-length) against the EF of the ground-truth masks and the stored EF;
+    the forward's wall time per frame (ms)."""
     from samfx.clinical import analyze_clip, area_jitter, area_tracking
-    from samfx.metrics import dice
 
     model.eval()
     rows = []
@@ -118,12 +119,13 @@ def evaluate_sequences(model: SegmentationModel, dataset: Any, classes: list[int
         frames, labels = item["frames"].to(device).float(), item["labels"].long()
         labeled = item["labeled"].bool()
         needs = cast("PromptGenerator", model.prompt_generators[prompt or model.active_prompt]).needs_targets
+        start = time.perf_counter()
         pred = segment_sequence(model, frames, classes, labels.to(device) if needs else None, prompt, precision)
+        seconds = time.perf_counter() - start
         spacing = item["spacing"].double().reshape(-1).numpy()
-        per_class = {c: [dice(pred[t] == c, labels[t] == c) for t in range(len(pred)) if labeled[t]]
-                     for c in classes}
-        row: dict[str, Any] = {"id": item.get("id"), "frames": int(len(pred)),
-                               "dice": {c: float(np.mean(v)) if v else math.nan for c, v in per_class.items()}}
+        row: dict[str, Any] = {"id": item.get("id"), "frames": int(len(pred)), "seconds": seconds,
+                               **_frame_scores(pred.numpy(), labels.numpy(), labeled.numpy(), spacing, classes,
+                                               [int(item.get("ed", -1)), int(item.get("es", -1))])}
         if lv_label in classes and bool(np.all(np.isfinite(spacing))):
             row.update(_area_curves(pred.numpy(), labels.numpy(), labeled.numpy(), spacing, lv_label, item))
         if lv_label in classes and labeled.all() and bool(np.all(np.isfinite(spacing))):
@@ -136,6 +138,33 @@ def evaluate_sequences(model: SegmentationModel, dataset: Any, classes: list[int
                        ed_pred=p.ed, es_pred=p.es, ed_gt=g.ed, es_gt=g.es)
         rows.append(row)
     return {"sequences": rows, "summary": summarize_sequences(rows, classes)}
+
+
+def _frame_scores(pred: np.ndarray, labels: np.ndarray, labeled: np.ndarray, spacing: np.ndarray,
+                  classes: list[int], ed_es: list[int]) -> dict[str, Any]:
+    """Per class: mean Dice and HD95 over the labeled frames, and over the labeled ED/ES frames ("_edes").
+    HD95 is in mm (pixels without a finite spacing); a frame where exactly one of prediction and truth
+    is empty has an infinite HD95: it is left out of the mean and counted in ``hd95_inf``."""
+    from samfx.metrics import dice, hd95
+
+    sp = spacing if bool(np.all(np.isfinite(spacing))) else None
+    frames = [t for t in range(len(pred)) if labeled[t]]
+    key_frames = [t for t in frames if t in ed_es]
+    out: dict[str, Any] = {"dice": {}, "hd95": {}, "dice_edes": {}, "hd95_edes": {}, "hd95_inf": {}}
+    for c in classes:
+        d = {t: dice(pred[t] == c, labels[t] == c) for t in frames}
+        h = {t: hd95(pred[t] == c, labels[t] == c, sp) for t in frames}
+        out["dice"][c] = _finite_mean(d.values())
+        out["hd95"][c] = _finite_mean(h.values())
+        out["dice_edes"][c] = _finite_mean(d[t] for t in key_frames)
+        out["hd95_edes"][c] = _finite_mean(h[t] for t in key_frames)
+        out["hd95_inf"][c] = sum(1 for v in h.values() if math.isinf(v))
+    return out
+
+
+def _finite_mean(values: Any) -> float:
+    v = [x for x in values if x is not None and math.isfinite(x)]
+    return float(np.mean(v)) if v else math.nan
 
 
 def _area_curves(pred: np.ndarray, labels: np.ndarray, labeled: np.ndarray, spacing: np.ndarray, lv_label: int,
@@ -151,20 +180,20 @@ def _area_curves(pred: np.ndarray, labels: np.ndarray, labeled: np.ndarray, spac
 
 
 def summarize_sequences(rows: list[dict[str, Any]], classes: list[int]) -> dict[str, Any]:
-    """Means over sequences (NaN-free values only; counts of NaN reported)."""
-    def mean(values: list[float]) -> float:
-        v = [x for x in values if x is not None and math.isfinite(x)]
-        return float(np.mean(v)) if v else math.nan
-
+    """Means over sequences (NaN-free values only; counts of NaN / infinite cases reported)."""
     out: dict[str, Any] = {"n": len(rows)}
     for c in classes:
-        out[f"dice_{c}"] = mean([r["dice"][c] for r in rows])
+        for key in ("dice", "hd95", "dice_edes", "hd95_edes"):
+            out[f"{key}_{c}"] = _finite_mean(r[key][c] for r in rows if key in r)
+        out[f"hd95_inf_frames_{c}"] = sum(r["hd95_inf"][c] for r in rows if "hd95_inf" in r)
+    frames = sum(r["frames"] for r in rows if "seconds" in r)
+    out["ms_per_frame"] = 1000.0 * sum(r["seconds"] for r in rows if "seconds" in r) / frames if frames else math.nan
     if any("jitter_mm2" in r for r in rows):
         ef = [r for r in rows if "ef_pred" in r]
-        out["jitter_mm2"] = mean([r["jitter_mm2"] for r in ef])
-        out["jitter_residual_mm2"] = mean([r["jitter_residual_mm2"] for r in ef])
-        out["lv_area_gain"] = mean([r["lv_area_gain"] for r in ef])
-        out["ef_mae_vs_gt_masks"] = mean([abs(r["ef_pred"] - r["ef_gt_masks"]) for r in ef])
-        out["ef_mae_vs_stored"] = mean([abs(r["ef_pred"] - r["ef_stored"]) for r in ef])
+        out["jitter_mm2"] = _finite_mean(r["jitter_mm2"] for r in ef)
+        out["jitter_residual_mm2"] = _finite_mean(r["jitter_residual_mm2"] for r in ef)
+        out["lv_area_gain"] = _finite_mean(r["lv_area_gain"] for r in ef)
+        out["ef_mae_vs_gt_masks"] = _finite_mean(abs(r["ef_pred"] - r["ef_gt_masks"]) for r in ef)
+        out["ef_mae_vs_stored"] = _finite_mean(abs(r["ef_pred"] - r["ef_stored"]) for r in ef)
         out["ef_undefined"] = sum(1 for r in ef if not math.isfinite(r["ef_pred"]))
     return out

@@ -48,7 +48,8 @@ def open_split(recipe: Recipe, registry: Registry, split: str, image_size: int, 
     augment = data["augment"] if train else None
     ds: ClipDataset | ImageDataset
     if train and int(data.get("clip_length") or 0) > 0:
-        ds = ClipDataset(path, split, image_size, int(data["clip_length"]), augment=augment, seed=seed)
+        ds = ClipDataset(path, split, image_size, int(data["clip_length"]), augment=augment, seed=seed,
+                         labels=data["clip_labels"])
     else:
         ds = ImageDataset(path, split, image_size, augment=augment, seed=seed)
     check_classes(data["classes"], ds.index)
