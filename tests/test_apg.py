@@ -130,9 +130,14 @@ def test_task_sets_by_class():
     after = apg(ctx)
     assert not torch.allclose(after.sparse[0], before.sparse[0])
     torch.testing.assert_close(after.sparse[1:], before.sparse[1:])
-    shared = small("paper", tasks=1)
-    out = shared(ctx)                             # every class uses the one set
-    torch.testing.assert_close(out.sparse[0], out.sparse[2])
+    shared = small("paper", tasks=1)              # one set for 3 classes: 3 identical masks, refused
+    with pytest.raises(RecipeError) as err:
+        shared(ctx)
+    assert str(err.value) == ("prompt 'apg': one task-token set (tasks: 1) would give classes 1, 2, 3 the same "
+                              "prompt, hence the same mask; set model.prompt.tasks to the largest class id (one set "
+                              "per class), or segment one class (data.classes)")
+    single = ctx_for(b=2, classes=[2, 2])          # one class: the shared set is fine
+    assert shared(single).sparse.shape[0] == 2
 
 
 def test_bad_class_id_error():
@@ -140,7 +145,7 @@ def test_bad_class_id_error():
     with pytest.raises(RecipeError) as err:
         apg(ctx_for(b=2, classes=[1, 4]))
     assert str(err.value) == ("prompt 'apg': class id 4 has no task-token set (tasks: 3, ids 1..3); set "
-                              "model.prompt.tasks to the largest class id (or 1 to share one set)")
+                              "model.prompt.tasks to the largest class id")
     with pytest.raises(RecipeError, match="class id 0"):
         apg(ctx_for(b=2, classes=[0, 1]))
 

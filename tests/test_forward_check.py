@@ -28,7 +28,7 @@ def test_show_runs_the_prompt_generator_once():
     # builds fine; only a forward on 3-class data finds the missing task-token set
     res = run_samfx("show", str(TINY), "model.prompt={name: apg, tasks: 2}")
     assert _one_line(res) == ("error: prompt 'apg': class id 3 has no task-token set (tasks: 2, ids 1..2); set "
-                              "model.prompt.tasks to the largest class id (or 1 to share one set)")
+                              "model.prompt.tasks to the largest class id")
     assert run_samfx("show", str(TINY), "model.prompt={name: apg, tasks: 2}", "--no-check").returncode == 0
 
 

@@ -135,7 +135,7 @@ def test_apg_export_from_full_checkpoint(tmp_path):
     ckpt = tmp_path / "run" / "best.pt"
     atomic_save({"format": "samfx", "model": model.state_dict(), "recipe": rec.config}, ckpt)
     assert main(["export", str(ckpt.parent), "--out", str(tmp_path / "apg.pt")]) == 0
-    dst = AutoPromptGenerator(256, form="reference", tokens=4, mlp_dim=64)
+    dst = AutoPromptGenerator(256, form="reference", tokens=4, mlp_dim=64, tasks=3)   # apg_on_sam: one set per class
     load_apg(dst, tmp_path / "apg.pt")
     for k, v in dst.state_dict().items():
         torch.testing.assert_close(v, find_apg(model).state_dict()[k])

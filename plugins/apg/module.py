@@ -176,8 +176,13 @@ class AutoPromptGenerator(PromptGenerator):
         return torch.cat([t_t1, t_o1], dim=1)
 
     def task_index(self, class_ids: Tensor, batch: int) -> Tensor | None:
-        """Task set of each query (None: one shared set)."""
+        """Task set of each query (None: one shared set, for queries of one class only)."""
         if self.tasks == 1:
+            if not torch.compiler.is_compiling() and class_ids.numel() > 1 and bool((class_ids != class_ids[0]).any()):
+                ids = ", ".join(str(int(c)) for c in torch.unique(class_ids))
+                raise RecipeError(f"prompt 'apg': one task-token set (tasks: 1) would give classes {ids} the same "
+                                  f"prompt, hence the same mask; set model.prompt.tasks to the largest class id "
+                                  f"(one set per class), or segment one class (data.classes)")
             return None
         if class_ids.shape != (batch,):
             raise RecipeError(f"prompt 'apg': class_ids must have shape ({batch},), got {tuple(class_ids.shape)}")
@@ -186,8 +191,7 @@ class AutoPromptGenerator(PromptGenerator):
             if lo < 1 or hi > self.tasks:
                 bad = lo if lo < 1 else hi
                 raise RecipeError(f"prompt 'apg': class id {bad} has no task-token set (tasks: {self.tasks}, "
-                                  f"ids 1..{self.tasks}); set model.prompt.tasks to the largest class id "
-                                  f"(or 1 to share one set)")
+                                  f"ids 1..{self.tasks}); set model.prompt.tasks to the largest class id")
         return class_ids.long() - 1
 
     def forward(self, ctx: PromptContext) -> Prompts:
