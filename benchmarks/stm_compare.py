@@ -242,8 +242,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--size", default="tiny", help="the SAMUS arms' model.image_encoder.size")
     ap.add_argument("--image-size", type=int, default=128, help="model.image_encoder.image_size of every arm")
     ap.add_argument("--override", nargs="*", default=[], help="extra recipe overrides of the SAMUS arms")
-    ap.add_argument("--sam2-override", nargs="*", default=["model.prompt.tasks=3"],
-                    help="extra recipe overrides of the SAM2 arms (default: one APG task-token set per class)")
+    ap.add_argument("--sam2-override", nargs="*", default=[], help="extra recipe overrides of the SAM2 arms")
     ap.add_argument("--memory-check", action="store_true",
                     help="also evaluate memory arms with ground-truth / empty masks written to the memory")
     ap.add_argument("--json", default=None, help="write the runs here (rewritten after every run)")
