@@ -236,7 +236,8 @@ def _step_module(model: SegmentationModel, recipe: Any, registry: Any, mode: str
         apply_stage(model, recipe, index)
         st = recipe.config["train"]["stages"][index]
         loss_fn = build_extra(model, "loss", st["loss"], f"train.stages.{index}.loss", registry).to(dev)
-        return ImageStep(model, classes, loss_fn), st["name"], st["optimizer"]   # the trainer's step module
+        step = ImageStep(model, classes, loss_fn, float(st["object_score_weight"]))   # the trainer's step module
+        return step, st["name"], st["optimizer"]
     model.use_prompt(infer_prompt)
     return InferStep(model, classes), infer_prompt, None
 

@@ -93,7 +93,7 @@ def run_clip(model: SegmentationModel, frames: Tensor, classes: list[int], label
     cls = torch.tensor(classes, device=frames.device, dtype=torch.long).repeat(b)
     temporal = model.temporal
     state = temporal.init_state(b * k, frames.device) if temporal is not None else None
-    logits, ious, targets = [], [], []
+    logits, ious, targets, scores = [], [], [], []
     for t in range(t_len):
         frame = FrameInfo(t, t_len, schedule[t], k)
         features = model.encode(frames[:, t])
@@ -110,5 +110,8 @@ def run_clip(model: SegmentationModel, frames: Tensor, classes: list[int], label
         else:
             logits.append(out.logits.view(b, k, *out.logits.shape[2:]))
             ious.append(out.iou.reshape(b, k))
+            if out.decoded.object_score is not None:
+                scores.append(out.decoded.object_score.reshape(b, k))
     return ClipOutput(torch.stack(logits, 1) if logits else None, torch.stack(ious, 1) if ious else None,
-                      torch.stack(targets, 1) if targets else None, labeled, list(classes))
+                      torch.stack(targets, 1) if targets else None, labeled, list(classes),
+                      torch.stack(scores, 1) if scores else None)

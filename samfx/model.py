@@ -52,13 +52,15 @@ class SegOutput:
 
 @dataclass
 class ClipOutput:
-    """``forward_clip`` result. logits (B,T,K,S,S) and iou (B,T,K) are None when ``on_frame`` consumed
-    each frame; targets (B,T,K,S,S) binary per-class targets when labels were given."""
+    """``forward_clip`` result. logits (B,T,K,S,S), iou (B,T,K) and object_score (B,T,K) are None when
+    ``on_frame`` consumed each frame (object_score also when the decoder has none); targets (B,T,K,S,S)
+    binary per-class targets when labels were given."""
     logits: Tensor | None
     iou: Tensor | None
     targets: Tensor | None
     labeled: Tensor             # (B,T) bool: frames whose labels count in losses/metrics
     classes: list[int]
+    object_score: Tensor | None = None   # (B,T,K) the decoder's object-presence logits (SAM2)
 
 
 def class_targets(label_map: Tensor, cls: Tensor) -> Tensor:

@@ -88,6 +88,7 @@ class StageSection:
     loss: Any = field(default_factory=lambda: {"name": "dice_bce"})
     select_metric: str = "val/dice"   # one of SELECT_METRICS: "val/dice" (max), "val/loss" / "train/loss" (min)
     area_change_weight: float = 0.0   # clip training: weight of the area-change term (docs/temporal.md)
+    object_score_weight: float = 1.0  # decoders with object scores (SAM2): weight of the presence BCE term
 
 
 @dataclass
@@ -193,6 +194,7 @@ RANGES: dict[str, Range] = {
     "train.stages.*.schedule.gamma": Range(gt=0),
     "train.stages.*.schedule.min_lr": Range(ge=0),
     "train.stages.*.area_change_weight": Range(ge=0, note="0: no area-change term"),
+    "train.stages.*.object_score_weight": Range(ge=0, note="0: the object-score head is not trained"),
     "eval.batch_size": Range(ge=1),
     "eval.overlays": Range(ge=0),
 }

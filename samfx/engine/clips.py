@@ -67,13 +67,15 @@ def area_change_loss(out: Any) -> Tensor:
 
 class ClipStep(nn.Module):
     """Forward + clip loss in one module, so DDP sees the whole computation through ``__call__``.
-    ``area_change_weight`` > 0 adds that multiple of :func:`area_change_loss`."""
+    ``area_change_weight`` > 0 adds that multiple of :func:`area_change_loss`; ``object_score_weight`` that
+    multiple of the object-presence term over the labeled frames, when the decoder has object scores (SAM2)."""
 
     def __init__(self, model: SegmentationModel, classes: list[int], loss_fn: nn.Module,
-                 area_change_weight: float = 0.0):
+                 area_change_weight: float = 0.0, object_score_weight: float = 0.0):
         super().__init__()
         self.model, self.classes, self.loss_fn = model, classes, loss_fn
         self.area_change_weight = float(area_change_weight)
+        self.object_score_weight = float(object_score_weight)
 
     def forward(self, frames: Tensor, labels: Tensor, labeled: Tensor
                 ) -> tuple[Tensor, Tensor | None, dict[str, Tensor]]:
@@ -81,7 +83,15 @@ class ClipStep(nn.Module):
         loss = clip_loss(out, self.loss_fn)
         if self.area_change_weight:
             loss = loss + self.area_change_weight * area_change_loss(out)
-        return loss, out.logits, {}
+        aux: dict[str, Tensor] = {}
+        targets, scores = out.targets, out.object_score
+        if scores is not None and targets is not None and self.object_score_weight and bool(out.labeled.any()):
+            from samfx.engine.steps import object_score_loss
+
+            aux["object_score"] = object_score_loss(scores[out.labeled].reshape(-1),
+                                                    targets[out.labeled].flatten(0, 1).unsqueeze(1))
+            loss = loss + self.object_score_weight * aux["object_score"]
+        return loss, out.logits, {k: v.detach() for k, v in aux.items()}
 
 
 @torch.no_grad()
@@ -147,7 +157,7 @@ def _frame_scores(pred: np.ndarray, labels: np.ndarray, labeled: np.ndarray, spa
     is empty has an infinite HD95: it is left out of the mean and counted in ``hd95_inf``."""
     from samfx.metrics import dice, hd95
 
-    sp = spacing if bool(np.all(np.isfinite(spacing))) else None
+    sp = [float(x) for x in spacing] if bool(np.all(np.isfinite(spacing))) else None
     frames = [t for t in range(len(pred)) if labeled[t]]
     key_frames = [t for t in frames if t in ed_es]
     out: dict[str, Any] = {"dice": {}, "hd95": {}, "dice_edes": {}, "hd95_edes": {}, "hd95_inf": {}}
