@@ -280,25 +280,33 @@ def _cell(runs: list[dict], key: str, digits: int, scale: float = 1.0) -> str:
     return f"{np.nanmean(v):.{digits}f} ± {np.nanstd(v):.{digits}f}" if np.isfinite(v).any() else "n/a"
 
 
+def _no_hd95_share(run: dict, classes: list[int]) -> float:
+    """Share of (labeled frame, class) pairs with no finite HD95 (exactly one of prediction and truth
+    empty): the HD95 means leave them out, so a high share makes those means look better than they are."""
+    inf = sum(run["summary"].get(f"hd95_inf_frames_{c}", 0) for c in classes)
+    frames = sum(row["frames"] for row in run.get("sequences", []))
+    return inf / (frames * len(classes)) if frames else math.nan
+
+
 def summarize(results: list[dict], classes: list[int]) -> str:
     """Two markdown tables, one row per (protocol, arm): mean ± population std over seeds."""
     names = [NAMES.get(c, str(c)) for c in classes]
     dice = [("dice", c) for c in classes] + [("dice_edes", c) for c in classes]
     hd = [("hd95", c) for c in classes] + [("hd95_edes", c) for c in classes]
     head1 = [f"{n} Dice" for n in names] + [f"{n} Dice ED/ES" for n in names]
-    head2 = ([f"{n} HD95" for n in names] + [f"{n} HD95 ED/ES" for n in names]
+    head2 = ([f"{n} HD95" for n in names] + [f"{n} HD95 ED/ES" for n in names] + ["no HD95 %"]
              + ["LV jitter (mm²)", "gain", "residual (mm²)", "EF MAE", "ms/frame"])
     lines1 = ["| protocol | arm | seeds | " + " | ".join(head1) + " |", "|---" * (len(head1) + 3) + "|"]
     lines2 = ["| protocol | arm | " + " | ".join(head2) + " |", "|---" * (len(head2) + 2) + "|"]
     for protocol in PROTOCOLS:
         for arm in ARMS:
-            runs = [r["summary"] for r in results
-                    if r["summary"].get("protocol", "auto") == protocol
+            full = [r for r in results if r["summary"].get("protocol", "auto") == protocol
                     and r["summary"].get("arm", "stm" if r["summary"].get("memory") else "perframe") == arm]
-            if not runs:
+            if not full:
                 continue
+            runs = [dict(r["summary"], no_hd95=_no_hd95_share(r, classes)) for r in full]
             cells1 = [_cell(runs, f"{k}_{c}", 1, 100.0) for k, c in dice]
-            cells2 = [_cell(runs, f"{k}_{c}", 1) for k, c in hd] + [
+            cells2 = [_cell(runs, f"{k}_{c}", 1) for k, c in hd] + [_cell(runs, "no_hd95", 1, 100.0)] + [
                 _cell(runs, "jitter_mm2", 1), _cell(runs, "lv_area_gain", 2), _cell(runs, "jitter_residual_mm2", 1),
                 _cell(runs, "ef_mae_vs_gt_masks", 1), _cell(runs, "ms_per_frame", 1)]
             lines1.append(f"| {protocol} | {arm} | {len(runs)} | " + " | ".join(cells1) + " |")
