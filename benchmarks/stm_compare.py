@@ -64,15 +64,18 @@ def arm_overrides(args: argparse.Namespace, arm: str, out_dir: Path) -> tuple[st
 
 def video_init(path: Path, out_dir: Path) -> Path:
     """A per-frame (image-mode) SAM2 checkpoint for a video model: ``image_encoder.no_mem_embed`` moved
-    to ``temporal.no_mem_embed`` (SAM2 has one such parameter; in video mode the memory owns it)."""
-    from samfx.checkpoint import model_state, read_checkpoint
+    to ``temporal.no_mem_embed`` (SAM2 has one such parameter; in video mode the memory owns it). Written
+    once per start and atomically: runs of other seeds may read it from another process meanwhile."""
+    from samfx.checkpoint import atomic_save, model_state, read_checkpoint
 
+    out = out_dir / f"{path.parent.name}-{path.stem}-video.pt"
+    if out.is_file() and out.stat().st_mtime >= path.stat().st_mtime:
+        return out
     state = dict(model_state(read_checkpoint(path), path))
     if "image_encoder.no_mem_embed" in state:
         state["temporal.no_mem_embed"] = state.pop("image_encoder.no_mem_embed")
-    out = out_dir / f"{path.parent.name}-{path.stem}-video.pt"
     out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(state, out)
+    atomic_save(state, out)
     return out
 
 

@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 from samfx.data import augment as aug
 from samfx.data.store import Item, open_store, read_frames, read_index, read_sample
 from samfx.errors import DataError
+from samfx.schema import CLIP_LABELS
 
 SEQUENCE_FRAMES = ("ed_es", "labeled", "none")
 
@@ -159,8 +160,8 @@ class ClipDataset(_StoreDataset):
         super().__init__(path, split, image_size, augment, seed)
         if int(clip_length) < 1:
             raise DataError(f"clip_length must be >= 1, got {clip_length}")
-        if labels not in ("all", "ed_es"):
-            raise DataError(f"clip labels: '{labels}' is not one of all, ed_es")
+        if labels not in CLIP_LABELS:
+            raise DataError(f"clip labels: '{labels}' is not one of {', '.join(CLIP_LABELS)}")
         self.clip_length = int(clip_length)
         self.sequences = _sequences(self)
         self.labeled = [self._kept_labels(it, labels) for it in self.sequences]
