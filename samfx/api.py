@@ -171,7 +171,7 @@ def load_run(target: str | Path, *, prompt: str | None = None, device: str = "au
 
     reg = _registry(registry)
     path = rundir.find_checkpoint(target)
-    dev = resolve_device(device, DistInfo())
+    dev = resolve_device(device, DistInfo(), option="device=")
     model, recipe, _ = ckpt.load_model(path, reg, dev)
     cfg = recipe.config
     key = choose_prompt(model, recipe, prompt, reg, False, "load_run(prompt=)")

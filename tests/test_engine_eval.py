@@ -140,6 +140,19 @@ def test_predict_refuses_simulated_prompts_and_bad_inputs(plugins, toy_run, tmp_
         predict(tmp_path, [str(tmp_path / "x.png")], tmp_path / "o", registry=plugins.registry)
 
 
+def test_eval_and_predict_name_their_own_device_option(plugins, toy_run, tmp_path):
+    from samfx.engine import evaluate as E
+    from samfx.engine.predict import predict
+
+    with pytest.raises(SamfxError, match=r"^--device mps: unknown device; use auto, cpu, cuda or cuda:N$"):
+        E.evaluate(toy_run, split="val", registry=plugins.registry, device="mps")
+    from PIL import Image
+
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "x.png")
+    with pytest.raises(SamfxError, match=r"^--device tpu: unknown device"):
+        predict(toy_run, [str(tmp_path / "x.png")], tmp_path / "o", registry=plugins.registry, device="tpu")
+
+
 def test_cli_train_eval_predict_with_toy_plugins(plugins, tmp_path, monkeypatch):
     from samfx import pluginmanager
     from samfx.cli.main import app

@@ -96,7 +96,7 @@ def evaluate(target: str | Path, *, split: str | None = None, data: str | None =
 
     registry = registry or get_registry()
     path = rundir.find_checkpoint(target)
-    dev = resolve_device(device, DistInfo())
+    dev = resolve_device(device, DistInfo(), option="--device ")
     model, recipe, obj = ckpt.load_model(path, registry, dev)
     cfg = recipe.config
     classes = [int(c) for c in cfg["data"]["classes"]]

@@ -198,7 +198,7 @@ class Predictor:
             raise SamfxError(f"{checkpoint}: an ONNX file runs with --engine onnx")
         self.registry = registry or get_registry()
         self.path = rundir.find_checkpoint(checkpoint)
-        self.device = resolve_device(device, DistInfo())
+        self.device = resolve_device(device, DistInfo(), option="--device ")
         self.model, self.recipe, _ = ckpt.load_model(self.path, self.registry, self.device)
         cfg = self.recipe.config
         self.classes = [int(c) for c in cfg["data"]["classes"]]

@@ -118,7 +118,7 @@ def _from_model(data: RunData, registry: Any, device: str, worst: list[dict[str,
     from samfx.engine.distributed import DistInfo, resolve_device
     from samfx.pluginmanager import get_registry
 
-    dev = resolve_device(device, DistInfo())
+    dev = resolve_device(device, DistInfo(), option="--device ")
     model, recipe, _ = ckpt.load_model(_checkpoint(data), registry or get_registry(), dev)
     if not data.recipe_text:
         data.recipe_text = recipe.to_yaml()
