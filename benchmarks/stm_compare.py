@@ -14,7 +14,9 @@ arm: ``--trainable`` (entries an arm lacks are dropped), Adam at ``--lr``, ``--l
 
 Protocols (``--protocol``): ``auto`` - the APG prompts every frame, every labeled frame in the loss;
 ``semi`` - a simulated click per class on frame 0 only, nothing after (SAM2's and MemSAM's protocol), in
-training and at test; ``sparse`` - as ``auto`` but training sees only the ED and ES labels
+training and at test; ``semi_mask`` - as ``semi`` but frame 0's masks are given (the ``masks`` prompt:
+they are frame 0's output and what the memory stores first; frame 0 is not scored, as in video object
+segmentation benchmarks); ``sparse`` - as ``auto`` but training sees only the ED and ES labels
 (``data.clip_labels: ed_es``, CAMUS's full sequences). Every arm is then evaluated on the same held-out
 sequences (``evaluate_sequences``): per class Dice and HD95 on every labeled frame and at ED/ES; the
 LV-area jitter (mean |dA_pred - dA_true| between consecutive frames, mm^2) split into the LV-area gain
@@ -42,7 +44,8 @@ ROOT = Path(__file__).resolve().parents[1]
 NAMES = {1: "LV", 2: "MYO", 3: "LA"}
 ALIASES = {"memory": "stm", "nomemory": "perframe"}
 ARMS = ("perframe", "stm", "sam2_perframe", "sam2_memory")
-PROTOCOLS = ("auto", "semi", "sparse")
+PROTOCOLS = ("auto", "semi", "semi_mask", "sparse")
+SEMI = {"semi": {"name": "clicks", "positive": 1}, "semi_mask": {"name": "masks"}}  # their frame-0 prompt
 
 
 def arm_overrides(args: argparse.Namespace, arm: str, out_dir: Path) -> tuple[str, list[str]]:
@@ -85,8 +88,8 @@ def stage_and_data(args: argparse.Namespace, arm: str, protocol: str, seed: int)
     stage = {"name": protocol, "trainable": trainable, "epochs": 100000, "max_steps": args.steps,
              "optimizer": {"name": "adam", "lr": args.lr}, "loss": {"name": args.loss},
              "area_change_weight": args.area_change_weight, "select_metric": "train/loss"}
-    if protocol == "semi":
-        stage["prompt"] = {"name": "clicks", "positive": 1}
+    if protocol in SEMI:
+        stage["prompt"] = dict(SEMI[protocol])
     elif args.prompt:
         stage["prompt"] = {"name": args.prompt}
     source = {"name": "synthetic_echo", "patients": args.patients, "seed": 0, "frames": args.frames,
@@ -137,7 +140,7 @@ def run_one(args: argparse.Namespace, seed: int, arm: str, protocol: str, out_di
     train_s = time.time() - t0
     store = store_path(recipe.config["data"]["source"], reg)
     test = SequenceDataset(store, "test", model.image_size)
-    prompt = prompt_key(recipe, recipe.config["train"]["stages"][0]["prompt"]) if protocol == "semi" else None
+    prompt = prompt_key(recipe, recipe.config["train"]["stages"][0]["prompt"]) if protocol in SEMI else None
     res = evaluate_sequences(model, test, list(args.classes), device, prompt=prompt, limit=args.eval_sequences)
     res["summary"].update(seed=seed, arm=arm, protocol=protocol, train_s=round(train_s, 1), steps=steps,
                           trainable_params=sum(p.numel() for p in model.parameters() if p.requires_grad),
@@ -287,7 +290,7 @@ def _no_hd95_share(run: dict, classes: list[int]) -> float:
     """Share of (labeled frame, class) pairs with no finite HD95 (exactly one of prediction and truth
     empty): the HD95 means leave them out, so a high share makes those means look better than they are."""
     inf = sum(run["summary"].get(f"hd95_inf_frames_{c}", 0) for c in classes)
-    frames = sum(row["frames"] for row in run.get("sequences", []))
+    frames = sum(row.get("scored_frames", row["frames"]) for row in run.get("sequences", []))
     return inf / (frames * len(classes)) if frames else math.nan
 
 

@@ -48,14 +48,15 @@ def dummy_batch(image_size: int, classes: list[int], device: torch.device) -> tu
 
 def check_forward(model: SegmentationModel, classes: list[int], device: torch.device, where: str = "check") -> None:
     """Run every prompt generator of `model` once on :func:`dummy_batch` (a clip of 2 frames when the
-    model has a temporal module); a component's exception is reported naming it (samfx.plugin_errors)."""
+    model has a temporal module or the prompt gives masks); a component's exception is reported naming
+    it (samfx.plugin_errors)."""
     images, label = dummy_batch(model.image_size, classes, device)
     with _untouched(model, device), torch.no_grad():
         model.eval()
         for key in model.prompt_generators:
             what = f"{where}: one forward of a dummy {model.image_size}² batch with prompt '{key}'"
             with running(what):
-                if model.temporal is not None:
+                if model.temporal is not None or model.prompt_generators[key].gives_mask:  # a sequence prompt
                     model.forward_clip(torch.stack([images, images], 1), classes, torch.stack([label, label], 1),
                                        prompt=key)
                 else:

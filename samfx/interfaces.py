@@ -271,7 +271,9 @@ class Prompts:
     ``features``: per-query features (batch Q) replacing the encoder's, for generators that rewrite the
     image features (the APG). ``aux_losses``: scalar training losses of the generator's own (e.g. box
     regression against ``ctx.targets``), already weighted; the trainer adds them to the stage's loss and
-    logs each as ``train/aux/<name>``. Image stages only: clip stages raise when a generator returns any."""
+    logs each as ``train/aux/<name>``. Image stages only: clip stages raise when a generator returns any.
+    ``mask``: a mask the user gave (1 inside), which *is* the output of the queries it prompts (SAM2's
+    ``add_new_mask``); the decoder still runs on the other fields, for its tokens and object score."""
 
     sparse: Tensor                    # (Q,N,C)
     dense: Tensor                     # (Q,C,h,w)
@@ -279,12 +281,16 @@ class Prompts:
     points: Tensor | None = None      # (Q,N,2) pixel coords of simulated clicks, for overlays
     point_labels: Tensor | None = None
     aux_losses: dict[str, Tensor] = field(default_factory=dict)
+    mask: Tensor | None = None        # (Q,1,S,S) a given mask: the output of these queries
 
 
 class PromptGenerator(ForeignKeys, nn.Module):
-    """``forward(PromptContext) -> Prompts``. ``needs_targets`` is True for simulated clicks/boxes."""
+    """``forward(PromptContext) -> Prompts``. ``needs_targets`` is True for simulated clicks/boxes/masks;
+    ``gives_mask`` is True when its prompts carry the answer (``Prompts.mask``): it then prompts only the
+    first frame(s) of a sequence (semi-supervised), never an image, and those frames are not scored."""
 
     needs_targets: bool = False
+    gives_mask: bool = False
 
     def forward(self, ctx: PromptContext) -> Prompts:  # pragma: no cover - interface
         raise NotImplementedError

@@ -8,7 +8,7 @@ Parameter names are stable and checkpoint-compatible with SAM: ``image_encoder.*
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, cast
 
@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from samfx.errors import SamfxError
 from samfx.interfaces import (
     Adapter,
     BuildContext,
@@ -70,11 +71,29 @@ def class_targets(label_map: Tensor, cls: Tensor) -> Tensor:
     return (label_map.repeat_interleave(k, dim=0) == cls[:, None, None]).unsqueeze(1).float()
 
 
+GIVEN_MASK_LOGIT = 10.0   # a given mask as logits: +-10 inside / outside, as SAM2 scales one
+
+
+def given_mask_output(mask: Tensor, decoded: DecoderOutput, prompts: Prompts) -> SegOutput:
+    """A given mask (Q,1,S,S) as the queries' output (SAM2's mask-as-output): +-10 logits at full size,
+    its area-pooled logits at the decoder's low resolution (what memories store), IoU 1, and an object
+    score of +-10 by whether the mask is empty; the decoder's tokens are kept (SAM2's object pointer)."""
+    mask = mask.to(decoded.low_res.dtype)
+    q, m = decoded.low_res.shape[:2]
+    if tuple(mask.shape[:2]) != (q, 1):
+        raise SamfxError(f"Prompts.mask must be (Q,1,S,S) for Q={q} queries, got {tuple(mask.shape)}")
+    low = F.interpolate(mask, size=decoded.low_res.shape[-2:], mode="area")
+    score = None
+    if decoded.object_score is not None:
+        score = (mask.flatten(1).amax(1, keepdim=True) * 2 - 1) * GIVEN_MASK_LOGIT
+    given = replace(decoded, low_res=((2 * low - 1) * GIVEN_MASK_LOGIT).expand(q, m, -1, -1),
+                    iou=torch.ones_like(decoded.iou), object_score=score)
+    return SegOutput((2 * mask - 1) * GIVEN_MASK_LOGIT, given, prompts)
+
+
 def _check_per_query(features: ImageFeatures, queries: int, who: str) -> None:
     """Replacement features are per query (batch Q), not per image: a one-line error otherwise."""
     if features.embedding.shape[0] != queries:
-        from samfx.errors import SamfxError
-
         raise SamfxError(f"{who}.features has batch {features.embedding.shape[0]} but there are {queries} "
                          f"queries; replacement features are per query (use ImageFeatures.per_query(K))")
 
@@ -157,16 +176,27 @@ class SegmentationModel(nn.Module):
         extra = readout.dense if readout is not None else None
         dense = prompts.dense if extra is None else prompts.dense + extra
         decoded = self.mask_decoder(DecoderInput(features, image_pe, prompts.sparse, dense, k))
+        if prompts.mask is not None:
+            return given_mask_output(prompts.mask, decoded, prompts)
         logits = F.interpolate(decoded.low_res, size=(self.image_size, self.image_size), mode="bilinear",
                                align_corners=False)
         return SegOutput(logits, decoded, prompts)
+
+    def image_prompt(self, prompt: str | None) -> str:
+        """The generator key for an image (not a sequence) forward; one that gives the mask is refused."""
+        name = prompt or self.active_prompt
+        if self.prompt_generators[name].gives_mask:
+            raise SamfxError(f"prompt '{name}' gives the mask itself, so it prompts the first frame of a "
+                             f"sequence (data.clip_length > 0, semi-supervised), not an image; use clicks, "
+                             f"boxes or an automatic prompt for images")
+        return name
 
     def forward(self, images: Tensor, class_ids: Tensor | None = None, targets: Tensor | None = None,
                 prompt: str | None = None) -> SegOutput:
         """One query per image: images (B,3,S,S), class_ids (B,) (default all 1), targets (B,1,S,S)."""
         if class_ids is None:
             class_ids = torch.ones(images.shape[0], dtype=torch.long, device=images.device)
-        return self.decode(self.encode(images), class_ids, targets, prompt=prompt)
+        return self.decode(self.encode(images), class_ids, targets, prompt=self.image_prompt(prompt))
 
     def forward_classes(self, images: Tensor, classes: list[int], label_map: Tensor | None = None,
                         prompt: str | None = None) -> tuple[Tensor, SegOutput]:
@@ -175,6 +205,7 @@ class SegmentationModel(nn.Module):
         Returns (targets (B*K,1,S,S) or empty, output over B*K queries ordered image-major).
         label_map (B,S,S) long gives per-class binary targets (needed by simulated prompts).
         """
+        prompt = self.image_prompt(prompt)
         features = self.encode(images)
         cls = torch.tensor(classes, device=images.device, dtype=torch.long).repeat(images.shape[0])
         targets = class_targets(label_map, cls) if label_map is not None else None

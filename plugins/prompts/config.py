@@ -18,5 +18,10 @@ class BoxesConfig:
 
 
 @dataclass
+class MasksConfig:
+    pass
+
+
+@dataclass
 class NoPromptConfig:
     pass

@@ -3,6 +3,8 @@
 Coordinates are (x, y) = (column, row) in input pixels, as SAM's prompt encoder expects.
 Training placement is random (torch's global RNG, seeded by the trainer); eval is deterministic.
 An empty target gets a background click (label 0) / a zero-size box at the image centre.
+``masks`` gives the whole target mask, as a user who outlines the first frame of a sequence
+(semi-supervised video segmentation): that frame's output is the mask itself.
 """
 from __future__ import annotations
 
@@ -112,6 +114,21 @@ class Boxes(PromptGenerator):
         return Prompts(*ctx.prompt_encoder.encode(b, boxes=box))
 
 
+class Masks(PromptGenerator):
+    """The target mask as a given mask (``Prompts.mask``), and as SAM's dense mask prompt (logits +-10 at
+    4x the embedding size) so the decoder's tokens (SAM2's object pointer) see it."""
+
+    needs_targets = True
+    gives_mask = True
+
+    def forward(self, ctx: PromptContext) -> Prompts:
+        mask = _need_targets(ctx, "masks")[:, None].float()
+        h, w = ctx.features.embedding.shape[-2:]
+        logits = (2 * F.interpolate(mask, size=(4 * h, 4 * w), mode="area") - 1) * 10.0
+        sparse, dense = ctx.prompt_encoder.encode(ctx.num_queries, masks=logits.to(ctx.features.embedding.dtype))
+        return Prompts(sparse, dense, mask=mask)
+
+
 class NoPrompt(PromptGenerator):
     def forward(self, ctx: PromptContext) -> Prompts:
         return Prompts(*ctx.prompt_encoder.encode(ctx.num_queries))
@@ -127,3 +144,7 @@ def build_boxes(cfg, ctx) -> Boxes:
 
 def build_none(cfg, ctx) -> NoPrompt:
     return NoPrompt()
+
+
+def build_masks(cfg, ctx) -> Masks:
+    return Masks()

@@ -113,29 +113,38 @@ def segment_sequence(model: SegmentationModel, frames: Tensor, classes: list[int
 
 def evaluate_sequences(model: SegmentationModel, dataset: Any, classes: list[int], device: torch.device,
                        prompt: str | None = None, lv_label: int = 1, precision: str = "fp32",
-                       limit: int | None = None) -> dict[str, Any]:
+                       limit: int | None = None, hd95: bool = True) -> dict[str, Any]:
     """Per-sequence and mean metrics of a SequenceDataset: per class, Dice and HD95 (mm) on every labeled
     frame and on the ED/ES frames; LV-area jitter (predicted vs ground-truth frame-to-frame change, mm^2)
     split by ``area_tracking`` into the LV-area gain (damping) and the residual (noise) jitter; EF from the
     predicted masks (single-plane area-length) against the EF of the ground-truth masks and the stored EF;
-    the forward's wall time per frame (ms)."""
+    the forward's wall time per frame (ms). With a prompt that gives the mask (``masks``: semi-supervised),
+    the given frames are not scored in Dice/HD95 (they are the truth), as in video object segmentation
+    benchmarks; the area curves, jitter and EF keep them. ``hd95=False`` skips the distances (validation
+    reads only the Dice)."""
     from samfx.clinical import analyze_clip, area_jitter, area_tracking
+    from samfx.clip_forward import prompt_schedule
 
     model.eval()
     rows = []
+    gen = cast("PromptGenerator", model.prompt_generators[prompt or model.active_prompt])
     n = len(dataset) if limit is None else min(limit, len(dataset))
     for i in range(n):
         item = dataset[i]
         frames, labels = item["frames"].to(device).float(), item["labels"].long()
         labeled = item["labeled"].bool()
-        needs = cast("PromptGenerator", model.prompt_generators[prompt or model.active_prompt]).needs_targets
         start = time.perf_counter()
-        pred = segment_sequence(model, frames, classes, labels.to(device) if needs else None, prompt, precision)
+        pred = segment_sequence(model, frames, classes, labels.to(device) if gen.needs_targets else None, prompt,
+                                precision)
         seconds = time.perf_counter() - start
         spacing = item["spacing"].double().reshape(-1).numpy()
+        scored = labeled.numpy().copy()
+        if gen.gives_mask:
+            scored &= ~np.array(prompt_schedule(len(pred), gen.needs_targets, None))
         row: dict[str, Any] = {"id": item.get("id"), "frames": int(len(pred)), "seconds": seconds,
-                               **_frame_scores(pred.numpy(), labels.numpy(), labeled.numpy(), spacing, classes,
-                                               [int(item.get("ed", -1)), int(item.get("es", -1))])}
+                               "scored_frames": int(scored.sum()),
+                               **_frame_scores(pred.numpy(), labels.numpy(), scored, spacing, classes,
+                                               [int(item.get("ed", -1)), int(item.get("es", -1))], hd95)}
         if lv_label in classes and bool(np.all(np.isfinite(spacing))):
             row.update(_area_curves(pred.numpy(), labels.numpy(), labeled.numpy(), spacing, lv_label, item))
         if lv_label in classes and labeled.all() and bool(np.all(np.isfinite(spacing))):
@@ -151,24 +160,28 @@ def evaluate_sequences(model: SegmentationModel, dataset: Any, classes: list[int
 
 
 def _frame_scores(pred: np.ndarray, labels: np.ndarray, labeled: np.ndarray, spacing: np.ndarray,
-                  classes: list[int], ed_es: list[int]) -> dict[str, Any]:
+                  classes: list[int], ed_es: list[int], with_hd95: bool = True) -> dict[str, Any]:
     """Per class: mean Dice and HD95 over the labeled frames, and over the labeled ED/ES frames ("_edes").
     HD95 is in mm (pixels without a finite spacing); a frame where exactly one of prediction and truth
-    is empty has an infinite HD95: it is left out of the mean and counted in ``hd95_inf``."""
+    is empty has an infinite HD95: it is left out of the mean and counted in ``hd95_inf``. Without
+    ``with_hd95`` only the Dice keys."""
     from samfx.metrics import dice, hd95
 
     sp = [float(x) for x in spacing] if bool(np.all(np.isfinite(spacing))) else None
     frames = [t for t in range(len(pred)) if labeled[t]]
     key_frames = [t for t in frames if t in ed_es]
-    out: dict[str, Any] = {"dice": {}, "hd95": {}, "dice_edes": {}, "hd95_edes": {}, "hd95_inf": {}}
+    out: dict[str, Any] = {"dice": {}, "dice_edes": {}}
+    if with_hd95:
+        out.update(hd95={}, hd95_edes={}, hd95_inf={})
     for c in classes:
         d = {t: dice(pred[t] == c, labels[t] == c) for t in frames}
-        h = {t: hd95(pred[t] == c, labels[t] == c, sp) for t in frames}
         out["dice"][c] = _finite_mean(d.values())
-        out["hd95"][c] = _finite_mean(h.values())
         out["dice_edes"][c] = _finite_mean(d[t] for t in key_frames)
-        out["hd95_edes"][c] = _finite_mean(h[t] for t in key_frames)
-        out["hd95_inf"][c] = sum(1 for v in h.values() if math.isinf(v))
+        if with_hd95:
+            h = {t: hd95(pred[t] == c, labels[t] == c, sp) for t in frames}
+            out["hd95"][c] = _finite_mean(h.values())
+            out["hd95_edes"][c] = _finite_mean(h[t] for t in key_frames)
+            out["hd95_inf"][c] = sum(1 for v in h.values() if math.isinf(v))
     return out
 
 
@@ -192,10 +205,12 @@ def _area_curves(pred: np.ndarray, labels: np.ndarray, labeled: np.ndarray, spac
 def summarize_sequences(rows: list[dict[str, Any]], classes: list[int]) -> dict[str, Any]:
     """Means over sequences (NaN-free values only; counts of NaN / infinite cases reported)."""
     out: dict[str, Any] = {"n": len(rows)}
+    with_hd95 = any("hd95" in r for r in rows)
     for c in classes:
-        for key in ("dice", "hd95", "dice_edes", "hd95_edes"):
+        for key in ("dice", "hd95", "dice_edes", "hd95_edes") if with_hd95 else ("dice", "dice_edes"):
             out[f"{key}_{c}"] = _finite_mean(r[key][c] for r in rows if key in r)
-        out[f"hd95_inf_frames_{c}"] = sum(r["hd95_inf"][c] for r in rows if "hd95_inf" in r)
+        if with_hd95:
+            out[f"hd95_inf_frames_{c}"] = sum(r["hd95_inf"][c] for r in rows if "hd95_inf" in r)
     frames = sum(r["frames"] for r in rows if "seconds" in r)
     out["ms_per_frame"] = 1000.0 * sum(r["seconds"] for r in rows if "seconds" in r) / frames if frames else math.nan
     if any("jitter_mm2" in r for r in rows):
