@@ -495,6 +495,15 @@ def test_frame_scores_every_frame_and_ed_es():
     assert out["hd95_inf"][1] == 1                       # frame 1, left out of the HD95 means
     assert out["hd95"][1] == pytest.approx(out["hd95_edes"][1])
     assert 0 < out["hd95_edes"][1] <= 1.0   # at most the 2 extra columns (1 mm)
+    dice_only = _frame_scores(pred, labels, labeled, np.array([0.5, 0.5]), [1], [0, 3], with_hd95=False)
+    assert dice_only == {"dice": out["dice"], "dice_edes": out["dice_edes"]}   # validation's: no distances
+
+
+def test_summary_without_distances_has_no_hd95_keys():
+    from samfx.engine.clips import summarize_sequences
+
+    rows = [{"frames": 2, "seconds": 0.5, "dice": {1: 0.8}, "dice_edes": {1: 0.6}}]
+    assert summarize_sequences(rows, [1]) == {"n": 1, "dice_1": 0.8, "dice_edes_1": 0.6, "ms_per_frame": 250.0}
 
 
 # -- the shipped recipes with the real components --------------------------------------------------

@@ -66,7 +66,7 @@ def validate_sequences(model: SegmentationModel, ds: Dataset, classes: list[int]
     from samfx.engine.clips import evaluate_sequences
 
     was_training = model.training
-    rows = evaluate_sequences(model, _shard(ds), classes, device, precision=precision)["sequences"]
+    rows = evaluate_sequences(model, _shard(ds), classes, device, precision=precision, hd95=False)["sequences"]
     rows = D.gather_lists(rows)
     model.train(was_training)
     per_class = []
