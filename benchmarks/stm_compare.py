@@ -8,8 +8,8 @@ arm: ``--trainable`` (entries an arm lacks are dropped), Adam at ``--lr``, ``--l
 - ``stm``: ``--recipe`` as written (the space-time memory), from ``--init``;
 - ``sam2_perframe``: ``--sam2-recipe`` (SAM2.1 hiera tiny + APG + sam2_memory) with ``model.temporal=null``
   and the encoder in image mode, from ``--sam2-init``;
-- ``sam2_memory``: ``--sam2-recipe`` as written (SAM2's memory), from ``--sam2-init`` (its image-mode
-  ``no_mem_embed`` becomes the memory's, as in an official SAM2 file).
+- ``sam2_memory``: ``--sam2-recipe`` as written (SAM2's memory), from ``--sam2-init`` (the loader gives its
+  image-mode ``no_mem_embed`` to the memory, as for an official SAM2 file).
   ``memory`` / ``nomemory`` are the first two under their former names.
 
 Protocols (``--protocol``): ``auto`` - the APG prompts every frame, every labeled frame in the loss;
@@ -48,7 +48,7 @@ PROTOCOLS = ("auto", "semi", "semi_mask", "sparse")
 SEMI = {"semi": {"name": "clicks", "positive": 1}, "semi_mask": {"name": "masks"}}  # their frame-0 prompt
 
 
-def arm_overrides(args: argparse.Namespace, arm: str, out_dir: Path) -> tuple[str, list[str]]:
+def arm_overrides(args: argparse.Namespace, arm: str) -> tuple[str, list[str]]:
     """(recipe, overrides) that make `arm` out of the recipes and starting checkpoints."""
     sam2 = arm.startswith("sam2")
     recipe, init = (args.sam2_recipe, args.sam2_init) if sam2 else (args.recipe, args.init)
@@ -58,28 +58,9 @@ def arm_overrides(args: argparse.Namespace, arm: str, out_dir: Path) -> tuple[st
         extra.append("model.temporal=null")
     if arm == "sam2_perframe":
         extra.append("model.image_encoder.no_memory_embed=true")
-    if init and arm == "sam2_memory":
-        init = str(video_init(Path(init), out_dir))
     if init:
         extra.append(f"model.checkpoint={init}")
     return recipe, extra
-
-
-def video_init(path: Path, out_dir: Path) -> Path:
-    """A per-frame (image-mode) SAM2 checkpoint for a video model: ``image_encoder.no_mem_embed`` moved
-    to ``temporal.no_mem_embed`` (SAM2 has one such parameter; in video mode the memory owns it). Written
-    once per start and atomically: runs of other seeds may read it from another process meanwhile."""
-    from samfx.checkpoint import atomic_save, model_state, read_checkpoint
-
-    out = out_dir / f"{path.parent.name}-{path.stem}-video.pt"
-    if out.is_file() and out.stat().st_mtime >= path.stat().st_mtime:
-        return out
-    state = dict(model_state(read_checkpoint(path), path))
-    if "image_encoder.no_mem_embed" in state:
-        state["temporal.no_mem_embed"] = state.pop("image_encoder.no_mem_embed")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_save(state, out)
-    return out
 
 
 def stage_and_data(args: argparse.Namespace, arm: str, protocol: str, seed: int) -> list[str]:
@@ -113,7 +94,7 @@ def run_one(args: argparse.Namespace, seed: int, arm: str, protocol: str, out_di
     from samfx.recipe import load_recipe
 
     reg = get_registry()
-    recipe_path, arm_extra = arm_overrides(args, arm, out_dir)
+    recipe_path, arm_extra = arm_overrides(args, arm)
     overrides = [*stage_and_data(args, arm, protocol, seed), *arm_extra]
     recipe = load_recipe(recipe_path, overrides, registry=reg)
     run_dir = out_dir / f"{protocol}-{arm}-seed{seed}"

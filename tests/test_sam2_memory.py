@@ -244,3 +244,22 @@ def test_video_recipes_train_a_clip(name, stage, prompt):
     assert any(n.startswith("temporal.memory_encoder.") for n in got)
     if prompt == "apg":
         assert any(n.startswith("prompt_generators.apg.") for n in got)
+
+
+def test_an_image_mode_run_starts_the_video_recipe(tmp_path):
+    """A per-frame SAM2 checkpoint (``image_encoder.no_mem_embed``) loads into a video recipe, whose
+    memory owns that parameter, as SAM2's official files do; every other weight arrives unchanged."""
+    from samfx.build import build_model
+    from samfx.checkpoint import atomic_save
+    from samfx.recipe import load_recipe
+
+    small = ["model.image_encoder.image_size=64"]
+    torch.manual_seed(0)
+    image = build_model(load_recipe("recipes/autosam2_quick.yaml", small), load_checkpoint=False).state_dict()
+    atomic_save(image, tmp_path / "image.pt")
+    video = build_model(load_recipe("recipes/autosam2_video_quick.yaml",
+                                    [*small, f"model.checkpoint={tmp_path / 'image.pt'}"])).state_dict()
+    assert torch.equal(video["temporal.no_mem_embed"], image["image_encoder.no_mem_embed"])
+    assert "image_encoder.no_mem_embed" not in video
+    shared = [k for k in image if k in video]
+    assert len(shared) == len(image) - 1 and all(torch.equal(image[k], video[k]) for k in shared)

@@ -144,8 +144,12 @@ class Sam2ImageEncoder(ImageEncoder):
     def import_foreign_state(self, state: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
         """An official SAM2 file: ``no_mem_embed`` becomes this encoder's (image mode); the file's other
         memory keys are dropped in image mode and left to the temporal module otherwise. Encoder keys
-        (``image_encoder.trunk.*``, ``.neck.*``) are samfx's names already."""
+        (``image_encoder.trunk.*``, ``.neck.*``) are samfx's names already. In video mode an image-mode
+        file's ``<prefix>no_mem_embed`` goes back to SAM2's top-level name, which the memory claims, so a
+        per-frame SAM2 run starts a video recipe as an official file does."""
         if self.no_mem_embed is None:
+            if prefix + NO_MEM_EMBED in state and NO_MEM_EMBED not in state:
+                return {(NO_MEM_EMBED if k == prefix + NO_MEM_EMBED else k): v for k, v in state.items()}
             return state
         out: dict[str, Tensor] = {}
         for k, v in state.items():
