@@ -130,9 +130,9 @@ def test_predict_refuses_simulated_prompts_and_bad_inputs(plugins, toy_run, tmp_
     from samfx.engine.predict import predict
 
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "x.png")
-    with pytest.raises(SamfxError, match="prompt 'clicks' simulates clicks/boxes from ground truth, which "
-                                         "unlabeled inputs do not have; use a checkpoint trained with an "
-                                         "automatic prompt"):
+    with pytest.raises(SamfxError, match=r"prompt 'clicks' simulates a user from ground truth \(clicks, boxes, "
+                                         r"masks\), which unlabeled inputs do not have; use a checkpoint trained "
+                                         r"with an automatic prompt"):
         predict(toy_run, [str(tmp_path / "x.png")], tmp_path / "o", prompt="clicks", registry=plugins.registry)
     with pytest.raises(SamfxError, match="unsupported input type; use PNG/JPEG/TIFF images, NIfTI"):
         predict(toy_run, [str(toy_run / "recipe.yaml")], tmp_path / "o", registry=plugins.registry)

@@ -39,7 +39,7 @@ def test_tiny_sam_train_eval_predict(tmp_path):
     seqs = [x for x in json.loads(r.stdout)["results"] if "lv_area_csv" in x]
     assert seqs and all(x["frames"] == 4 for x in seqs)
     r = runner.invoke(app, ["predict", str(run), store, "--out", str(tmp_path / "p2"), "--prompt", "clicks"])
-    assert r.exit_code == 2 and "simulates clicks/boxes from ground truth" in r.stderr
+    assert r.exit_code == 2 and "simulates a user from ground truth (clicks, boxes, masks)" in r.stderr
 
 
 @pytest.mark.slow

@@ -73,9 +73,9 @@ def choose_prompt(model, recipe, prompt: str | None, registry, needs_labels_ok: 
         model.prompt_generators[key] = gen.to(next(model.parameters()).device).eval()
     gen = model.prompt_generators[key]
     if gen.needs_targets and not needs_labels_ok:
-        raise SamfxError(f"{where}: prompt '{key}' simulates clicks/boxes from ground truth, which unlabeled "
-                         f"inputs do not have; use a checkpoint trained with an automatic prompt (any that "
-                         f"needs no ground truth, e.g. apg) or --prompt none")
+        raise SamfxError(f"{where}: prompt '{key}' simulates a user from ground truth (clicks, boxes, masks), "
+                         f"which unlabeled inputs do not have; use a checkpoint trained with an automatic prompt "
+                         f"(any that needs no ground truth, e.g. apg) or --prompt none")
     return key
 
 
