@@ -110,15 +110,16 @@ def evaluate(target: str | Path, *, split: str | None = None, data: str | None =
 
 def predict(checkpoint: str | Path, inputs: Sequence[str | Path], out_dir: str | Path, *,
             prompt: str | None = None, device: str = "auto", registry: Registry | None = None,
-            engine: str | None = None) -> dict[str, Any]:
+            engine: str | None = None, first_mask: str | Path | None = None) -> dict[str, Any]:
     """Segment image / NIfTI / .h5 / DICOM files into `out_dir` (label maps, overlays, LV area curves and
     EF for sequences, predictions.json); returns predictions.json's content. `engine`: ``"torch"`` (a run
     folder or checkpoint) or ``"onnx"`` (a file from ``samfx export``, run by onnxruntime); None: onnx
-    for a .onnx path, else torch."""
+    for a .onnx path, else torch. `first_mask`: a label-map PNG of frame 0 of the one sequence input,
+    carried through the sequence by the model's temporal module (semi-supervised)."""
     from samfx.engine.predict import predict as run_predict
 
     return run_predict(checkpoint, [str(p) for p in inputs], out_dir, prompt=prompt, device=device,
-                       registry=registry, engine=engine)
+                       registry=registry, engine=engine, first_mask=first_mask)
 
 
 def report(run_dir: str | Path, *, split: str | None = None, out: str | Path | None = None,

@@ -128,12 +128,16 @@ def predict(checkpoint: str = typer.Argument(..., help="Run folder, checkpoint f
             engine: Optional[str] = typer.Option(None, "--engine", help="torch (a run folder or checkpoint) | "
                                                  "onnx (a file from `samfx export`, run by onnxruntime on the "
                                                  "CPU); default: onnx for a .onnx path, else torch."),
+            first_mask: Optional[str] = typer.Option(None, "--first-mask", help="Frame 0's label map (PNG of "
+                                                     "class ids) of the one sequence input: a temporal model "
+                                                     "carries it through the sequence (semi-supervised)."),
             as_json: bool = typer.Option(False, "--json", help="Print predictions.json.")) -> None:
     """Label maps + overlays per image; per-frame masks, the LV area curve, ED/ES and an EF estimate per sequence."""
     from samfx import api
 
     try:
-        report = api.predict(checkpoint, inputs, out, prompt=prompt, device=device, engine=engine)
+        report = api.predict(checkpoint, inputs, out, prompt=prompt, device=device, engine=engine,
+                             first_mask=first_mask)
     except SamfxError as exc:
         fail(exc)
     if as_json:

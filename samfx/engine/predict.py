@@ -14,7 +14,9 @@ imports them: gray, cropped to the ultrasound region, sector kept). Outputs in O
                           (single-plane area-length on the predicted LV)
 
 The prompt must be automatic (any generator with ``needs_targets`` false, e.g. ``apg``, ``none``):
-simulated clicks and boxes need ground truth, which unlabeled inputs do not have.
+simulated clicks and boxes need ground truth, which unlabeled inputs do not have. The exception is
+``first_mask`` (``--first-mask``): frame 0's label map of one sequence, given to a temporal model
+through the ``masks`` prompt (samfx.engine.first_mask).
 """
 from __future__ import annotations
 
@@ -178,13 +180,18 @@ class Predictor:
     """Holds the model; ``run(input)`` segments one Input and writes its files."""
 
     def __init__(self, checkpoint: str | Path, out_dir: str | Path, *, prompt: str | None = None,
-                 device: str = "auto", registry=None, engine: str | None = None):
+                 device: str = "auto", registry=None, engine: str | None = None,
+                 first_mask: np.ndarray | None = None):
         from samfx.onnx_runtime import OnnxModel, is_onnx
         from samfx.pluginmanager import get_registry
 
         _out_folder(out_dir, create=False)  # before the slow part
         self.engine = check_engine(engine, checkpoint)
         self.onnx: OnnxModel | None = None
+        self.first_mask = first_mask
+        if self.engine == "onnx" and first_mask is not None:
+            raise SamfxError("--first-mask: an exported ONNX model segments frames one by one, with no memory to "
+                             "carry the mask; use the run folder (--engine torch)")
         if self.engine == "onnx":
             if prompt is not None:
                 raise SamfxError("--prompt: an exported ONNX model has its prompt built in; leave --prompt out")
@@ -203,7 +210,12 @@ class Predictor:
         cfg = self.recipe.config
         self.classes = [int(c) for c in cfg["data"]["classes"]]
         self.names = list(cfg["data"]["class_names"])
-        self.prompt = choose_prompt(self.model, self.recipe, prompt, self.registry, False, "--prompt")
+        if first_mask is None:
+            self.prompt = choose_prompt(self.model, self.recipe, prompt, self.registry, False, "--prompt")
+        else:
+            from samfx.engine.first_mask import first_mask_prompt
+
+            self.prompt = first_mask_prompt(self.model, self.recipe, prompt, self.registry)
         self.precision = resolve_precision(cfg["train"]["precision"], self.device)
         self.out = _out_folder(out_dir, create=True)
         self.lv = self.classes[self.names.index("LV")] if "LV" in self.names else self.classes[0]
@@ -215,9 +227,13 @@ class Predictor:
         if self.onnx is not None:
             return segment_frames_onnx(self.onnx, frames)
         return segment_frames(self.model, frames, self.classes, prompt=self.prompt, precision=self.precision,
-                              sequence=sequence)
+                              sequence=sequence, first_mask=self.first_mask)
 
     def run(self, item: Input) -> dict[str, Any]:
+        if self.first_mask is not None:
+            from samfx.engine.first_mask import check_first_mask
+
+            check_first_mask(self.first_mask, item, self.classes)
         pred = self.segment(item.frames, item.sequence)
         rec: dict[str, Any] = {"input": item.source, "name": item.name, "frames": int(pred.shape[0]),
                                "spacing": list(item.spacing) if item.spacing else None}
@@ -309,17 +325,28 @@ def check_engine(engine: str | None, target: str | Path) -> str:
 
 
 def predict(checkpoint: str | Path, inputs: list[str], out_dir: str | Path, *, prompt: str | None = None,
-            device: str = "auto", registry=None, engine: str | None = None) -> dict[str, Any]:
+            device: str = "auto", registry=None, engine: str | None = None,
+            first_mask: str | Path | None = None) -> dict[str, Any]:
     """Segment every input; write files and predictions.json; return its content. `engine`: torch (a run
-    folder or checkpoint) or onnx (an exported .onnx file, run with onnxruntime); None: from the path."""
+    folder or checkpoint) or onnx (an exported .onnx file, run with onnxruntime); None: from the path.
+    `first_mask`: frame 0's label map of the one sequence input (semi-supervised, temporal models)."""
     if not inputs:
         raise SamfxError("predict: no inputs; pass image, NIfTI or .h5 files")
     check_engine(engine, checkpoint)
+    mask = None
+    if first_mask is not None:
+        from samfx.engine.first_mask import read_first_mask
+
+        mask = read_first_mask(first_mask)
     items = [it for p in inputs for it in read_inputs(p)]  # read all first: fail before any work
-    predictor = Predictor(checkpoint, out_dir, prompt=prompt, device=device, registry=registry, engine=engine)
+    if mask is not None and len(items) != 1:
+        raise SamfxError(f"--first-mask: the mask is frame 0 of one sequence, but the inputs hold {len(items)} "
+                         f"images/sequences; run one sequence per call")
+    predictor = Predictor(checkpoint, out_dir, prompt=prompt, device=device, registry=registry, engine=engine,
+                          first_mask=mask)
     results = [predictor.run(it) for it in items]
     report = {"checkpoint": str(predictor.path), "engine": predictor.engine, "prompt": predictor.prompt,
-              "out": str(predictor.out),
+              "first_mask": None if first_mask is None else str(first_mask), "out": str(predictor.out),
               "classes": dict(zip(predictor.names, predictor.classes)), "results": results}
     write_json(predictor.out / "predictions.json", report)
     return report
@@ -327,9 +354,11 @@ def predict(checkpoint: str | Path, inputs: list[str], out_dir: str | Path, *, p
 
 @torch.no_grad()
 def segment_frames(model: Any, frames: np.ndarray, classes: list[int], *, prompt: str | None = None,
-                   precision: str = "fp32", sequence: bool = False) -> np.ndarray:
+                   precision: str = "fp32", sequence: bool = False,
+                   first_mask: np.ndarray | None = None) -> np.ndarray:
     """Gray frames (T,H,W) uint8 -> label maps (T,H,W) uint8 at their own resolution, on the model's
-    device; ``sequence`` sends them through ``forward_clip`` as one clip (temporal models)."""
+    device; ``sequence`` sends them through ``forward_clip`` as one clip (temporal models), with
+    ``first_mask`` (H,W) class ids as frame 0's labels for a prompt that gives masks."""
     device = next(model.parameters()).device
     hw = (int(frames.shape[1]), int(frames.shape[2]))
     x = model_input(frames, model.image_size, device)
@@ -342,8 +371,13 @@ def segment_frames(model: Any, frames: np.ndarray, classes: list[int], *, prompt
     def on_frame(t: int, out: Any) -> None:  # one frame's B*K = K queries -> its label map at (H,W)
         labels.append(labels_from_logits(out.logits, 1, classes, hw)[0][0].cpu().numpy().astype(np.uint8))
 
+    given, labeled = None, None
+    if first_mask is not None:
+        from samfx.engine.first_mask import first_frame_labels
+
+        given, labeled = first_frame_labels(first_mask, x.shape[0], model.image_size, device)
     with autocast(precision, device):
-        model.forward_clip(x.unsqueeze(0), classes, prompt=prompt, on_frame=on_frame)
+        model.forward_clip(x.unsqueeze(0), classes, given, labeled, prompt=prompt, on_frame=on_frame)
     return np.stack(labels)
 
 
