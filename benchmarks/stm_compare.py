@@ -1,4 +1,4 @@
-"""The temporal benchmark: temporal modules against the per-frame model under three protocols, over seeds.
+"""The temporal benchmark: temporal modules against the per-frame model under four protocols, over seeds.
 
 Arms (each fine-tuned on clips of the synthetic sequences with samfx's Trainer, the same stage for every
 arm: ``--trainable`` (entries an arm lacks are dropped), Adam at ``--lr``, ``--loss`` +
