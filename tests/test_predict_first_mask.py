@@ -93,3 +93,6 @@ def test_bad_first_masks_are_one_line_errors(runs, sequence, tmp_path):
         predict(runs["stm"], [str(png)], out, first_mask=png)
     with pytest.raises(SamfxError, match=r"^--first-mask: this checkpoint has no temporal module"):
         predict(runs["none"], [str(sequence)], out, first_mask=png)
+    (tmp_path / "model.onnx").write_bytes(b"")     # refused before it is opened
+    with pytest.raises(SamfxError, match=r"^--first-mask: an exported ONNX model segments frames one by one"):
+        predict(tmp_path / "model.onnx", [str(sequence)], out, first_mask=png)
