@@ -188,7 +188,7 @@ class SegmentationModel(nn.Module):
         if self.prompt_generators[name].gives_mask:
             raise SamfxError(f"prompt '{name}' gives the mask itself, so it prompts the first frame of a "
                              f"sequence (data.clip_length > 0, semi-supervised), not an image; use clicks, "
-                             f"boxes or an automatic prompt for images")
+                             f"boxes or an automatic prompt for images (samfx eval: --prompt clicks)")
         return name
 
     def forward(self, images: Tensor, class_ids: Tensor | None = None, targets: Tensor | None = None,
