@@ -22,6 +22,17 @@ def pytest_configure(config):
         pass
 
 
+def pytest_sessionstart(session):
+    import shutil
+    import tempfile
+
+    free = shutil.disk_usage(tempfile.gettempdir()).free / 2**30
+    if free < 4:  # a full disk shows up as torch.save failing in some fixture's set-up
+        sys.stderr.write(f"warning: only {free:.1f} GiB free in {tempfile.gettempdir()}; the suite writes up "
+                         f"to ~1 GiB there at once (random checkpoints); free some space if tests fail "
+                         f"writing files\n")
+
+
 def run_samfx(*args: str, env: dict | None = None, cwd: Path | None = None, timeout: int = 600):
     """Run the CLI in a subprocess (fresh interpreter, as a user would)."""
     full_env = {**os.environ, **(env or {})}
