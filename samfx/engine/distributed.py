@@ -5,6 +5,7 @@ NCCL on CUDA, gloo on CPU. Only rank 0 writes the run folder; the others compute
 """
 from __future__ import annotations
 
+import gc
 import os
 import re
 import sys
@@ -67,7 +68,11 @@ def setup(device: torch.device) -> DistInfo:
 
 
 def cleanup() -> None:
+    """Leave the process group. Call it once the trainer is unreachable: the collection first frees
+    DDP wrappers caught in reference cycles, whose reducers would otherwise keep the gloo group alive
+    until interpreter shutdown, where its threads can abort the process (SIGABRT, seen once)."""
     if dist.is_available() and dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()
 
 

@@ -300,10 +300,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.memory:
         size = recipe.config["model"]["image_encoder"]["image_size"]
         datasets = {"train": ToyShapes(16, size, seed=1, augment=True), "val": ToyShapes(4, size, seed=2)}
-    trainer = Trainer(recipe, args.run_dir, registry=plugins.registry, plugin_versions=plugins.versions(),
-                      datasets=datasets, resume=args.resume, callbacks=[kill] if args.kill_at_step else [])
+
+    def fit() -> None:  # the trainer is unreachable once this returns (see D.cleanup)
+        Trainer(recipe, args.run_dir, registry=plugins.registry, plugin_versions=plugins.versions(),
+                datasets=datasets, resume=args.resume, callbacks=[kill] if args.kill_at_step else []).fit()
+
     try:
-        trainer.fit()
+        fit()
     finally:
         D.cleanup()
 
