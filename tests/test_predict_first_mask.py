@@ -77,10 +77,14 @@ def test_bad_first_masks_are_one_line_errors(runs, sequence, tmp_path):
     Image.fromarray(np.where(mask > 0, 7, 0).astype(np.uint8)).save(tmp_path / "seven.png")
     cases.append(({"first_mask": tmp_path / "seven.png"}, r"^--first-mask: values \[7\] are not classes of this "
                                                           r"model \(\[1, 2, 3\], 0 = background\)"))
-    Image.fromarray(np.zeros((*mask.shape, 3), np.uint8)).save(tmp_path / "rgb.png")
-    cases.append(({"first_mask": tmp_path / "rgb.png"}, r"^--first-mask .*rgb\.png: a RGB image, not a label map"))
+    colour = np.zeros((*mask.shape, 3), np.uint8)
+    colour[..., 0] = mask                                                  # labels painted red
+    Image.fromarray(colour).save(tmp_path / "rgb.png")
+    cases.append(({"first_mask": tmp_path / "rgb.png"}, r"^--first-mask .*rgb\.png: colour label image; labels must "
+                                                        r"be one class id per pixel; give frame 0's label map"))
     (tmp_path / "junk.png").write_bytes(b"not a png")
-    cases.append(({"first_mask": tmp_path / "junk.png"}, r"^--first-mask .*junk\.png: cannot read it as an image"))
+    cases.append(({"first_mask": tmp_path / "junk.png"}, r"^--first-mask .*junk\.png: cannot read image "
+                                                         r"\(UnidentifiedImageError"))
     cases.append(({"first_mask": tmp_path / "nope.png"}, r"^--first-mask .*nope\.png: no such file"))
     cases.append(({"first_mask": png, "prompt": "apg"}, r"^--first-mask: prompt 'apg' does not take a given mask"))
     for kwargs, match in cases:

@@ -17,23 +17,18 @@ from samfx.errors import SamfxError, first_line
 
 
 def read_first_mask(path: str | Path) -> np.ndarray:
-    """The label map (H,W) uint8 in a PNG/TIFF/BMP file; a one-line error for anything else."""
-    from PIL import Image, UnidentifiedImageError
+    """The label map (H,W) in an image file, read as the importers read label PNGs
+    (``read_png(label=True)``); a one-line error naming ``--first-mask`` for anything else."""
+    from samfx.data.importers.common import read_png
 
     p = Path(path)
+    hint = "give frame 0's label map (a one-channel PNG of class ids, as `samfx predict` writes frame_000_label.png)"
     if not p.is_file():
-        raise SamfxError(f"--first-mask {p}: no such file; give frame 0's label map (a one-channel PNG of "
-                         f"class ids, as `samfx predict` writes frame_000_label.png)")
+        raise SamfxError(f"--first-mask {p}: no such file; {hint}")
     try:
-        with Image.open(p) as im:
-            if im.mode not in ("L", "P", "I", "I;16", "1"):
-                raise SamfxError(f"--first-mask {p}: a {im.mode} image, not a label map; save the class ids "
-                                 f"as a one-channel (grayscale) PNG")
-            mask = np.asarray(im.convert("I") if im.mode.startswith("I") else im)
-    except (UnidentifiedImageError, OSError) as exc:
-        raise SamfxError(f"--first-mask {p}: cannot read it as an image ({first_line(exc)}); give a PNG of "
-                         f"class ids") from None
-    return mask.astype(np.int64)
+        return read_png(p, label=True).astype(np.int64)
+    except SamfxError as exc:
+        raise SamfxError(f"--first-mask {first_line(exc)}; {hint}") from None
 
 
 def check_first_mask(mask: np.ndarray, item: Any, classes: list[int]) -> None:
