@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -282,6 +283,15 @@ class Prompts:
     point_labels: Tensor | None = None
     aux_losses: dict[str, Tensor] = field(default_factory=dict)
     mask: Tensor | None = None        # (Q,1,S,S) a given mask: the output of these queries
+
+
+GIVEN_MASK_LOGIT = 10.0   # a given mask as logits: +-10 inside / outside, as SAM2 scales one
+
+
+def given_mask_logits(mask: Tensor, size: tuple[int, int]) -> Tensor:
+    """A given mask (N,1,H,W), 1 inside, as +-GIVEN_MASK_LOGIT logits area-pooled to `size`: SAM's dense
+    mask prompt (4x the embedding) and a given mask's low-res output (what memories store)."""
+    return (2 * F.interpolate(mask, size=size, mode="area") - 1) * GIVEN_MASK_LOGIT
 
 
 class PromptGenerator(ForeignKeys, nn.Module):

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from samfx.errors import SamfxError
 from samfx.interfaces import (
+    GIVEN_MASK_LOGIT,
     Adapter,
     BuildContext,
     DecoderInput,
@@ -31,6 +32,7 @@ from samfx.interfaces import (
     PromptGenerator,
     Prompts,
     TemporalModule,
+    given_mask_logits,
 )
 
 
@@ -71,9 +73,6 @@ def class_targets(label_map: Tensor, cls: Tensor) -> Tensor:
     return (label_map.repeat_interleave(k, dim=0) == cls[:, None, None]).unsqueeze(1).float()
 
 
-GIVEN_MASK_LOGIT = 10.0   # a given mask as logits: +-10 inside / outside, as SAM2 scales one
-
-
 def given_mask_output(mask: Tensor, decoded: DecoderOutput, prompts: Prompts) -> SegOutput:
     """A given mask (Q,1,S,S) as the queries' output (SAM2's mask-as-output): +-10 logits at full size,
     its area-pooled logits at the decoder's low resolution (what memories store), IoU 1, and an object
@@ -82,11 +81,11 @@ def given_mask_output(mask: Tensor, decoded: DecoderOutput, prompts: Prompts) ->
     q, m = decoded.low_res.shape[:2]
     if tuple(mask.shape[:2]) != (q, 1):
         raise SamfxError(f"Prompts.mask must be (Q,1,S,S) for Q={q} queries, got {tuple(mask.shape)}")
-    low = F.interpolate(mask, size=decoded.low_res.shape[-2:], mode="area")
     score = None
     if decoded.object_score is not None:
         score = (mask.flatten(1).amax(1, keepdim=True) * 2 - 1) * GIVEN_MASK_LOGIT
-    given = replace(decoded, low_res=((2 * low - 1) * GIVEN_MASK_LOGIT).expand(q, m, -1, -1),
+    low = given_mask_logits(mask, (int(decoded.low_res.shape[-2]), int(decoded.low_res.shape[-1])))
+    given = replace(decoded, low_res=low.expand(q, m, -1, -1),
                     iou=torch.ones_like(decoded.iou), object_score=score)
     return SegOutput((2 * mask - 1) * GIVEN_MASK_LOGIT, given, prompts)
 

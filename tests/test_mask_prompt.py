@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from samfx.build import build_model
 from samfx.errors import SamfxError
 from samfx.forward_check import check_forward
-from samfx.model import GIVEN_MASK_LOGIT
+from samfx.interfaces import GIVEN_MASK_LOGIT
 from samfx.recipe import load_recipe
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from samfx.errors import SamfxError
-from samfx.interfaces import PromptContext, PromptGenerator, Prompts
+from samfx.interfaces import PromptContext, PromptGenerator, Prompts, given_mask_logits
 
 
 def _need_targets(ctx: PromptContext, who: str) -> Tensor:
@@ -124,7 +124,7 @@ class Masks(PromptGenerator):
     def forward(self, ctx: PromptContext) -> Prompts:
         mask = _need_targets(ctx, "masks")[:, None].float()
         h, w = ctx.features.embedding.shape[-2:]
-        logits = (2 * F.interpolate(mask, size=(4 * h, 4 * w), mode="area") - 1) * 10.0
+        logits = given_mask_logits(mask, (4 * h, 4 * w))
         sparse, dense = ctx.prompt_encoder.encode(ctx.num_queries, masks=logits.to(ctx.features.embedding.dtype))
         return Prompts(sparse, dense, mask=mask)
 
