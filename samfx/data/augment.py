@@ -82,13 +82,15 @@ def resize(images: np.ndarray, labels: np.ndarray | None, size: int) -> tuple[to
     if img.shape[-2:] != (size, size):
         img = F.interpolate(img, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
         img = img.clamp_(0.0, 1.0)
-    lab = None
-    if labels is not None:
-        lab = torch.from_numpy(np.ascontiguousarray(labels)).unsqueeze(1)
-        if lab.shape[-2:] != (size, size):
-            lab = F.interpolate(lab.float(), size=(size, size), mode="nearest-exact").round_()
-        lab = lab.squeeze(1).long()
-    return img, lab
+    return img, None if labels is None else resize_labels(labels, size)
+
+
+def resize_labels(labels: np.ndarray, size: int) -> torch.Tensor:
+    """Label maps (N,H,W) of class ids -> int64 (N,S,S), nearest."""
+    lab = torch.from_numpy(np.ascontiguousarray(labels)).unsqueeze(1)
+    if lab.shape[-2:] != (size, size):
+        lab = F.interpolate(lab.float(), size=(size, size), mode="nearest-exact").round_()
+    return lab.squeeze(1).long()
 
 
 def apply(img: torch.Tensor, lab: torch.Tensor | None, p: AugParams) -> tuple[torch.Tensor, torch.Tensor | None]:

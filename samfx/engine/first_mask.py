@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from samfx.errors import SamfxError, first_line
 
@@ -51,8 +50,9 @@ def first_frame_labels(mask: np.ndarray, frames: int, size: int, device: torch.d
                                                                                             torch.Tensor]:
     """(labels (1,T,S,S) long: frame 0 the mask resized nearest to S x S, the rest 0; labeled (1,T) bool:
     frame 0 only), the arguments ``forward_clip`` takes for a masks prompt on frame 0."""
-    small = F.interpolate(torch.as_tensor(mask, dtype=torch.float32)[None, None], size=(size, size),
-                          mode="nearest-exact")[0, 0].long()
+    from samfx.data.augment import resize_labels
+
+    small = resize_labels(mask[None], size)[0]
     labels = torch.zeros(1, frames, size, size, dtype=torch.long, device=device)
     labels[0, 0] = small.to(device)
     labeled = torch.zeros(1, frames, dtype=torch.bool, device=device)
