@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_RECIPE ?= recipes/autosamus_msff_quick.yaml
 
-.PHONY: setup demo lint test test-slow bench clean
+.PHONY: setup demo lint test test-fast test-slow bench clean
 
 setup: $(STAMP)
 
@@ -29,15 +29,24 @@ demo: $(STAMP)
 	$(BIN)/samfx train $(DEMO_RECIPE) --out runs/demo
 	$(BIN)/samfx eval runs/demo --split test --report
 
-# ruff (style, imports, likely bugs), then mypy over samfx and the plugins (pyproject.toml configures
-# both). mypy sees plugins/ as samfx_plugins through a link, as the package-dir mapping does.
+# ruff (style, imports, likely bugs), import-linter (the layers and the plugin surface,
+# docs/architecture.md), then mypy over samfx and the plugins (pyproject.toml configures all three).
+# mypy sees plugins/ as samfx_plugins through a link, as the package-dir mapping does.
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
 	mkdir -p .cache/typecheck && ln -sfn ../../plugins .cache/typecheck/samfx_plugins
 	$(BIN)/mypy
 
+# The whole suite on every core (pytest-xdist; each worker has its own temporary folder).
 test: lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto
+
+# The inner loop (under a minute): contracts, layers, recipes, the registry and one tiny train + eval.
+FAST_TESTS := tests/test_layers.py tests/test_registry.py tests/test_recipe.py tests/test_contract_v2.py \
+	tests/test_describe.py tests/test_engine_train.py
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -n auto $(FAST_TESTS)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow

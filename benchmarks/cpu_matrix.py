@@ -37,14 +37,14 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--out", type=Path, default=None, help="JSON report")
     args = ap.parse_args(argv)
 
-    from samfx.bench import synthetic_labels
-    from samfx.build import build_component, build_model
-    from samfx.engine.optim import build_optimizer
-    from samfx.engine.steps import ImageStep
-    from samfx.interfaces import BuildContext
-    from samfx.pluginmanager import get_registry
-    from samfx.recipe import load_recipe
-    from samfx.trainable import apply_stage
+    from samfx.config.recipe import load_recipe
+    from samfx.contracts.interfaces import BuildContext
+    from samfx.contracts.plugins import get_registry
+    from samfx.engine.bench.run import synthetic_labels
+    from samfx.engine.train.optim import build_optimizer
+    from samfx.engine.train.steps import ImageStep
+    from samfx.model.build import build_component, build_model
+    from samfx.model.trainable import apply_stage
 
     registry = get_registry()
     recipe = load_recipe(args.recipe, args.overrides, registry)

@@ -1,7 +1,7 @@
 """Inference throughput and peak RSS: PyTorch eager fp32 vs onnxruntime (CPU) on the same model.
 
 Each model is built from its recipe with random weights (seed 0; speed does not depend on the
-weights), exported once with `samfx.export_onnx.export_model` (the graph `samfx export` writes), and
+weights), exported once with `samfx.deploy.export_onnx.export_model` (the graph `samfx export` writes), and
 every (engine, model, batch) is measured in its own fresh subprocess, so that its peak RSS (ru_maxrss:
 model + session + activations) is its own. Timed: the end-to-end automatic forward, every class
 queried (PyTorch: `predict_classes` under no_grad, what `samfx predict` runs; onnxruntime: the
@@ -46,7 +46,7 @@ def _rss_gib() -> float:
 
 
 def export(name: str, path: Path) -> dict:
-    from samfx.export_onnx import export_model
+    from samfx.deploy.export_onnx import export_model
 
     model, rec = _build(name)
     t = time.perf_counter()
@@ -61,7 +61,7 @@ def worker(engine: str, name: str, batch: int, threads: int, reps: int, onnx_pat
     torch.set_num_threads(threads)
     t0 = time.perf_counter()
     if engine == "torch":
-        from samfx.engine.inference import predict_classes
+        from samfx.engine.eval.inference import predict_classes
 
         model, rec = _build(name)
         classes = [int(c) for c in rec.config["data"]["classes"]]
@@ -70,7 +70,7 @@ def worker(engine: str, name: str, batch: int, threads: int, reps: int, onnx_pat
         def run(x: np.ndarray) -> None:
             predict_classes(model, torch.from_numpy(x), classes)
     else:
-        from samfx.onnx_runtime import OnnxModel
+        from samfx.deploy.onnx_runtime import OnnxModel
 
         runner = OnnxModel.load(onnx_path, threads=threads)
         size = runner.image_size

@@ -85,13 +85,13 @@ def stage_and_data(args: argparse.Namespace, arm: str, protocol: str, seed: int)
 
 def run_one(args: argparse.Namespace, seed: int, arm: str, protocol: str, out_dir: Path) -> dict:
     """Train one arm under one protocol with samfx's Trainer (clip path), then evaluate the test sequences."""
-    from samfx.build import prompt_key
+    from samfx.config.recipe import load_recipe
+    from samfx.contracts.plugins import get_registry
     from samfx.data.datasets import SequenceDataset
-    from samfx.engine.clips import evaluate_sequences
-    from samfx.engine.data import open_split, store_path
-    from samfx.engine.trainer import Trainer
-    from samfx.pluginmanager import get_registry
-    from samfx.recipe import load_recipe
+    from samfx.engine.eval.sequences import evaluate_sequences
+    from samfx.engine.run.loaders import open_split, store_path
+    from samfx.engine.train.trainer import Trainer
+    from samfx.model.build import prompt_key
 
     reg = get_registry()
     recipe_path, arm_extra = arm_overrides(args, arm)
@@ -144,7 +144,7 @@ class _WrittenMasks:
         return len(self.dataset)
 
     def __getitem__(self, i: int):
-        from samfx.model import class_targets
+        from samfx.model.outputs import class_targets
 
         item = self.dataset[i]
         cls = torch.tensor(self.classes)
@@ -166,7 +166,7 @@ class _WrittenMasks:
 def memory_check(model, test, args, device, prompt: str | None = None) -> dict:
     """Does the trained memory use what it stores? Mean Dice / jitter with ground-truth and with empty
     masks written instead of the predictions (a memory whose results do not move ignores its contents)."""
-    from samfx.engine.clips import evaluate_sequences
+    from samfx.engine.eval.sequences import evaluate_sequences
 
     out = {}
     for mode in ("truth", "empty"):
@@ -183,8 +183,8 @@ def memory_check(model, test, args, device, prompt: str | None = None) -> dict:
 
 def frozen_model(recipe, reg, device_name: str):
     """The recipe's model (``model.checkpoint`` loaded) on the resolved device, gradients off."""
-    from samfx.build import build_model
-    from samfx.engine.distributed import env_info, resolve_device
+    from samfx.engine.run.distributed import env_info, resolve_device
+    from samfx.model.build import build_model
 
     device = resolve_device(device_name, env_info())
     model = build_model(recipe, reg).to(device)

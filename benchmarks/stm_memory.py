@@ -32,9 +32,9 @@ def child(args: argparse.Namespace) -> dict:
     """One measurement in this (fresh) process."""
     import torch
 
-    from samfx.build import build_model
-    from samfx.pluginmanager import get_registry
-    from samfx.recipe import load_recipe
+    from samfx.config.recipe import load_recipe
+    from samfx.contracts.plugins import get_registry
+    from samfx.model.build import build_model
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

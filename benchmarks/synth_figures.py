@@ -15,9 +15,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from samfx.data.preview import COLORS
-from samfx.data.synth import render_sequence as render_v1
-from samfx.data.synth_v2.options import SynthV2Options
-from samfx.data.synth_v2.render import render_sequence as render_v2
+from samfx.data.synth.v1 import render_sequence as render_v1
+from samfx.data.synth.v2.options import SynthV2Options
+from samfx.data.synth.v2.render import render_sequence as render_v2
 
 SIZE = (160, 180)
 

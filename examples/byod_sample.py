@@ -28,7 +28,7 @@ from pydicom.tag import Tag
 from pydicom.uid import JPEGBaseline8Bit, UltrasoundMultiFrameImageStorage, generate_uid
 
 from samfx.data.store import open_store, read_frames, read_index
-from samfx.data.synth import generate
+from samfx.data.synth.store import generate
 
 MASK_VALUES = np.array([0, 85, 170, 255], np.uint8)   # label id -> grey level in the mask PNGs
 BORDER = 16                                           # screen margin around the ultrasound region

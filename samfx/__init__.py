@@ -3,7 +3,7 @@
 This module stays light (no torch import) so that `samfx --help` and plugin listing are fast.
 Plugins import `hookimpl` from here.
 """
-from samfx.hookspecs import hookimpl
+from samfx.contracts.hookspecs import hookimpl
 
 __version__ = "0.1.0"
 __all__ = ["hookimpl", "__version__"]

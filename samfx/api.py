@@ -1,6 +1,6 @@
 """The Python API for notebooks and scripts (docs/python_api.md); the CLI calls these same functions.
 
-Names and signatures listed in ``__all__`` are stable. Errors are :class:`samfx.errors.SamfxError`
+Names and signatures listed in ``__all__`` are stable. Errors are :class:`samfx.contracts.errors.SamfxError`
 with a one-line message (the CLI prints it as ``error: ...``). Torch is imported on first call.
 """
 from __future__ import annotations
@@ -10,22 +10,34 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from samfx.errors import SamfxError
-from samfx.recipe import Recipe
+from samfx.config.recipe import Recipe
+from samfx.config.recipe import load_recipe as load
+from samfx.contracts.errors import SamfxError
+from samfx.contracts.plugins import get_registry
+from samfx.deploy.predict import predict as run_predict
+from samfx.deploy.predict import segment_frames
+from samfx.engine.eval.evaluate import choose_prompt
+from samfx.engine.eval.evaluate import evaluate as run_eval
+from samfx.engine.eval.inference import resolve_precision
+from samfx.engine.run import checkpoints as ckpt
+from samfx.engine.run import rundir
+from samfx.engine.run.distributed import DistInfo, resolve_device
+from samfx.engine.train.trainer import Trainer
+from samfx.model.build import build_model as build
+from samfx.report.write import write_report
 
 if TYPE_CHECKING:
     import numpy as np
     from torch.utils.data import Dataset
 
-    from samfx.engine.trainer import Trainer
-    from samfx.model import SegmentationModel
-    from samfx.registry import Registry
+    from samfx.contracts.registry import Registry
+    from samfx.engine.train.trainer import Trainer
+    from samfx.model.segmentation import SegmentationModel
 
 __all__ = ["Run", "load_recipe", "build_model", "train", "resume", "evaluate", "predict", "predict_arrays",
            "load_run", "report"]
 
 def _registry(registry: Registry | None) -> Registry:
-    from samfx.pluginmanager import get_registry
 
     return registry if registry is not None else get_registry()
 
@@ -34,7 +46,6 @@ def load_recipe(path: str | Path | None, overrides: Sequence[str] = (), *,
                 registry: Registry | None = None) -> Recipe:
     """Read a recipe YAML (None: the defaults only), apply ``key.path=value`` overrides, validate it
     against the installed plugins' components (or `registry`) and fill defaults."""
-    from samfx.recipe import load_recipe as load
 
     return load(path, list(overrides), _registry(registry))
 
@@ -51,7 +62,6 @@ def build_model(recipe: Recipe | str | Path, *, registry: Registry | None = None
                 load_checkpoint: bool = True) -> SegmentationModel:
     """The recipe's model (train mode, on the CPU); ``load_checkpoint`` loads ``model.checkpoint``'s
     weights when the recipe names one (False: freshly initialised weights)."""
-    from samfx.build import build_model as build
 
     return build(_as_recipe(recipe, (), registry), _registry(registry), load_checkpoint=load_checkpoint)
 
@@ -59,11 +69,10 @@ def build_model(recipe: Recipe | str | Path, *, registry: Registry | None = None
 def _fit(recipe: Recipe, run_dir: str | Path | None, resume: bool, registry: Registry | None,
          datasets: Mapping[str, Dataset[Any] | None] | None,
          callbacks: Sequence[Callable[[Trainer, str], None]], quiet: bool) -> dict[str, Any]:
-    from samfx.engine.trainer import Trainer
 
     versions = None
     if registry is None:
-        from samfx.pluginmanager import get_plugins
+        from samfx.contracts.plugins import get_plugins
 
         plugins = get_plugins()
         registry, versions = plugins.registry, plugins.versions()
@@ -78,7 +87,7 @@ def train(recipe: Recipe | str | Path, run_dir: str | Path | None = None, *, ove
     """Train every stage into `run_dir` (None: ``train.out_dir/<recipe>-<time>``); returns metrics.json's
     content (``["run"]`` is the run folder). ``datasets`` ({"train": ds, "val": ds or None}) replaces the
     recipe's data; ``callbacks`` are called as ``cb(trainer, "step" | "epoch")``. Ctrl-C raises
-    :class:`samfx.engine.interrupt.Interrupted` (a KeyboardInterrupt) with last.pt written."""
+    :class:`samfx.engine.train.interrupt.Interrupted` (a KeyboardInterrupt) with last.pt written."""
     return _fit(_as_recipe(recipe, overrides, registry), run_dir, False, registry, datasets, callbacks, quiet)
 
 
@@ -102,7 +111,6 @@ def evaluate(target: str | Path, *, split: str | None = None, data: str | None =
     """Per-class Dice / IoU / HD / HD95 of a run folder (best.pt, else last.pt) or checkpoint on `split`
     (default ``eval.split``) of its data or of `data` (a .h5 store or a dataset as YAML); returns the
     report of docs/metrics.md, also written as eval-<split>.json next to the checkpoint when `write`."""
-    from samfx.engine.evaluate import evaluate as run_eval
 
     return run_eval(target, split=split, data=data, prompt=prompt, device=device, registry=registry,
                     compat=compat_row_hd, limit=limit, write=write)
@@ -116,7 +124,6 @@ def predict(checkpoint: str | Path, inputs: Sequence[str | Path], out_dir: str |
     folder or checkpoint) or ``"onnx"`` (a file from ``samfx export``, run by onnxruntime); None: onnx
     for a .onnx path, else torch. `first_mask`: a label-map PNG of frame 0 of the one sequence input,
     carried through the sequence by the model's temporal module (semi-supervised)."""
-    from samfx.engine.predict import predict as run_predict
 
     return run_predict(checkpoint, [str(p) for p in inputs], out_dir, prompt=prompt, device=device,
                        registry=registry, engine=engine, first_mask=first_mask)
@@ -126,7 +133,6 @@ def report(run_dir: str | Path, *, split: str | None = None, out: str | Path | N
            device: str = "cpu", registry: Registry | None = None) -> Path:
     """Write the self-contained HTML report of an evaluated run folder (its eval-<split>.json; docs/report.md)
     to `out` (default ``RUN/report-<split>.html``) and return its path."""
-    from samfx.report import write_report
 
     return write_report(run_dir, split=split, out=out, registry=registry, device=device)
 
@@ -148,8 +154,6 @@ class Run:
         ids, 0 = background); ``sequence``: the N frames are one clip (temporal models)."""
         import numpy as np
 
-        from samfx.engine.predict import segment_frames
-
         arr = np.asarray(images)
         if arr.ndim not in (2, 3) or arr.dtype != np.uint8:
             raise SamfxError(f"segment: images must be uint8 (H,W) or (N,H,W), got {arr.dtype} "
@@ -164,11 +168,6 @@ def load_run(target: str | Path, *, prompt: str | None = None, device: str = "au
     """Rebuild the model of a run folder (best.pt, else last.pt) or checkpoint from its stored recipe and
     load its weights. `prompt`: an automatic prompt generator (default: eval.prompt, else the last
     stage's; clicks and boxes need ground truth and are refused)."""
-    from samfx.engine import checkpointing as ckpt
-    from samfx.engine import rundir
-    from samfx.engine.distributed import DistInfo, resolve_device
-    from samfx.engine.evaluate import choose_prompt
-    from samfx.engine.inference import resolve_precision
 
     reg = _registry(registry)
     path = rundir.find_checkpoint(target)

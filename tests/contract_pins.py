@@ -54,9 +54,9 @@ def _inputs(kind: str) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _model(case: str) -> tuple[Any, Any]:
-    from samfx.build import build_model
-    from samfx.pluginmanager import get_registry
-    from samfx.recipe import load_recipe
+    from samfx.config.recipe import load_recipe
+    from samfx.contracts.plugins import get_registry
+    from samfx.model.build import build_model
 
     recipe_name, overrides, _ = CASES[case]
     reg = get_registry()
@@ -80,9 +80,9 @@ def _perturb_adapters(model: Any) -> None:
 
 def _reload_from_authors_layout(model: Any, rec: Any, reg: Any) -> Any:
     """The same weights written in the SAMUS authors' key layout and loaded through model.checkpoint."""
-    from samfx.build import build_model
-    from samfx.convert import export_state
-    from samfx.recipe import load_recipe
+    from samfx.config.recipe import load_recipe
+    from samfx.deploy.convert import export_state
+    from samfx.model.build import build_model
 
     state = export_state(model, "authors")
     with tempfile.TemporaryDirectory() as tmp:

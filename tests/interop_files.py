@@ -8,8 +8,8 @@ import torch
 from safetensors.torch import save_file
 from torch import Tensor
 
-from samfx.build import build_model
-from samfx.recipe import load_recipe
+from samfx.config.recipe import load_recipe
+from samfx.model.build import build_model
 
 TINY_SAM = ["model.image_encoder.size=tiny", "model.image_encoder.image_size=64"]
 TINY_WIDTH, TINY_BLOCKS = 96, 4

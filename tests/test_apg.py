@@ -5,9 +5,9 @@ import pytest
 import torch
 from torch import nn
 
-from samfx.errors import CheckpointError, RecipeError, SamfxError
-from samfx.interfaces import BuildContext, ImageFeatures, MaskDecoderBase, PromptContext, PromptEncoderBase
-from samfx.trainable import count_params
+from samfx.contracts.errors import CheckpointError, RecipeError, SamfxError
+from samfx.contracts.interfaces import BuildContext, ImageFeatures, MaskDecoderBase, PromptContext, PromptEncoderBase
+from samfx.model.trainable import count_params
 from samfx_plugins.apg.config import APGConfig
 from samfx_plugins.apg.io import extract_from_state, load_apg, read_apg, save_apg
 from samfx_plugins.apg.module import AutoPromptGenerator, PaperCombine, build_apg, softmax1_attention

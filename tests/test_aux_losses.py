@@ -10,9 +10,9 @@ import torch
 from torch import nn
 
 from samfx import hookimpl
+from samfx.contracts.errors import SamfxError
+from samfx.contracts.interfaces import BuildContext, PromptContext, Prompts
 from samfx.engine.testing import ToyClassPrompt, ToyPlugin
-from samfx.errors import SamfxError
-from samfx.interfaces import BuildContext, PromptContext, Prompts
 
 TOY = Path(__file__).resolve().parent / "recipes" / "toy.yaml"
 
@@ -48,7 +48,7 @@ class AreaPlugin:
 
 @pytest.fixture(scope="module")
 def plugins():
-    from samfx.pluginmanager import load_plugins
+    from samfx.contracts.plugins import load_plugins
 
     return load_plugins(extra={"toy": ToyPlugin(), "area": AreaPlugin()})
 
@@ -62,8 +62,8 @@ def _recipe(plugins, *overrides: str):
 
 def test_aux_losses_are_added_to_the_stage_loss(plugins):
     from samfx import api
-    from samfx.engine.steps import ImageStep
     from samfx.engine.testing import ToyBCE, ToyShapes
+    from samfx.engine.train.steps import ImageStep
 
     model = api.build_model(_recipe(plugins), registry=plugins.registry)
     batch = [ToyShapes(2, 32)[i] for i in range(2)]
@@ -86,7 +86,7 @@ def test_aux_losses_are_added_to_the_stage_loss(plugins):
 
 def test_trainer_optimizes_and_logs_aux_losses(plugins, tmp_path):
     from samfx import api
-    from samfx.engine.checkpointing import load
+    from samfx.engine.run.checkpoints import load
 
     api.train(_recipe(plugins, "model.prompt.weight=2.0"), tmp_path / "run", registry=plugins.registry)
     with open(tmp_path / "run" / "log.csv", newline="") as fh:

@@ -43,7 +43,7 @@ def test_bench_json_schema(samfx_cli, tmp_path):
 
 
 def test_bench_reference_path_stage_selection_and_recipe_batch():
-    from samfx.bench import run_bench
+    from samfx.engine.bench.run import run_bench
 
     report = run_bench(TINY[0], [*TINY[1:], "model.image_encoder.fast_attention=false", "data.batch_size=1"],
                        device="cpu", infer_batches=(1,), steps=1, warmup=0, modes=("eager",), precisions=("fp32",),
@@ -69,8 +69,8 @@ def test_bench_input_errors(samfx_cli, args, message):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_bench_cuda_missing_is_a_clear_error():
-    from samfx.engine.distributed import resolve_device
-    from samfx.errors import SamfxError
+    from samfx.contracts.errors import SamfxError
+    from samfx.engine.run.distributed import resolve_device
 
     with pytest.raises(SamfxError, match=r"--device cuda: no CUDA device is visible to torch .*; use --device cpu"):
         resolve_device("cuda", option="--device ")
@@ -81,7 +81,7 @@ def test_bench_cuda_missing_is_a_clear_error():
 
 
 def test_synthetic_labels_have_every_class():
-    from samfx.bench import synthetic_labels
+    from samfx.engine.bench.run import synthetic_labels
 
     a = synthetic_labels(3, 64, [1, 2, 3], torch.Generator().manual_seed(0))
     b = synthetic_labels(3, 64, [1, 2, 3], torch.Generator().manual_seed(0))

@@ -11,10 +11,10 @@ import torch
 from segment_anything import sam_model_registry
 from segment_anything.modeling import ImageEncoderViT
 
-from samfx.build import build_model
-from samfx.checkpoint import load_weights
-from samfx.errors import CheckpointError
-from samfx.recipe import load_recipe
+from samfx.config.recipe import load_recipe
+from samfx.contracts.errors import CheckpointError
+from samfx.model.build import build_model
+from samfx.model.weights import load_weights
 from samfx_plugins.sam.config import SIZES
 from samfx_plugins.sam.encoder import resize_pos_embed, resize_rel_pos, vit_kwargs
 from samfx_plugins.sam.reference import reference_sam

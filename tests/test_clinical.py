@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from samfx.clinical import (
+from samfx.engine.eval.clinical import (
     ClinicalError,
     analyze_clip,
     area_jitter,
@@ -79,7 +79,7 @@ def test_ed_es_detection_from_area_curve_and_label_maps():
 
 def test_long_axis_of_synthetic_bullet_matches_generator():
     """The synthetic LV is a bullet (apex .. flat mitral plane); its generator knows the true length."""
-    from samfx.data.synth import render_sequence
+    from samfx.data.synth.v1 import render_sequence
 
     for patient in (1, 3):
         _, labels, sp, lengths = render_sequence(0, patient, "4CH", 3, (192, 216))
@@ -143,7 +143,8 @@ def test_bad_inputs_raise_one_line_errors(call, msg):
 def test_ef_of_synthetic_ground_truth_matches_the_generator():
     """The synthetic generator stores a biplane area-length EF from its true lengths; ours, from the
     masks alone (estimated long axis, detected ED/ES), must agree."""
-    from samfx.data.synth import _ef, render_sequence
+    from samfx.data.synth.common import area_length_ef as _ef
+    from samfx.data.synth.v1 import render_sequence
 
     areas, lengths, ours = {}, {}, {}
     for view in ("2CH", "4CH"):

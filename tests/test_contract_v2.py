@@ -13,11 +13,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from samfx import hookimpl
-from samfx.build import build_model
-from samfx.engine.testing import ToyEmpty
-from samfx.engine.trainer import Trainer
-from samfx.errors import SamfxError
-from samfx.interfaces import (
+from samfx.config.recipe import load_recipe
+from samfx.contracts.errors import SamfxError
+from samfx.contracts.interfaces import (
     BuildContext,
     DecoderInput,
     DecoderOutput,
@@ -28,7 +26,9 @@ from samfx.interfaces import (
     MemoryReadout,
     TemporalModule,
 )
-from samfx.recipe import load_recipe
+from samfx.engine.testing import ToyEmpty
+from samfx.engine.train.trainer import Trainer
+from samfx.model.build import build_model
 
 TOY = Path(__file__).parent / "recipes" / "toy.yaml"
 
@@ -134,8 +134,8 @@ CLIPS = ["model.image_encoder.name=two_level", "model.mask_decoder.name=high_res
 
 @pytest.fixture(scope="module")
 def plugins():
+    from samfx.contracts.plugins import load_plugins
     from samfx.engine.testing import ToyPlugin
-    from samfx.pluginmanager import load_plugins
 
     return load_plugins(extra={"toy": ToyPlugin(), "contract": ContractPlugin()})
 
@@ -167,7 +167,7 @@ def test_trains_one_step_on_clips_through_the_engine(plugins, tmp_path):
 
 
 def test_per_image_features_where_per_query_ones_belong_is_a_one_line_error(plugins):
-    from samfx.interfaces import Prompts
+    from samfx.contracts.interfaces import Prompts
 
     recipe = load_recipe(TOY, [], plugins.registry)
     model = build_model(recipe, plugins.registry)

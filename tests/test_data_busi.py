@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from samfx.contracts.errors import DataError
 from samfx.data.importers.busi import import_busi
 from samfx.data.store import open_store, read_index, read_sample
-from samfx.errors import DataError
 from tests.conftest import run_samfx
 
 H, W = 12, 16

@@ -7,10 +7,11 @@ import pytest
 from typer.testing import CliRunner
 
 from samfx.cli.main import app
+from samfx.contracts.errors import DataError
 from samfx.data.datasets import ImageDataset, SequenceDataset
-from samfx.data.importers.camus import import_camus, read_cfg
+from samfx.data.importers.camus import import_camus
+from samfx.data.importers.camus_layout import read_cfg
 from samfx.data.store import open_store, read_frames, read_index, read_sample
-from samfx.errors import DataError
 
 W, H, T = 20, 28, 5          # NIfTI x = columns, y = rows
 ZOOMS = (0.31, 0.154)        # x (col) mm, y (row) mm

@@ -5,10 +5,10 @@ import json
 import numpy as np
 import pytest
 
+from samfx.contracts.errors import DataError
 from samfx.data.datasets import ImageDataset
 from samfx.data.importers.camus import import_camus
 from samfx.data.store import open_store, read_frames, read_index, read_sample
-from samfx.errors import DataError
 from tests.conftest import run_samfx
 from tests.mhd_files import write_mhd
 

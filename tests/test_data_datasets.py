@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from samfx.contracts.errors import DataError
 from samfx.data import augment as aug
 from samfx.data.datasets import ClipDataset, ImageDataset, SequenceDataset
 from samfx.data.store import StoreWriter
-from samfx.errors import DataError
 
 
 @pytest.fixture()

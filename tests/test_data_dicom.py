@@ -10,10 +10,10 @@ import pytest
 from pydicom.pixels.decoders import JPEGLosslessSV1Decoder
 from scipy import ndimage
 
+from samfx.contracts.errors import DataError
 from samfx.data.importers.dicom import import_dicom
 from samfx.data.importers.dicom_read import hash_id, read_dicom
 from samfx.data.store import open_store, read_frames, read_index
-from samfx.errors import DataError
 from tests.cli_inprocess import cli, one_line
 from tests.dicom_us import echo_frames, fan_mask, gray, us_dataset, write
 

@@ -7,10 +7,10 @@ import pytest
 from typer.testing import CliRunner
 
 from samfx.cli.main import app
+from samfx.contracts.errors import DataError
 from samfx.data.datasets import ImageDataset
 from samfx.data.importers.echonet import import_echonet, read_avi, trace_mask
 from samfx.data.store import open_store, read_frames, read_index
-from samfx.errors import DataError
 
 N, S = 8, 32
 

@@ -5,10 +5,10 @@ import json
 import numpy as np
 import pytest
 
+from samfx.contracts.errors import DataError
 from samfx.data.importers.echonet import POINT_COLUMNS, read_tracings
 from samfx.data.importers.echonet_pediatric import import_echonet_pediatric
 from samfx.data.store import open_store, read_frames, read_index
-from samfx.errors import DataError
 from tests.conftest import run_samfx
 from tests.test_data_echonet import N, S, write_avi
 

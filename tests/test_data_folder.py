@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from samfx.contracts.errors import DataError
 from samfx.data.importers.folder import FolderOptions, import_folder
 from samfx.data.importers.grouping import PatientRule, ratio_splits
 from samfx.data.importers.labelmap import build_label_map, parse_labels
 from samfx.data.store import open_store, read_frames, read_index, read_sample
-from samfx.errors import DataError
 from tests.cli_inprocess import cli, one_line
 
 RNG = np.random.default_rng(0)

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
+from samfx.contracts.errors import DataError
 from samfx.data.importers.metaimage import read_metaimage
-from samfx.errors import DataError
 from tests.mhd_files import write_mhd
 
 

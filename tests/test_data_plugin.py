@@ -7,15 +7,15 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from samfx.build import make_config
 from samfx.cli.main import app
+from samfx.config.recipe import load_recipe
+from samfx.contracts.errors import DataError, RecipeError
+from samfx.contracts.interfaces import DataSource
+from samfx.contracts.plugins import get_registry
 from samfx.data.cache import cache_dir
 from samfx.data.store import read_index
-from samfx.data.synth_v2.options import SynthV2Options
-from samfx.errors import DataError, RecipeError
-from samfx.interfaces import DataSource
-from samfx.pluginmanager import get_registry
-from samfx.recipe import load_recipe
+from samfx.data.synth.v2.options import SynthV2Options
+from samfx.model.build import make_config
 
 
 def _source(cfg):
@@ -119,7 +119,7 @@ def test_us30k_source_imports_into_cache(tmp_path):
 
 
 def test_preview_command(tmp_path):
-    from samfx.data.synth import generate
+    from samfx.data.synth.store import generate
 
     store = generate(tmp_path / "s.h5", patients=2, frames=3, size=(48, 40))
     out = tmp_path / "img" / "p.png"

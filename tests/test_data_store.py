@@ -3,8 +3,8 @@ import h5py
 import numpy as np
 import pytest
 
+from samfx.contracts.errors import DataError
 from samfx.data.store import StoreWriter, open_store, read_frames, read_index, read_sample, split_patients
-from samfx.errors import DataError
 
 
 def _write(path, **kw):

@@ -6,10 +6,11 @@ import pytest
 from typer.testing import CliRunner
 
 from samfx.cli.main import app
+from samfx.contracts.errors import DataError
 from samfx.data.stats import store_stats
 from samfx.data.store import open_store, read_frames, read_index
-from samfx.data.synth import generate, render_sequence
-from samfx.errors import DataError
+from samfx.data.synth.store import generate
+from samfx.data.synth.v1 import render_sequence
 
 SIZE = (64, 72)
 
@@ -80,7 +81,7 @@ def test_stats_sanity(small):
 
 
 def test_ef_distribution_is_realistic():
-    from samfx.data.synth import patient_params
+    from samfx.data.synth.v1 import patient_params
 
     ef = np.array([patient_params(0, p)["ef"] for p in range(1, 401)]) * 100
     assert 50 < ef.mean() < 58 and 6 < ef.std() < 12

@@ -1,7 +1,7 @@
 """Generator v1 is frozen: the sha256 of its arrays for a few fixed (seed, patient, view, frames, size,
 wall_flicker) cases, recorded from the code before the v2 work (commit 4dd9ee2), so numbers published
 on v1 data stay reproducible. A failure here means a change altered v1 pixels or labels: undo it (v2
-lives in samfx/data/synth_v2/). The hashes were recorded with numpy 2.4 / scipy 1.17; a future numpy or
+lives in samfx/data/synth/v2/). The hashes were recorded with numpy 2.4 / scipy 1.17; a future numpy or
 scipy that changes float rounding in gaussian_filter/zoom would also move them."""
 import hashlib
 
@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from samfx.data.store import read_index
-from samfx.data.synth import generate, render_sequence
+from samfx.data.synth.store import generate
+from samfx.data.synth.v1 import render_sequence
 
 PINNED = [
     ((3, 1, "2CH", 4, (64, 72), 0.0), "6363ad4874c834571a643015ab062682ee680742e2293c973361298b8f01ba24"),

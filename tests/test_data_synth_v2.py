@@ -8,13 +8,13 @@ from scipy.ndimage import binary_erosion
 from typer.testing import CliRunner
 
 from samfx.cli.main import app
+from samfx.contracts.errors import DataError
 from samfx.data.stats import store_stats
 from samfx.data.store import open_store, read_frames, read_index
-from samfx.data.synth import generate
-from samfx.data.synth_v2.options import SynthV2Options, v2_options
-from samfx.data.synth_v2.patient import cycle, patient_params
-from samfx.data.synth_v2.render import render_sequence
-from samfx.errors import DataError
+from samfx.data.synth.store import generate
+from samfx.data.synth.v2.options import SynthV2Options, v2_options
+from samfx.data.synth.v2.patient import cycle, patient_params
+from samfx.data.synth.v2.render import render_sequence
 
 SIZE = (96, 112)
 FULL, HALF = SynthV2Options(full_cycle=1.0), SynthV2Options(full_cycle=0.0)

@@ -8,10 +8,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from samfx.cli.main import app
+from samfx.contracts.errors import DataError
 from samfx.data.datasets import ImageDataset
 from samfx.data.importers.us30k import import_us30k
 from samfx.data.store import open_store, read_index, read_sample
-from samfx.errors import DataError
 
 SAMPLE = Path(__file__).resolve().parents[1].parent / "shared/fixtures/us30k_layout_sample"
 if not SAMPLE.is_dir():

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from samfx.engine.seeding import set_deterministic
+from samfx.engine.run.seeding import set_deterministic
 from tests.conftest import run_samfx
 from tests.test_main_job import TOY
 
@@ -60,8 +60,8 @@ def test_runs_saved_before_a_schema_key_existed_resume_at_its_default():
     the default on resume, anything else is still a conflict."""
     import copy
 
-    from samfx.engine.rundir import resume_conflicts
-    from samfx.recipe import load_recipe
+    from samfx.config.recipe import load_recipe
+    from samfx.engine.run.rundir import resume_conflicts
 
     new = load_recipe("tests/recipes/tiny_sam.yaml").config
     stored = copy.deepcopy(new)

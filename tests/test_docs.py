@@ -2,8 +2,8 @@
 import inspect
 import re
 
-from samfx.hookspecs import SamfxHooks
-from samfx.registry import KINDS
+from samfx.contracts.hookspecs import SamfxHooks
+from samfx.contracts.registry import KINDS
 from tests.conftest import ROOT
 
 
@@ -30,7 +30,7 @@ def test_every_kind_is_documented():
 def test_data_passed_between_components_is_documented_field_by_field():
     import dataclasses
 
-    from samfx import interfaces
+    from samfx.contracts import interfaces
 
     doc = (ROOT / "docs" / "plugins.md").read_text()
     for cls in (interfaces.ImageFeatures, interfaces.DecoderInput, interfaces.DecoderOutput, interfaces.PromptContext,

@@ -1,8 +1,8 @@
 """The docs give the embedding width as `context.embed_dim`, with the numbers the recipes build (issue #20, item 8)."""
 from __future__ import annotations
 
-from samfx.build import build_model
-from samfx.recipe import load_recipe
+from samfx.config.recipe import load_recipe
+from samfx.model.build import build_model
 from tests.conftest import ROOT
 
 

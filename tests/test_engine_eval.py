@@ -11,8 +11,8 @@ import torch
 from scipy.spatial.distance import cdist
 from typer.testing import CliRunner
 
+from samfx.contracts.errors import SamfxError
 from samfx.engine.testing import toy_plugins
-from samfx.errors import SamfxError
 from tests.toy_runs import train_toy
 
 TESTS = Path(__file__).resolve().parent
@@ -39,8 +39,8 @@ def _brute(p, g, sp, q=100.0):
 
 
 def test_eval_report_matches_independent_metrics(plugins, toy_run, monkeypatch):
-    from samfx.engine import evaluate as E
-    from samfx.engine.inference import ClassPrediction
+    from samfx.engine.eval import evaluate as E
+    from samfx.engine.eval.inference import ClassPrediction
 
     def fake_predict(model, images, classes, label, prompt=None, precision="fp32"):
         pred = torch.roll(label, shifts=1, dims=-1)  # one column to the right
@@ -92,13 +92,13 @@ def test_predict_images_nifti_sequences_and_store(plugins, toy_run, tmp_path):
     import nibabel as nib
     from PIL import Image
 
-    from samfx.engine.predict import predict
+    from samfx.deploy.predict import predict
 
     rng = np.random.default_rng(0)
     Image.fromarray((rng.random((30, 45)) * 255).astype(np.uint8)).save(tmp_path / "a.png")
     seq = (rng.random((45, 30, 5)) * 255).astype(np.uint8)  # (x, y, t)
     nib.save(nib.Nifti1Image(seq, np.diag([0.4, 0.3, 1.0, 1.0])), str(tmp_path / "s.nii.gz"))
-    from samfx.engine.data import cache_dir
+    from samfx.engine.run.loaders import cache_dir
     from samfx.engine.testing import ToyDataConfig, ToyDataSource
 
     store = ToyDataSource(ToyDataConfig()).path(cache_dir())
@@ -127,7 +127,7 @@ def test_predict_images_nifti_sequences_and_store(plugins, toy_run, tmp_path):
 def test_predict_refuses_simulated_prompts_and_bad_inputs(plugins, toy_run, tmp_path):
     from PIL import Image
 
-    from samfx.engine.predict import predict
+    from samfx.deploy.predict import predict
 
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "x.png")
     with pytest.raises(SamfxError, match=r"prompt 'clicks' simulates a user from ground truth \(clicks, boxes, "
@@ -141,8 +141,8 @@ def test_predict_refuses_simulated_prompts_and_bad_inputs(plugins, toy_run, tmp_
 
 
 def test_eval_and_predict_name_their_own_device_option(plugins, toy_run, tmp_path):
-    from samfx.engine import evaluate as E
-    from samfx.engine.predict import predict
+    from samfx.deploy.predict import predict
+    from samfx.engine.eval import evaluate as E
 
     with pytest.raises(SamfxError, match=r"^--device mps: unknown device; use auto, cpu, cuda or cuda:N$"):
         E.evaluate(toy_run, split="val", registry=plugins.registry, device="mps")
@@ -154,8 +154,8 @@ def test_eval_and_predict_name_their_own_device_option(plugins, toy_run, tmp_pat
 
 
 def test_cli_train_eval_predict_with_toy_plugins(plugins, tmp_path, monkeypatch):
-    from samfx import pluginmanager
     from samfx.cli.main import app
+    from samfx.contracts import plugins as pluginmanager
 
     monkeypatch.setattr(pluginmanager, "_CACHE", plugins)
     runner = CliRunner()

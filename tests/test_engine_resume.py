@@ -71,7 +71,7 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path):
 
 
 def test_resume_refuses_missing_and_existing_runs(tmp_path):
-    from samfx.errors import SamfxError
+    from samfx.contracts.errors import SamfxError
 
     with pytest.raises(SamfxError, match=r"nothing to resume \(no such folder\); check the path"):
         _train_here(tmp_path / "nothing", "--resume")
@@ -88,7 +88,7 @@ def test_resume_refuses_missing_and_existing_runs(tmp_path):
 
 
 def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(tmp_path):
-    from samfx.engine.trainer import TrainingError
+    from samfx.engine.train.trainer import TrainingError
 
     run = tmp_path / "nan"
     # steps 1..3 fine (save_every=3 writes last.pt at step 3), the 7th micro-batch (step 4) is NaN
@@ -105,7 +105,7 @@ def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(tmp_path):
 
 
 def _save_forever(path, ready):
-    from samfx.checkpoint import atomic_save
+    from samfx.checkpoints.files import atomic_save
 
     big = {"format": "samfx", "model": {"w": torch.randn(1_500_000)}, "step": 0}
     while True:
@@ -136,7 +136,7 @@ def test_checkpoint_writes_are_atomic_under_sigkill(tmp_path):
 
 
 def test_checkpoint_error_during_write_leaves_previous_file(tmp_path, monkeypatch):
-    from samfx.engine import checkpointing
+    from samfx.engine.run import checkpoints as checkpointing
 
     target = tmp_path / "last.pt"
     checkpointing.save({"format": "samfx", "model": {"w": torch.ones(3)}, "step": 1}, target)
@@ -155,7 +155,7 @@ def test_checkpoint_error_during_write_leaves_previous_file(tmp_path, monkeypatc
 
 
 def test_step_values_drain_in_order_with_positions():
-    from samfx.engine.stepvalues import StepValue, StepValues
+    from samfx.engine.train.stepvalues import StepValue, StepValues
 
     v = StepValues()
     v.add("loss", torch.tensor(0.5), epoch=0, step=1)
@@ -169,7 +169,7 @@ def test_step_values_drain_in_order_with_positions():
 
 def test_losses_are_read_back_once_per_log_window_not_per_step(tmp_path, monkeypatch):
     """4 steps (8 micro-batches) per epoch, log_every 2: two read-backs per epoch, each of 2 steps' values."""
-    from samfx.engine.stepvalues import StepValues
+    from samfx.engine.train.stepvalues import StepValues
 
     sizes = []
     drain = StepValues.drain

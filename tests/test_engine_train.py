@@ -10,12 +10,12 @@ import pytest
 import torch
 import yaml
 
-from samfx.engine.optim import lr_factor
-from samfx.engine.sampler import ResumableBatchSampler
-from samfx.engine.seeding import EpochSeeded
+from samfx.config.recipe import load_recipe
+from samfx.contracts.errors import RecipeError, SamfxError
+from samfx.engine.run.seeding import EpochSeeded
 from samfx.engine.testing import ToyShapes, toy_plugins
-from samfx.errors import RecipeError, SamfxError
-from samfx.recipe import load_recipe
+from samfx.engine.train.optim import lr_factor
+from samfx.engine.train.sampler import ResumableBatchSampler
 
 TOY = Path(__file__).resolve().parent / "recipes" / "toy.yaml"
 
@@ -26,7 +26,7 @@ def plugins():
 
 
 def _trainer(plugins, run_dir, *overrides, **kw):
-    from samfx.engine.trainer import Trainer
+    from samfx.engine.train.trainer import Trainer
 
     recipe = load_recipe(TOY, list(overrides), plugins.registry)
     return Trainer(recipe, run_dir, registry=plugins.registry, plugin_versions=plugins.versions(), quiet=True, **kw)
@@ -82,8 +82,8 @@ def test_stages_train_only_their_parameters(plugins, tmp_path):
     encoder = [k for k in s0 if k.startswith("image_encoder.")]
     assert seen["opt0"] == sum(s0[k].numel() for k in decoder)
     assert seen["opt1"] == sum(s0[k].numel() for k in prompt)
-    from samfx.build import build_model
-    from samfx.engine.seeding import seed_everything
+    from samfx.engine.run.seeding import seed_everything
+    from samfx.model.build import build_model
 
     seed_everything(7)  # the recipe's seed: the same initial weights as the run
     init = build_model(tr.recipe, plugins.registry).state_dict()

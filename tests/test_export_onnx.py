@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from samfx import api
-from samfx.engine import checkpointing as ckpt
-from samfx.engine.inference import predict_classes
-from samfx.export_onnx import OPSET, export_model, export_onnx, recipe_hash
-from samfx.interfaces import ImageFeatures, Prompts
+from samfx.contracts.interfaces import ImageFeatures, Prompts
+from samfx.deploy.export_onnx import OPSET, export_model, export_onnx, recipe_hash
+from samfx.engine.eval.inference import predict_classes
+from samfx.engine.run import checkpoints as ckpt
 from tests.cli_inprocess import cli, one_line
 from tests.toy_runs import train_toy
 

@@ -13,10 +13,10 @@ from segment_anything.modeling.image_encoder import Attention, Block
 from segment_anything.modeling.prompt_encoder import PromptEncoder
 from segment_anything.modeling.transformer import Attention as DecoderAttention
 
-from samfx.build import build_model
-from samfx.errors import SamfxError
-from samfx.recipe import load_recipe
-from samfx.trainable import apply_stage
+from samfx.config.recipe import load_recipe
+from samfx.contracts.errors import SamfxError
+from samfx.model.build import build_model
+from samfx.model.trainable import apply_stage
 from samfx_plugins.sam.attention import FastAttention, set_fast_attention
 from samfx_plugins.sam.decoder import SamPromptEncoder
 from samfx_plugins.sam.fast import FastBlock, FastDecoderAttention, FastLayerNorm2d, set_fast_path

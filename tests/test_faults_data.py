@@ -17,7 +17,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from samfx.data.synth import generate
+from samfx.data.synth.store import generate
 from samfx.engine.testing import toy_plugins
 from tests.conftest import run_samfx
 from tests.toy_runs import train_toy
@@ -34,8 +34,8 @@ def plugins():
 @pytest.fixture
 def cli(plugins, monkeypatch):
     """`samfx ARGS...` in this process with the toy plugins (CliRunner result)."""
-    from samfx import pluginmanager
     from samfx.cli.main import app
+    from samfx.contracts import plugins as pluginmanager
 
     monkeypatch.setattr(pluginmanager, "_CACHE", plugins)
     return lambda *args: CliRunner().invoke(app, [str(a) for a in args])
@@ -135,7 +135,7 @@ def test_stale_partial_files_are_removed_and_live_ones_kept(tmp_path):
 
 
 def test_eval_clears_its_overlay_folder_first(plugins, toy_run):
-    from samfx.engine.evaluate import evaluate
+    from samfx.engine.eval.evaluate import evaluate
 
     folder = toy_run / "overlays" / "eval-val"
     folder.mkdir(parents=True, exist_ok=True)
@@ -148,9 +148,9 @@ def test_eval_clears_its_overlay_folder_first(plugins, toy_run):
 
 def test_stage_overlays_replace_older_ones(plugins, toy_run, tmp_path):
     from samfx.data.datasets import ImageDataset
-    from samfx.engine import checkpointing as ckpt
-    from samfx.engine.data import store_path
-    from samfx.engine.validation import write_overlays
+    from samfx.engine.eval.validation import write_overlays
+    from samfx.engine.run import checkpoints as ckpt
+    from samfx.engine.run.loaders import store_path
 
     model, recipe, _ = ckpt.load_model(toy_run / "last.pt", plugins.registry)
     ds = ImageDataset(store_path(recipe.config["data"]["source"], plugins.registry), "val", model.image_size)

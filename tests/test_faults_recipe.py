@@ -8,9 +8,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from samfx.errors import RecipeError, RegistryError
-from samfx.recipe import load_recipe
-from samfx.registry import Registry
+from samfx.config.recipe import load_recipe
+from samfx.contracts.errors import RecipeError, RegistryError
+from samfx.contracts.registry import Registry
 from tests.conftest import ROOT, run_samfx
 
 TOY = ROOT / "tests" / "recipes" / "toy.yaml"
@@ -176,7 +176,7 @@ def test_component_of_a_disabled_plugin_says_so(tmp_path):
 
 
 def test_unknown_name_in_disable_list_warns(monkeypatch, capsys):
-    from samfx.pluginmanager import load_plugins
+    from samfx.contracts.plugins import load_plugins
 
     monkeypatch.setenv("SAMFX_DISABLE_PLUGINS", "msf, lora")
     plugins = load_plugins(strict=False)
@@ -190,7 +190,7 @@ def test_unknown_name_in_disable_list_warns(monkeypatch, capsys):
 
 def test_component_of_a_failed_plugin_says_so():
     from samfx import hookimpl
-    from samfx.pluginmanager import load_plugins
+    from samfx.contracts.plugins import load_plugins
 
     class Bad:
         @hookimpl
@@ -239,7 +239,7 @@ def _short_names(obj):
 @pytest.fixture(scope="module")
 def toy_runs(tmp_path_factory):
     from samfx.engine.testing import toy_plugins
-    from samfx.engine.trainer import Trainer
+    from samfx.engine.train.trainer import Trainer
 
     plugins = toy_plugins()
     root = tmp_path_factory.mktemp("names")
@@ -261,8 +261,8 @@ def toy_runs(tmp_path_factory):
 
 
 def _cli(plugins, monkeypatch, *args):
-    from samfx import pluginmanager
     from samfx.cli.main import app
+    from samfx.contracts import plugins as pluginmanager
 
     monkeypatch.setattr(pluginmanager, "_CACHE", plugins)
     return CliRunner().invoke(app, list(args))
@@ -271,8 +271,8 @@ def _cli(plugins, monkeypatch, *args):
 def test_runs_store_qualified_names_and_survive_a_clashing_plugin(toy_runs, monkeypatch, tmp_path):
     from PIL import Image
 
+    from samfx.contracts.plugins import load_plugins
     from samfx.engine.testing import ToyPlugin
-    from samfx.pluginmanager import load_plugins
 
     plugins, runs = toy_runs
     run = runs["new"]
@@ -294,9 +294,9 @@ def test_runs_store_qualified_names_and_survive_a_clashing_plugin(toy_runs, monk
 
 
 def test_runs_saved_with_short_names_still_resume_and_evaluate(toy_runs, monkeypatch):
-    from samfx.engine.rundir import resume_conflicts
+    from samfx.contracts.plugins import load_plugins
+    from samfx.engine.run.rundir import resume_conflicts
     from samfx.engine.testing import ToyPlugin
-    from samfx.pluginmanager import load_plugins
 
     plugins, runs = toy_runs
     run = runs["legacy"]

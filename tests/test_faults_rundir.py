@@ -44,9 +44,9 @@ def _hashes(folder: Path) -> dict[str, str]:
 
 
 def _toy_trainer(run_dir, *overrides, resume=False, callbacks=()):
+    from samfx.config.recipe import load_recipe
     from samfx.engine.testing import toy_plugins
-    from samfx.engine.trainer import Trainer
-    from samfx.recipe import load_recipe
+    from samfx.engine.train.trainer import Trainer
 
     plugins = toy_plugins()
     recipe = load_recipe(str(ROOT / "tests" / "recipes" / "toy.yaml"), [*TOY, *overrides], plugins.registry)
@@ -149,7 +149,7 @@ def test_resume_from_a_damaged_last_pt_is_one_line_and_changes_nothing(tiny_run,
 # -- 2: one trainer per folder; default names -------------------------------------------------------------
 
 def test_a_locked_folder_is_refused_at_once_naming_the_holder(tmp_path, monkeypatch):
-    from samfx.engine.runlock import RunLock
+    from samfx.engine.run.lock import RunLock
 
     monkeypatch.setenv("SAMFX_CACHE", str(tmp_path / "cache"))
     run = tmp_path / "run"
@@ -172,7 +172,7 @@ def test_the_lock_of_a_killed_run_is_taken_over(tmp_path):
     """Its holder was SIGKILLed while a child it forked (like a DataLoader worker) lived on."""
     run = tmp_path / "run"
     run.mkdir()
-    code = ("import os, signal, sys, time\nfrom pathlib import Path\nfrom samfx.engine.runlock import RunLock\n"
+    code = ("import os, signal, sys, time\nfrom pathlib import Path\nfrom samfx.engine.run.lock import RunLock\n"
             "RunLock.acquire(Path(sys.argv[1]))\nchild = os.fork()\n"
             "if child == 0:\n    time.sleep(120)\n    os._exit(0)\n"
             "Path(sys.argv[2]).write_text(str(child))\nos.kill(os.getpid(), signal.SIGKILL)\n")

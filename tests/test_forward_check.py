@@ -7,9 +7,9 @@ import random
 import numpy as np
 import torch
 
-from samfx.build import build_model
-from samfx.forward_check import check_forward
-from samfx.recipe import load_recipe
+from samfx.config.recipe import load_recipe
+from samfx.model.build import build_model
+from samfx.model.forward_check import check_forward
 from tests.conftest import ROOT, run_samfx
 from tests.test_plugin_errors import FLAKY
 from tests.test_plugins import fake_dist

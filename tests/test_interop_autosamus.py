@@ -6,10 +6,10 @@ import pytest
 import torch
 from segment_anything.modeling import MaskDecoder, TwoWayTransformer
 
-from samfx.build import build_model
-from samfx.convert import export_state
-from samfx.errors import CheckpointError
-from samfx.recipe import load_recipe
+from samfx.config.recipe import load_recipe
+from samfx.contracts.errors import CheckpointError
+from samfx.deploy.convert import export_state
+from samfx.model.build import build_model
 from samfx_plugins.samus.keys import export_authors_state_dict
 from tests.authors_autosamus import AuthorsAPG
 from tests.conftest import run_samfx

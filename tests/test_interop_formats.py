@@ -9,12 +9,12 @@ from segment_anything.modeling.image_encoder import window_partition, window_unp
 from torch import nn
 from typer.testing import CliRunner
 
-from samfx.build import build_model
-from samfx.checkpoint import read_checkpoint
+from samfx.checkpoints.files import read_checkpoint
+from samfx.checkpoints.inspect import inspect_checkpoint
 from samfx.cli.main import app
-from samfx.errors import CheckpointError, RecipeError
-from samfx.inspect_ckpt import inspect_checkpoint
-from samfx.recipe import load_recipe
+from samfx.config.recipe import load_recipe
+from samfx.contracts.errors import CheckpointError, RecipeError
+from samfx.model.build import build_model
 from samfx_plugins.samus.keys import export_authors_state_dict
 from tests.interop_files import (
     TINY_BLOCKS,
@@ -55,7 +55,7 @@ def test_samed_lora_gives_samed_qkv(tmp_path, suffix):
 
 
 def test_samed_rank_from_the_file(tmp_path):
-    from samfx.engine.checkpointing import load_model
+    from samfx.engine.run.checkpoints import load_model
 
     base, lora = base_sam_file(tmp_path), samed_file(tmp_path, rank=8)
     model = _samed(base, lora)
@@ -236,9 +236,9 @@ def test_samfx_checkpoint_as_safetensors_round_trip(tmp_path):
 
 
 def test_train_writes_best_as_safetensors_that_eval_reads(tmp_path):
-    from samfx.engine.evaluate import evaluate
+    from samfx.engine.eval.evaluate import evaluate
     from samfx.engine.testing import toy_plugins
-    from samfx.engine.trainer import Trainer
+    from samfx.engine.train.trainer import Trainer
 
     plugins = toy_plugins()
     overrides = ["train.stages.0.max_steps=2", "train.checkpoint_format=safetensors"]

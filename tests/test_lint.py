@@ -66,11 +66,12 @@ def test_mypy_fails_on_a_wrong_argument_type(tmp_path):
 
 
 def test_contract_modules_are_checked_strictly(tmp_path):
-    # The same unannotated function: an error in a contract module (samfx.registry), allowed elsewhere.
+    # The same unannotated function: an error in a contract module (samfx.contracts.registry), allowed elsewhere.
     pkg = tmp_path / "samfx"
-    pkg.mkdir()
+    (pkg / "contracts").mkdir(parents=True)
     (pkg / "__init__.py").write_text("")
-    for name in ("registry", "bench"):
+    (pkg / "contracts" / "__init__.py").write_text("")
+    for name in ("contracts/registry", "bench"):
         (pkg / f"{name}.py").write_text("def lookup(name):\n    return name\n")
     out = _mypy(pkg)
     assert out.returncode == 1
@@ -83,7 +84,7 @@ def test_make_test_lints_and_type_checks_before_pytest():
     plan = subprocess.run(["make", "-n", "test"], cwd=ROOT, capture_output=True, text=True, timeout=60).stdout
     steps = [line for line in plan.splitlines() if line.startswith(".venv/bin/")]
     tools = [line.split()[0].rsplit("/", 1)[-1] for line in steps]
-    assert tools[-3:] == ["ruff", "mypy", "python"] and "pytest" in steps[-1], plan
+    assert tools[-4:] == ["ruff", "lint-imports", "mypy", "python"] and "pytest" in steps[-1], plan
 
 
 MAX_FILE_LINES = 400

@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from samfx.errors import RecipeError
-from samfx.interfaces import BuildContext, Site
+from samfx.contracts.errors import RecipeError
+from samfx.contracts.interfaces import BuildContext, Site
 from samfx_plugins.lora.config import LoRAConfig
 from samfx_plugins.lora.module import build_lora
 from samfx_plugins.msa_adapter.config import MSAAdapterConfig
@@ -80,10 +80,10 @@ def test_msa_adapter_modes():
     ("msa.yaml", [f"msa_adapter-blocks-{i}-{site}" for site in ("mlp", "attn-proj") for i in range(4)]),
 ])
 def test_adapter_recipes_attach_to_every_block(recipe, sites):
-    from samfx.build import build_model
-    from samfx.pluginmanager import get_registry
-    from samfx.recipe import load_recipe
-    from samfx.trainable import apply_stage
+    from samfx.config.recipe import load_recipe
+    from samfx.contracts.plugins import get_registry
+    from samfx.model.build import build_model
+    from samfx.model.trainable import apply_stage
 
     reg = get_registry()
     if ("image_encoder", "sam/sam") not in reg.components:

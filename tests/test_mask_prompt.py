@@ -8,11 +8,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from samfx.build import build_model
-from samfx.errors import SamfxError
-from samfx.forward_check import check_forward
-from samfx.interfaces import GIVEN_MASK_LOGIT
-from samfx.recipe import load_recipe
+from samfx.config.recipe import load_recipe
+from samfx.contracts.errors import SamfxError
+from samfx.contracts.interfaces import GIVEN_MASK_LOGIT
+from samfx.model.build import build_model
+from samfx.model.forward_check import check_forward
 
 ROOT = Path(__file__).resolve().parents[1]
 S = 128
@@ -100,8 +100,8 @@ def test_images_refuse_a_prompt_that_gives_the_mask():
 
 def test_evaluation_does_not_score_the_given_frame(tmp_path):
     from samfx.data.datasets import SequenceDataset
-    from samfx.data.synth import generate
-    from samfx.engine.clips import evaluate_sequences
+    from samfx.data.synth.store import generate
+    from samfx.engine.eval.sequences import evaluate_sequences
 
     store = generate(tmp_path / "s.h5", patients=2, frames=4, size=(48, 48))
     ds = SequenceDataset(store, None, S)

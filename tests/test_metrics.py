@@ -8,7 +8,7 @@ import pytest
 from scipy import ndimage
 from scipy.spatial.distance import cdist
 
-from samfx import metrics as M
+from samfx.engine.eval import metrics as M
 
 
 def _border_points(mask: np.ndarray) -> np.ndarray:
@@ -102,7 +102,7 @@ def test_empty_mask_policy():
     s = M.stats([1.0, math.inf, 3.0])
     assert s == {"mean": 2.0, "std": 1.0, "n": 2, "n_inf": 1}
     assert M.stats([math.inf]) == {"mean": None, "std": None, "n": 0, "n_inf": 1}
-    from samfx.jsonio import jsonable  # reports are written through it: inf / NaN become JSON null
+    from samfx.data.files import jsonable  # reports are written through it: inf / NaN become JSON null
 
     assert jsonable(math.inf) is None
     assert jsonable({"a": [1.0, math.nan, (math.inf, 2)], "b": None}) == {"a": [1.0, None, [None, 2]], "b": None}

@@ -2,8 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from samfx.errors import RecipeError
-from samfx.interfaces import BuildContext, Site
+from samfx.contracts.errors import RecipeError
+from samfx.contracts.interfaces import BuildContext, Site
 from samfx_plugins.msff.config import MSFFConfig
 from samfx_plugins.msff.module import MSFF, build_msff, msff_cost
 

@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from samfx.build import build_model
-from samfx.engine.clips import ClipStep
-from samfx.engine.steps import ImageStep, object_score_loss
-from samfx.recipe import load_recipe
+from samfx.config.recipe import load_recipe
+from samfx.engine.train.steps import ClipStep, ImageStep, object_score_loss
+from samfx.model.build import build_model
 from samfx_plugins.losses.losses import Dice
 
 ROOT = Path(__file__).resolve().parents[1]

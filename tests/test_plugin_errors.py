@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from samfx.build import build_model
-from samfx.errors import ComponentError, PluginFailure
-from samfx.plugin_errors import running
-from samfx.pluginmanager import load_plugins
-from samfx.recipe import load_recipe
+from samfx.config.recipe import load_recipe
+from samfx.contracts.attribution import running
+from samfx.contracts.errors import ComponentError, PluginFailure
+from samfx.contracts.plugins import load_plugins
+from samfx.model.build import build_model
 from tests.conftest import ROOT, run_samfx
 from tests.test_plugins import fake_dist
 
@@ -19,7 +19,7 @@ FLAKY = """
 from dataclasses import dataclass
 
 from samfx import hookimpl
-from samfx.errors import ComponentError
+from samfx.contracts.errors import ComponentError
 
 
 @dataclass
@@ -28,7 +28,7 @@ class FlakyConfig:
 
 
 def build(config, context):
-    from samfx.interfaces import PromptGenerator, Prompts
+    from samfx.contracts.interfaces import PromptGenerator, Prompts
 
     if config.fail == "build":
         raise ValueError("tokens must be a list\\nsecond line")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from samfx.pluginmanager import PluginLoadError, load_plugins
+from samfx.contracts.plugins import PluginLoadError, load_plugins
 from tests.conftest import ROOT, run_samfx
 
 BUILTINS = {"sam", "samus", "prompts", "losses", "datasets", "apg", "lora", "msa_adapter", "msff", "stm"}

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from samfx.clinical import analyze_clip
 from samfx.data.importers.dicom import import_dicom
+from samfx.engine.eval.clinical import analyze_clip
 from samfx.engine.testing import toy_plugins
 from tests.dicom_us import echo_frames, gray, us_dataset, write
 from tests.toy_runs import train_toy
@@ -30,8 +30,8 @@ def toy_run(plugins, tmp_path_factory):
 
 @pytest.fixture
 def cli(plugins, monkeypatch):
-    from samfx import pluginmanager
     from samfx.cli.main import app
+    from samfx.contracts import plugins as pluginmanager
 
     monkeypatch.setattr(pluginmanager, "_CACHE", plugins)
     return lambda *args: CliRunner().invoke(app, [str(a) for a in args])
@@ -55,7 +55,7 @@ def beating(t: int, h: int, w: int) -> np.ndarray:
 
 
 def test_predict_on_a_dicom_folder_gives_ef_from_the_predicted_lv(cli, toy_run, export, tmp_path, monkeypatch):
-    from samfx.engine import predict as P
+    from samfx.deploy import predict as P
 
     monkeypatch.setattr(P.Predictor, "segment", lambda self, frames, sequence: beating(*frames.shape))
     out = tmp_path / "out"
@@ -78,7 +78,7 @@ def test_predict_on_a_dicom_folder_gives_ef_from_the_predicted_lv(cli, toy_run, 
 
 
 def test_predict_real_model_on_dicom_file_and_imported_store(plugins, toy_run, export, tmp_path):
-    from samfx.engine.predict import predict
+    from samfx.deploy.predict import predict
 
     store = tmp_path / "cine.h5"
     import_dicom([export], store)

@@ -10,9 +10,9 @@ import torch
 from PIL import Image
 
 from samfx import api
-from samfx.engine import checkpointing as ckpt
-from samfx.engine.predict import predict, read_inputs
-from samfx.errors import SamfxError
+from samfx.contracts.errors import SamfxError
+from samfx.deploy.predict import predict, read_inputs
+from samfx.engine.run import checkpoints as ckpt
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["model.image_encoder.size=tiny", "model.image_encoder.image_size=128", "model.image_encoder.out_dim=64",

@@ -9,7 +9,7 @@ import re
 import pytest
 
 from samfx import api
-from samfx.errors import SamfxError
+from samfx.contracts.errors import SamfxError
 from tests.conftest import ROOT
 
 SIGNATURES = {
@@ -57,8 +57,8 @@ def test_documented_table_lists_every_function():
 def test_cli_calls_only_the_api():
     """train / eval / predict go through samfx.api, never the engine's entry points."""
     text = (ROOT / "samfx" / "cli" / "run_cmds.py").read_text()
-    for engine_call in ("Trainer", "samfx.engine.evaluate import evaluate", "samfx.engine.predict",
-                        "samfx.recipe import load_recipe"):
+    for engine_call in ("Trainer", "samfx.engine.eval.evaluate import evaluate", "samfx.deploy.predict",
+                        "samfx.config.recipe import load_recipe"):
         assert engine_call not in text
     for api_call in ("api.train(", "api.resume(", "api.evaluate(", "api.predict("):
         assert api_call in text

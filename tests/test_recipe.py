@@ -5,9 +5,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from samfx.errors import RecipeError, RegistryError
-from samfx.recipe import load_recipe
-from samfx.registry import Registry
+from samfx.config.recipe import load_recipe
+from samfx.contracts.errors import RecipeError, RegistryError
+from samfx.contracts.registry import Registry
 
 
 @dataclass

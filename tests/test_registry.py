@@ -2,8 +2,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from samfx.errors import RegistryError
-from samfx.registry import Registry
+from samfx.contracts.errors import RegistryError
+from samfx.contracts.registry import Registry
 
 
 @dataclass

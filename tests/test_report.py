@@ -192,9 +192,9 @@ def test_report_errors_are_one_line(toy_run, tmp_path):
 
 
 def test_eval_report_flag_writes_the_page(plugins, toy_run, tmp_path, monkeypatch):
-    import samfx.pluginmanager as pm
+    import samfx.contracts.plugins as pm
 
-    monkeypatch.setattr(pm, "get_registry", lambda: plugins.registry)
+    monkeypatch.setattr(pm, "_CACHE", plugins)
     out = tmp_path / "r.html"
     res = cli("eval", toy_run, "--split", "test", "--device", "cpu", "--limit", "3", "--report-out", out)
     assert res.exit_code == 0, res.output

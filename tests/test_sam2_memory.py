@@ -7,8 +7,8 @@ import torch
 
 pytest.importorskip("sam2")
 
-from samfx.errors import CheckpointError
-from samfx.interfaces import BuildContext, DecoderOutput, FrameInfo, ImageFeatures
+from samfx.contracts.errors import CheckpointError
+from samfx.contracts.interfaces import BuildContext, DecoderOutput, FrameInfo, ImageFeatures
 from samfx_plugins.sam2.keys import is_memory_key
 from samfx_plugins.sam2.memory import Sam2Memory, Sam2MemoryError, Sam2MemoryState, build_sam2_memory
 from samfx_plugins.sam2.memory_config import Sam2MemoryConfig
@@ -223,9 +223,9 @@ def test_input_errors():
 def test_video_recipes_train_a_clip(name, stage, prompt):
     """The video recipes build (encoder in video mode), run a clip through the memory and train the
     stage's components from the loss over every frame."""
-    from samfx.build import build_model
-    from samfx.recipe import load_recipe
-    from samfx.trainable import apply_stage
+    from samfx.config.recipe import load_recipe
+    from samfx.model.build import build_model
+    from samfx.model.trainable import apply_stage
 
     rec = load_recipe(f"recipes/{name}.yaml", ["model.image_encoder.image_size=128"])
     model = build_model(rec)
@@ -249,9 +249,9 @@ def test_video_recipes_train_a_clip(name, stage, prompt):
 def test_an_image_mode_run_starts_the_video_recipe(tmp_path):
     """A per-frame SAM2 checkpoint (``image_encoder.no_mem_embed``) loads into a video recipe, whose
     memory owns that parameter, as SAM2's official files do; every other weight arrives unchanged."""
-    from samfx.build import build_model
-    from samfx.checkpoint import atomic_save
-    from samfx.recipe import load_recipe
+    from samfx.checkpoints.files import atomic_save
+    from samfx.config.recipe import load_recipe
+    from samfx.model.build import build_model
 
     small = ["model.image_encoder.image_size=64"]
     torch.manual_seed(0)

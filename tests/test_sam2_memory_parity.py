@@ -9,8 +9,8 @@ import torch
 
 pytest.importorskip("sam2")
 
-from samfx.build import build_model
-from samfx.recipe import load_recipe
+from samfx.config.recipe import load_recipe
+from samfx.model.build import build_model
 from tests.sam2_files import package_model, save_official
 
 S, T = 256, 8
@@ -103,7 +103,7 @@ def test_clip_matches_sam2_default_multimask(pair):
 def test_video_model_counts_and_round_trip(pair):
     """Every weight of the official file lands in the video model (the memory's under temporal.*), the
     counts are the package's, and `convert --to sam2` gives the file's keys and values back."""
-    from samfx.convert import export_state
+    from samfx.deploy.convert import export_state
 
     pkg, model = pair
     assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in pkg.parameters()) == 38_962_498

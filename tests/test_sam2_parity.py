@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from samfx.build import build_model
-from samfx.interfaces import DecoderInput
-from samfx.recipe import load_recipe
+from samfx.config.recipe import load_recipe
+from samfx.contracts.interfaces import DecoderInput
+from samfx.model.build import build_model
 from tests.sam2_files import package_model, save_official
 
 S = 256  # image size: embedding 16x16, low-res logits 64x64

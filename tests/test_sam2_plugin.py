@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from samfx.build import build_model
-from samfx.checkpoint import load_weights
-from samfx.errors import CheckpointError, RecipeError
-from samfx.pluginmanager import get_registry
-from samfx.recipe import load_recipe
-from samfx.trainable import apply_stage
+from samfx.config.recipe import load_recipe
+from samfx.contracts.errors import CheckpointError, RecipeError
+from samfx.contracts.plugins import get_registry
+from samfx.model.build import build_model
+from samfx.model.trainable import apply_stage
+from samfx.model.weights import load_weights
 from samfx_plugins.sam2.config import PACKAGE_CONFIGS
 from samfx_plugins.sam2.encoder import Sam2ImageEncoder
 from samfx_plugins.sam2.keys import is_memory_key
@@ -195,7 +195,7 @@ def test_lora_on_hiera_qkv_trains_with_the_decoder():
 
 
 def test_doctor_reports_sam2_and_its_optional_extension():
-    from samfx.doctor import collect
+    from samfx.cli.doctor import collect
 
     out = collect()
     assert out["sam2"] == "1.1.0" and out["sam2_C"].startswith(("absent", "built"))
@@ -233,7 +233,7 @@ def test_bench_runs_on_the_quick_recipe(samfx_cli):
 
 
 def test_convert_to_sam2_layout_round_trips_the_image_part(tmp_path):
-    from samfx.convert import convert
+    from samfx.deploy.convert import convert
 
     pkg = package_model("tiny", 128)
     src = save_official(pkg, tmp_path / "sam2.1_hiera_tiny.pt")

@@ -8,11 +8,11 @@ import pytest
 import torch
 from segment_anything import sam_model_registry
 
-from samfx.build import build_model
-from samfx.errors import RecipeError, SamfxError
-from samfx.interfaces import BuildContext, DecoderInput, ImageFeatures
-from samfx.pluginmanager import get_registry
-from samfx.recipe import load_recipe
+from samfx.config.recipe import load_recipe
+from samfx.contracts.errors import RecipeError, SamfxError
+from samfx.contracts.interfaces import BuildContext, DecoderInput, ImageFeatures
+from samfx.contracts.plugins import get_registry
+from samfx.model.build import build_model
 from samfx_plugins.sam.config import SamMaskDecoderConfig, SamPromptEncoderConfig
 from samfx_plugins.sam.decoder import build_mask_decoder, build_prompt_encoder
 from samfx_plugins.sam.encoder import SamImageEncoder

@@ -13,11 +13,11 @@ import torch
 import torch.nn.functional as F
 from segment_anything import sam_model_registry
 
-from samfx.build import build_model
-from samfx.checkpoint import load_weights
-from samfx.errors import RecipeError
-from samfx.recipe import load_recipe
-from samfx.trainable import apply_stage
+from samfx.config.recipe import load_recipe
+from samfx.contracts.errors import RecipeError
+from samfx.model.build import build_model
+from samfx.model.trainable import apply_stage
+from samfx.model.weights import load_weights
 from samfx_plugins.sam.encoder import resize_rel_pos
 from samfx_plugins.sam.reference import reference_sam
 from samfx_plugins.samus.encoder import SamusImageEncoder
@@ -234,8 +234,8 @@ def test_activation_checkpointing_gives_the_same_gradients(encoder, monkeypatch)
 
 def test_out_dim_sets_the_prompt_and_decoder_width():
     """A narrower neck (CPU demos) flows through the prompt encoder, decoder and APG widths."""
-    from samfx.build import build_model
-    from samfx.recipe import load_recipe
+    from samfx.config.recipe import load_recipe
+    from samfx.model.build import build_model
 
     recipe = load_recipe("recipes/autosamus.yaml", ["model.image_encoder.size=tiny",
                                                     "model.image_encoder.image_size=128",

@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-from samfx.build import build_model
-from samfx.errors import RecipeError
-from samfx.recipe import load_recipe
-from samfx.trainable import select
+from samfx.config.recipe import load_recipe
+from samfx.contracts.errors import RecipeError
+from samfx.model.build import build_model
+from samfx.model.trainable import select
 from tests.conftest import ROOT, run_samfx
 
 TINY = ROOT / "tests" / "recipes" / "tiny_sam.yaml"

@@ -26,9 +26,9 @@ def test_replaced_stages_take_schema_defaults_and_show_prints_them(tmp_path):
 
 
 def test_train_prints_each_stages_epochs_and_steps(tmp_path, capsys):
+    from samfx.config.recipe import load_recipe
     from samfx.engine.testing import toy_plugins
-    from samfx.engine.trainer import Trainer
-    from samfx.recipe import load_recipe
+    from samfx.engine.train.trainer import Trainer
 
     plugins = toy_plugins()
     recipe = load_recipe(ROOT / "tests" / "recipes" / "toy.yaml", [], plugins.registry)

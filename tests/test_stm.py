@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from samfx.errors import SamfxError
-from samfx.interfaces import (
+from samfx.contracts.errors import SamfxError
+from samfx.contracts.interfaces import (
     BuildContext,
     DecoderOutput,
     FrameInfo,
@@ -20,7 +20,7 @@ from samfx.interfaces import (
     PromptGenerator,
     Prompts,
 )
-from samfx.model import SegmentationModel
+from samfx.model.segmentation import SegmentationModel
 from samfx_plugins.prompts.simulated import Clicks, NoPrompt
 from samfx_plugins.sam.decoder import SamPromptEncoder
 from samfx_plugins.stm.config import STMConfig
@@ -102,7 +102,7 @@ def clip_batch(b=2, t=10, seed=0):
 
 def clip_loss(out, labeled):
     """The engine's clip loss (every labeled frame and class) with the SAMUS authors' Dice + BCE."""
-    from samfx.engine.clips import clip_loss as engine_clip_loss
+    from samfx.engine.train.steps import clip_loss as engine_clip_loss
     from samfx_plugins.losses.losses import DiceBCE
 
     assert torch.equal(out.labeled, labeled)
@@ -345,13 +345,13 @@ def test_config_errors(kw, msg):
 
 
 def test_registered_with_schema_and_recipe_typos_are_caught():
-    from samfx.pluginmanager import get_registry
-    from samfx.recipe import load_recipe
+    from samfx.config.recipe import load_recipe
+    from samfx.contracts.plugins import get_registry
 
     reg = get_registry()
     comp = reg.get("temporal_module", "stm")
     assert comp.schema is STMConfig and comp.plugin == "stm"
-    from samfx.errors import RecipeError
+    from samfx.contracts.errors import RecipeError
     with pytest.raises(RecipeError, match=r"model.temporal.memory_frame: unknown key, did you mean 'memory_frames'\?"):
         load_recipe(None, ["model.temporal.name=stm", "model.temporal.memory_frame=3"], registry=reg)
 
@@ -403,8 +403,8 @@ def test_bf16_autocast_keeps_fp32_keys_and_finite_outputs():
 
 # -- engine helpers: clip step, sequence evaluation ---------------------------------------------
 def test_clip_step_and_zero_loss_without_labeled_frames():
-    from samfx.engine.clips import ClipStep
-    from samfx.engine.clips import clip_loss as engine_clip_loss
+    from samfx.engine.train.steps import ClipStep
+    from samfx.engine.train.steps import clip_loss as engine_clip_loss
     from samfx_plugins.losses.losses import Dice
 
     torch.manual_seed(0)
@@ -421,7 +421,7 @@ def test_clip_step_and_zero_loss_without_labeled_frames():
 def test_area_change_loss_counts_unexplained_change_on_labeled_pairs():
     from types import SimpleNamespace
 
-    from samfx.engine.clips import ClipStep, area_change_loss
+    from samfx.engine.train.steps import ClipStep, area_change_loss
     from samfx_plugins.losses.losses import Dice
 
     def masks(fractions):  # (1,T,1,4,4) binary masks covering the given fraction of 16 pixels
@@ -454,10 +454,10 @@ def test_area_change_loss_counts_unexplained_change_on_labeled_pairs():
 
 
 def test_evaluate_sequences_on_a_synthetic_store(tmp_path):
-    from samfx.clinical import analyze_clip
     from samfx.data.datasets import SequenceDataset
-    from samfx.data.synth import generate
-    from samfx.engine.clips import evaluate_sequences
+    from samfx.data.synth.store import generate
+    from samfx.engine.eval.clinical import analyze_clip
+    from samfx.engine.eval.sequences import evaluate_sequences
 
     store = generate(tmp_path / "s.h5", patients=3, frames=4, size=(48, 48))
     ds = SequenceDataset(store, None, S)
@@ -480,7 +480,7 @@ def test_evaluate_sequences_on_a_synthetic_store(tmp_path):
 
 
 def test_frame_scores_every_frame_and_ed_es():
-    from samfx.engine.clips import _frame_scores
+    from samfx.engine.eval.sequences import _frame_scores
 
     labels = np.zeros((4, 20, 20), np.uint8)
     labels[:, 5:15, 5:15] = 1
@@ -500,7 +500,7 @@ def test_frame_scores_every_frame_and_ed_es():
 
 
 def test_summary_without_distances_has_no_hd95_keys():
-    from samfx.engine.clips import summarize_sequences
+    from samfx.engine.eval.sequences import summarize_sequences
 
     rows = [{"frames": 2, "seconds": 0.5, "dice": {1: 0.8}, "dice_edes": {1: 0.6}}]
     assert summarize_sequences(rows, [1]) == {"n": 1, "dice_1": 0.8, "dice_edes_1": 0.6, "ms_per_frame": 250.0}
@@ -512,9 +512,9 @@ TINY = ["model.image_encoder.size=tiny", "model.image_encoder.image_size=128", "
 
 
 def _recipe_model(name, extra=()):
-    from samfx.build import build_model
-    from samfx.pluginmanager import get_registry
-    from samfx.recipe import load_recipe
+    from samfx.config.recipe import load_recipe
+    from samfx.contracts.plugins import get_registry
+    from samfx.model.build import build_model
     from tests.conftest import ROOT
 
     reg = get_registry()

@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from samfx.build import build_model
-from samfx.errors import CheckpointError
-from samfx.interfaces import BuildContext
-from samfx.pluginmanager import get_registry
-from samfx.recipe import load_recipe
-from samfx.trainable import apply_stage
+from samfx.config.recipe import load_recipe
+from samfx.contracts.errors import CheckpointError
+from samfx.contracts.interfaces import BuildContext
+from samfx.contracts.plugins import get_registry
+from samfx.model.build import build_model
+from samfx.model.trainable import apply_stage
 from samfx_plugins.apg.config import APGConfig
 from samfx_plugins.apg.io import find_apg, load_apg, save_apg
 from samfx_plugins.apg.module import AutoPromptGenerator, build_apg
@@ -128,7 +128,7 @@ def test_incompatible_width_and_settings_error(tmp_path):
 
 
 def test_apg_export_from_full_checkpoint(tmp_path):
-    from samfx.checkpoint import atomic_save
+    from samfx.checkpoints.files import atomic_save
     from samfx_plugins.apg.__main__ import main
 
     rec, model = tiny_model("apg_on_sam", "model.prompt.form=reference")
@@ -149,7 +149,7 @@ def test_autosamus_reference_count():
     import subprocess
     import sys
 
-    from samfx.summary import summarize
+    from samfx.model.summary import summarize
 
     registry()
     if ("image_encoder", "samus/samus") not in get_registry().components:

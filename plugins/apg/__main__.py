@@ -11,15 +11,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from samfx.errors import SamfxError
+from samfx.contracts.errors import SamfxError
 
 
 def _recipe_prompt(obj: dict[str, Any], folder: Path | None, key: str) -> dict[str, Any] | None:
     """The settings of prompt generator `key` from the recipe stored in the checkpoint or run folder."""
     import yaml
 
-    from samfx.build import prompt_configs
-    from samfx.recipe import Recipe
+    from samfx.config.recipe import Recipe
+    from samfx.model.build import prompt_configs
 
     rec = obj.get("recipe")
     stored = folder / "recipe.yaml" if folder is not None else None
@@ -36,8 +36,8 @@ def _recipe_prompt(obj: dict[str, Any], folder: Path | None, key: str) -> dict[s
 
 def export(source: str | Path, out: str | Path, key: str = "apg") -> Path:
     """Write the APG under ``prompt_generators.<key>`` of `source` to `out`; returns `out`."""
-    from samfx.checkpoint import model_state, read_checkpoint
-    from samfx.engine.rundir import find_checkpoint
+    from samfx.checkpoints.files import model_state, read_checkpoint
+    from samfx.engine.run.rundir import find_checkpoint
     from samfx_plugins.apg.io import extract_from_state, write_apg
 
     source = Path(source).expanduser()

@@ -13,9 +13,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from samfx.checkpoint import FORMAT as SAMFX_FORMAT
-from samfx.checkpoint import atomic_save, is_safetensors, read_safetensors, save_checkpoint
-from samfx.errors import CheckpointError
+from samfx.checkpoints.files import FORMAT as SAMFX_FORMAT
+from samfx.checkpoints.files import atomic_save, is_safetensors, read_safetensors, save_checkpoint
+from samfx.contracts.errors import CheckpointError
 from samfx_plugins.apg.config import ARCH_KEYS
 from samfx_plugins.apg.module import AutoPromptGenerator
 

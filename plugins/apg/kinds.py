@@ -1,7 +1,7 @@
 """The AutoSAMUS authors' checkpoints, for ``samfx inspect`` (torch-free)."""
 from __future__ import annotations
 
-from samfx.ckpt_kinds import CheckpointKind, Shapes, encoder_width, size_override
+from samfx.contracts.kinds import CheckpointKind, Shapes, encoder_width, size_override
 
 
 def _is_autosamus(shapes: Shapes) -> bool:

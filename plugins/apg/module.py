@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from segment_anything.modeling.common import LayerNorm2d, MLPBlock
 from torch import Tensor, nn
 
-from samfx.errors import CheckpointError, RecipeError
-from samfx.interfaces import BuildContext, ImageFeatures, PromptContext, PromptGenerator, Prompts
+from samfx.contracts.errors import CheckpointError, RecipeError
+from samfx.contracts.interfaces import BuildContext, ImageFeatures, PromptContext, PromptGenerator, Prompts
 from samfx_plugins.apg.config import ARCH_KEYS, FORMS, APGConfig
 
 REF_HEADS, REF_HEAD_DIM = 8, 64

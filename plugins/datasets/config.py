@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from samfx.data.synth_v2.options import SynthV2Options
+from samfx.data.synth.v2.options import SynthV2Options
 
 # cache_dir: None -> the cache_dir the caller passes, else $SAMFX_CACHE, else ~/.cache/samfx
 

@@ -6,11 +6,11 @@ import hashlib
 import json
 from pathlib import Path
 
+from samfx.contracts.errors import DataError
+from samfx.contracts.interfaces import DataSource
 from samfx.data.cache import cache_dir as resolve_cache
 from samfx.data.cache import cached
 from samfx.data.store import read_index
-from samfx.errors import DataError
-from samfx.interfaces import DataSource
 from samfx_plugins.datasets.config import BusiConfig, EchoNetPediatricConfig
 
 
@@ -41,7 +41,8 @@ class SyntheticEcho(_Cached):
     kind = "synthetic_echo"
 
     def path(self, cache_dir=None) -> Path:
-        from samfx.data.synth import GENERATOR_VERSION, check_wall_flicker, generate
+        from samfx.data.synth.store import generate
+        from samfx.data.synth.v1 import GENERATOR_VERSION, check_wall_flicker
 
         c = self.config
         if len(c.size) != 2:
@@ -53,7 +54,7 @@ class SyntheticEcho(_Cached):
         flicker = f"-wf{c.wall_flicker:g}" if c.wall_flicker else ""
         v2 = None
         if c.version == 2:
-            from samfx.data.synth_v2.options import v2_options
+            from samfx.data.synth.v2.options import v2_options
 
             if c.wall_flicker:
                 raise DataError("data.source.wall_flicker: a generator v1 option; v2 has its own dropouts "

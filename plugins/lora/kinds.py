@@ -1,7 +1,7 @@
 """SAMed's LoRA files, for ``samfx inspect`` (torch-free)."""
 from __future__ import annotations
 
-from samfx.ckpt_kinds import CheckpointKind, Shapes, size_override
+from samfx.contracts.kinds import CheckpointKind, Shapes, size_override
 
 SAM_MASK_TOKENS = 4  # SAM's decoder: 3 multimask outputs + 1
 

@@ -6,8 +6,8 @@ from typing import cast
 import torch
 from torch import Tensor, nn
 
-from samfx.errors import CheckpointError, RecipeError
-from samfx.interfaces import Adapter, BuildContext, Site
+from samfx.contracts.errors import CheckpointError, RecipeError
+from samfx.contracts.interfaces import Adapter, BuildContext, Site
 from samfx_plugins.lora import samed
 from samfx_plugins.lora.config import LoRAConfig
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 from torch import Tensor
 
-from samfx.errors import CheckpointError
+from samfx.contracts.errors import CheckpointError
 
 _SITE = re.compile(r"^blocks\.(\d+)\.attn\.qkv$")
 

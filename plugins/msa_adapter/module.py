@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from samfx.errors import RecipeError
-from samfx.interfaces import Adapter, BuildContext, Site
+from samfx.contracts.errors import RecipeError
+from samfx.contracts.interfaces import Adapter, BuildContext, Site
 from samfx_plugins.msa_adapter import msa_keys
 from samfx_plugins.msa_adapter.config import MSAAdapterConfig
 

@@ -12,7 +12,7 @@ import re
 
 from torch import Tensor
 
-from samfx.errors import CheckpointError
+from samfx.contracts.errors import CheckpointError
 
 _SITE = re.compile(r"^blocks\.(\d+)\.(mlp|attn\.proj)$")
 THEIRS = {"mlp": "MLP_Adapter", "attn.proj": "Space_Adapter"}

@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from samfx.errors import RecipeError
-from samfx.interfaces import Adapter, BuildContext, Site
+from samfx.contracts.errors import RecipeError
+from samfx.contracts.interfaces import Adapter, BuildContext, Site
 
 
 class LayerNorm2d(nn.Module):

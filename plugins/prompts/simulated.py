@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from samfx.errors import SamfxError
-from samfx.interfaces import PromptContext, PromptGenerator, Prompts, given_mask_logits
+from samfx.contracts.errors import SamfxError
+from samfx.contracts.interfaces import PromptContext, PromptGenerator, Prompts, given_mask_logits
 
 
 def _need_targets(ctx: PromptContext, who: str) -> Tensor:

@@ -29,7 +29,7 @@ from segment_anything.modeling.image_encoder import Attention as SamAttention
 from segment_anything.modeling.image_encoder import get_rel_pos
 from torch import Tensor, nn
 
-from samfx.errors import SamfxError
+from samfx.contracts.errors import SamfxError
 
 __all__ = ["FastAttention", "SamAttention", "REL_POS_MODES", "rel_pos_table", "rel_pos_bias",
            "folded_attention", "set_fast_attention", "default_rel_pos_mode"]

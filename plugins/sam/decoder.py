@@ -12,7 +12,7 @@ import torch
 from segment_anything.modeling import MaskDecoder, PromptEncoder, TwoWayTransformer
 from torch import Tensor, nn
 
-from samfx.interfaces import (
+from samfx.contracts.interfaces import (
     BuildContext,
     DecoderInput,
     DecoderOutput,

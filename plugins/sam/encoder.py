@@ -16,8 +16,8 @@ from segment_anything.modeling import ImageEncoderViT
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from samfx.errors import RecipeError, SamfxError, did_you_mean
-from samfx.interfaces import BuildContext, ImageEncoder, ImageFeatures, Site
+from samfx.contracts.errors import RecipeError, SamfxError, did_you_mean
+from samfx.contracts.interfaces import BuildContext, ImageEncoder, ImageFeatures, Site
 from samfx_plugins.sam.config import PROMPT_DIM, SIZES, SamEncoderConfig
 from samfx_plugins.sam.fast import set_fast_path
 

@@ -15,8 +15,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from samfx.errors import SamfxError
-from samfx.interfaces import (
+from samfx.contracts.errors import SamfxError
+from samfx.contracts.interfaces import (
     BuildContext,
     DecoderInput,
     DecoderOutput,

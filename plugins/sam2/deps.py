@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from samfx.errors import ComponentError
+from samfx.contracts.errors import ComponentError
 from samfx_plugins.sam2.config import INSTALL
 
 

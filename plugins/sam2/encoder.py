@@ -15,8 +15,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from samfx.errors import RecipeError, SamfxError, did_you_mean
-from samfx.interfaces import BuildContext, ImageEncoder, ImageFeatures, Site
+from samfx.contracts.errors import RecipeError, SamfxError, did_you_mean
+from samfx.contracts.interfaces import BuildContext, ImageEncoder, ImageFeatures, Site
 from samfx_plugins.sam2.config import HIERA, SAM2_DIM, Sam2EncoderConfig
 from samfx_plugins.sam2.deps import require_sam2
 from samfx_plugins.sam2.keys import NO_MEM_EMBED, is_memory_key

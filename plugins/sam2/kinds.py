@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from samfx.ckpt_kinds import CheckpointKind, Shapes
+from samfx.contracts.kinds import CheckpointKind, Shapes
 
 # Hiera's first-stage width and depth -> size (tiny and small are both 96 wide: the depth tells them apart)
 _WIDTH = {112: "base_plus", 144: "large"}

@@ -27,8 +27,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from samfx.errors import CheckpointError, SamfxError
-from samfx.interfaces import BuildContext, DecoderOutput, FrameInfo, ImageFeatures, MemoryReadout, TemporalModule
+from samfx.contracts.errors import CheckpointError, SamfxError
+from samfx.contracts.interfaces import (
+    BuildContext,
+    DecoderOutput,
+    FrameInfo,
+    ImageFeatures,
+    MemoryReadout,
+    TemporalModule,
+)
 from samfx_plugins.sam2.deps import require_sam2
 from samfx_plugins.sam2.keys import is_memory_key
 

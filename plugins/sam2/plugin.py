@@ -1,6 +1,6 @@
 """Registration of the sam2 plugin (light: neither torch nor sam2 is imported here)."""
 from samfx import hookimpl
-from samfx.ckpt_kinds import CheckpointKind
+from samfx.contracts.kinds import CheckpointKind
 from samfx_plugins.sam2.config import Sam2EncoderConfig, Sam2MaskDecoderConfig, Sam2PromptEncoderConfig
 from samfx_plugins.sam2.memory_config import Sam2MemoryConfig
 

@@ -16,8 +16,8 @@ from segment_anything.modeling.common import LayerNorm2d
 from segment_anything.modeling.image_encoder import Block, PatchEmbed
 from torch import Tensor, nn
 
-from samfx.errors import RecipeError
-from samfx.interfaces import BuildContext, ImageFeatures, Site
+from samfx.contracts.errors import RecipeError
+from samfx.contracts.interfaces import BuildContext, ImageFeatures, Site
 from samfx_plugins.sam.config import PROMPT_DIM
 from samfx_plugins.sam.encoder import SamViTBase, fit_geometry, size_preset, vit_kwargs
 from samfx_plugins.sam.fast import set_fast_path

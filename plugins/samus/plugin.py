@@ -1,6 +1,6 @@
 """Registration of the samus plugin (light: no torch import)."""
 from samfx import hookimpl
-from samfx.ckpt_kinds import CheckpointKind
+from samfx.contracts.kinds import CheckpointKind
 from samfx_plugins.samus.config import SamusEncoderConfig
 
 

@@ -1,7 +1,7 @@
 """MemSAM checkpoints, for ``samfx inspect`` (torch-free)."""
 from __future__ import annotations
 
-from samfx.ckpt_kinds import CheckpointKind, Shapes
+from samfx.contracts.kinds import CheckpointKind, Shapes
 
 
 def _is_memsam(shapes: Shapes) -> bool:

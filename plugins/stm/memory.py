@@ -22,8 +22,15 @@ import torch.nn.functional as F
 from segment_anything.modeling.common import LayerNorm2d
 from torch import Tensor, nn
 
-from samfx.errors import CheckpointError, SamfxError
-from samfx.interfaces import BuildContext, DecoderOutput, FrameInfo, ImageFeatures, MemoryReadout, TemporalModule
+from samfx.contracts.errors import CheckpointError, SamfxError
+from samfx.contracts.interfaces import (
+    BuildContext,
+    DecoderOutput,
+    FrameInfo,
+    ImageFeatures,
+    MemoryReadout,
+    TemporalModule,
+)
 
 AFFINITIES = ("l2", "dot")
 INJECTS = ("dense", "embedding", "both")

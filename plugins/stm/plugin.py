@@ -1,6 +1,6 @@
 """Registration of the stm plugin (light: no torch import)."""
 from samfx import hookimpl
-from samfx.ckpt_kinds import CheckpointKind
+from samfx.contracts.kinds import CheckpointKind
 from samfx_plugins.stm.config import STMConfig
 
 

@@ -6,8 +6,8 @@ from typing import Optional
 
 import typer
 
-from samfx.cli.main import app, emit_json, fail
-from samfx.errors import SamfxError
+from samfx.cli.app import app, emit_json, fail
+from samfx.contracts.errors import SamfxError
 
 
 @app.command()
@@ -33,7 +33,7 @@ def bench(recipe: str = typer.Argument(..., help="Recipe YAML file."),
           out: Optional[Path] = typer.Option(None, "--out", help="Write the JSON report here."),
           as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Training-step and inference throughput (img/s) and peak memory, eager/compiled, fp32/bf16."""
-    from samfx.bench import run_bench
+    from samfx.engine.bench.run import run_bench
 
     if compile_mode not in ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"):
         fail(SamfxError(f"--compile-mode {compile_mode!r}: use default, reduce-overhead or max-autotune"))

@@ -9,12 +9,12 @@ from typing import Optional
 
 import typer
 
+from samfx.cli.app import data_app, fail
 from samfx.cli.data_cmds import FORCE_OPTION as _FORCE
 from samfx.cli.data_cmds import JSON_OPTION as _JSON
 from samfx.cli.data_cmds import OUT_OPTION as _OUT
 from samfx.cli.data_cmds import print_report as _report
-from samfx.cli.main import data_app, fail
-from samfx.errors import DataError, SamfxError
+from samfx.contracts.errors import DataError, SamfxError
 
 _SKIP = typer.Option(False, "--skip-bad", help="Skip and report unreadable or inconsistent files.")
 _LABELS = typer.Option(None, "--labels", help="Mask values to class ids, e.g. 255=1 or 0,128,255=0,1,2 (repeatable).")

@@ -5,15 +5,15 @@ from typing import Optional
 
 import typer
 
-from samfx.cli.main import app, emit_json, fail
-from samfx.errors import SamfxError
+from samfx.cli.app import app, emit_json, fail
+from samfx.contracts.errors import SamfxError
 
 
 @app.command()
 def inspect(file: str = typer.Argument(..., help="A .pt/.pth/.safetensors weights file."),
             as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """What a checkpoint is (format, model size, components) and the command that loads it."""
-    from samfx.inspect_ckpt import inspect_checkpoint
+    from samfx.checkpoints.inspect import inspect_checkpoint
 
     try:
         report = inspect_checkpoint(file)
@@ -43,7 +43,7 @@ def convert(src: str = typer.Argument(..., help="Weights file to convert."),
             drop: Optional[list[str]] = typer.Option(None, "--drop", help="Glob of SRC keys to leave out "
                                                                           "(repeatable), e.g. 'memory.*'.")) -> None:
     """Read SRC into a samfx model and write it in another layout (docs/checkpoints.md)."""
-    from samfx.convert import convert as run_convert
+    from samfx.deploy.convert import convert as run_convert
 
     try:
         written = run_convert(src, to, out, recipe=recipe, overrides=overrides or [], drop=drop or [])

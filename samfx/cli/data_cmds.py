@@ -10,8 +10,8 @@ from typing import Any, Optional
 
 import typer
 
-from samfx.cli.main import data_app, emit_json, fail
-from samfx.errors import SamfxError
+from samfx.cli.app import data_app, emit_json, fail
+from samfx.contracts.errors import SamfxError
 
 # shared by every command that writes a store (also samfx/cli/data_import_cmds.py, byod_cmds.py)
 OUT_OPTION = typer.Option(..., "--out", "-o", help="Store file to write (.h5); must not exist unless --force.")
@@ -33,7 +33,7 @@ def _v2_options(pairs: Optional[list[str]]) -> dict[str, Any]:
     """--v2 KEY=VALUE pairs as a mapping (values read as YAML: 0.5, true, [0.3, 0.4, 0.3])."""
     import yaml
 
-    from samfx.errors import DataError
+    from samfx.contracts.errors import DataError
 
     out: dict[str, Any] = {}
     for pair in pairs or []:
@@ -59,12 +59,12 @@ def synth(out: Path = OUT_OPTION,
                                                                      "(repeatable; docs/data.md lists them)."),
           force: bool = FORCE_OPTION, as_json: bool = JSON_OPTION) -> None:
     """Generate synthetic apical 2CH/4CH echocardiography sequences (labels LV=1, MYO=2, LA=3)."""
-    from samfx.data.synth import generate
+    from samfx.data.synth.store import generate
 
     start = time.perf_counter()
     try:
         if v2 and version != 2:
-            from samfx.errors import DataError
+            from samfx.contracts.errors import DataError
 
             raise DataError("--v2: generator v2 options need --version 2")
         path = generate(out, patients=patients, seed=seed, frames=frames, size=size, show_progress=not as_json,

@@ -7,12 +7,12 @@ from typing import Optional
 
 import typer
 
+from samfx.cli.app import data_app, fail
 from samfx.cli.data_cmds import FORCE_OPTION as _FORCE
 from samfx.cli.data_cmds import JSON_OPTION as _JSON
 from samfx.cli.data_cmds import OUT_OPTION as _OUT
 from samfx.cli.data_cmds import print_report as _print
-from samfx.cli.main import data_app, fail
-from samfx.errors import SamfxError
+from samfx.contracts.errors import SamfxError
 
 _SKIP = typer.Option(False, "--skip-bad", help="Skip and report unreadable files instead of stopping.")
 

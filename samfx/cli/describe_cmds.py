@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import typer
 
-from samfx.cli.main import app, emit_json, fail
-from samfx.errors import SamfxError
+from samfx.cli.app import app, emit_json, fail
+from samfx.contracts.errors import SamfxError
 
 
 @app.command()
@@ -12,8 +12,8 @@ def describe(component: str = typer.Argument(..., help="KIND/NAME, e.g. prompt_g
                                                         "adapter/msff/msff."),
              as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """A component's recipe keys (types, defaults), its plugin and its documentation."""
-    from samfx.describe import describe as describe_component
-    from samfx.pluginmanager import get_registry
+    from samfx.contracts.describe import describe as describe_component
+    from samfx.contracts.plugins import get_registry
 
     try:
         report = describe_component(get_registry(), component)

@@ -5,8 +5,8 @@ from typing import Optional
 
 import typer
 
-from samfx.cli.main import app, emit_json, fail
-from samfx.errors import SamfxError
+from samfx.cli.app import app, emit_json, fail
+from samfx.contracts.errors import SamfxError
 
 
 @app.command()
@@ -23,7 +23,7 @@ def export(target: str = typer.Argument(..., help="Run folder (uses best.pt, els
     try:
         if fmt != "onnx":
             raise SamfxError(f"--format: unknown format '{fmt}'; only onnx is supported")
-        from samfx.export_onnx import export_onnx
+        from samfx.deploy.export_onnx import export_onnx
 
         result = export_onnx(target, out, part=part, prompt=prompt)
     except SamfxError as exc:

@@ -1,141 +1,12 @@
-"""`samfx` entry point. Keep module-level imports light: `samfx --help` must not import torch."""
+"""`samfx` entry point: every command module registered on the app, errors as one line.
+Keep module-level imports light: `samfx --help` must not import torch."""
 from __future__ import annotations
 
-import json
-import os
 import sys
-import traceback
-from typing import Optional
 
 import typer
 
-from samfx.errors import SamfxError
-
-app = typer.Typer(
-    name="samfx",
-    help="Segment-Anything variants for ultrasound: train, evaluate and compose models from plugins.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-data_app = typer.Typer(help="Create and import datasets into samfx's HDF5 store.", no_args_is_help=True)
-app.add_typer(data_app, name="data")
-
-
-def fail(err: Exception, code: int = 2) -> None:
-    debug_traceback(err)
-    typer.echo(f"error: {err}", err=True)
-    raise typer.Exit(code)
-
-
-def debug_traceback(err: BaseException) -> None:
-    """Under SAMFX_DEBUG=1, the traceback behind a one-line error (plugin failures keep it as the cause)."""
-    if os.environ.get("SAMFX_DEBUG") == "1":
-        traceback.print_exception(type(err), err, err.__traceback__)
-
-
-def emit_json(obj) -> None:
-    typer.echo(json.dumps(obj, indent=2, default=str))
-
-
-@app.command("list-plugins")
-def list_plugins(kind: Optional[str] = typer.Option(None, "--kind", help="Only components of this kind."),
-                 as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """List plugins, their status and the components they register."""
-    from samfx.pluginmanager import PluginLoadError, load_plugins
-    from samfx.registry import KINDS
-
-    if kind is not None and kind not in KINDS:
-        fail(SamfxError(f"--kind: unknown kind '{kind}'; kinds are: {', '.join(KINDS)}"))
-    try:
-        plugins = load_plugins()
-    except PluginLoadError as exc:
-        fail(exc, code=1)
-    rows = []
-    for info in plugins.infos:
-        row = info.to_json()
-        if kind is not None:  # plugins with none of that kind are left out; a failed or disabled one may have some
-            row["components"] = {k: v for k, v in row["components"].items() if k == kind}
-            if not row["components"] and row["status"] == "ok":
-                continue
-        rows.append(row)
-    if as_json:
-        emit_json(rows)
-        return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="samfx plugins")
-    for col in ("plugin", "version", "status", "components"):
-        table.add_column(col)
-    for row in rows:
-        comps = "; ".join(f"{k}: {', '.join(v)}" for k, v in sorted(row["components"].items()))
-        status = {"ok": "[green]ok[/]", "failed": "[red]failed[/]", "disabled": "[yellow]disabled[/]"}[row["status"]]
-        table.add_row(row["name"], row["version"], status, comps if row["status"] != "failed" else row["error"])
-    Console().print(table)
-
-
-@app.command()
-def show(recipe: str = typer.Argument(..., help="Recipe YAML file."),
-         overrides: Optional[list[str]] = typer.Argument(None, help="key.path=value overrides."),
-         as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-         sites: bool = typer.Option(False, "--sites", help="Only the encoder's adapter sites."),
-         check: bool = typer.Option(True, "--check/--no-check", help="Run one forward of a dummy batch.")) -> None:
-    """Resolve a recipe and summarise the model: parameters total / trainable per component and stage."""
-    from samfx.summary import summarize
-
-    try:
-        report = summarize(recipe, overrides or [], check)
-    except SamfxError as exc:
-        fail(exc)
-    if sites:
-        from samfx.cli.show_sites import print_sites
-
-        print_sites(report["sites"], as_json)
-        return
-    if as_json:
-        emit_json(report)
-        return
-    import yaml
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console()
-    console.print(yaml.safe_dump(report["recipe"], sort_keys=False))
-    table = Table(title="parameters")
-    for col in ("component", "total", "trainable"):
-        table.add_column(col, justify="right" if col != "component" else "left")
-    for name, p in report["params"]["by_component"].items():
-        table.add_row(name, f"{p['total']:,}", f"{p['trainable']:,}")
-    table.add_row("[b]model[/]", f"{report['params']['total']:,}", f"{report['params']['trainable']:,}")
-    console.print(table)
-    for st in report["stages"]:
-        steps = f", at most {st['max_steps']} steps" if st["max_steps"] is not None else ""
-        console.print(f"stage [b]{st['name']}[/]: {st['params']['trainable']:,} trainable parameters, "
-                      f"{st['epochs']} epoch(s){steps}")
-
-
-@app.command()
-def doctor(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """Versions, torch / CUDA status and plugin load errors with tracebacks."""
-    from samfx.doctor import collect
-
-    report = collect()
-    if as_json:
-        emit_json(report)
-        return
-    for key, value in report.items():
-        if key == "plugins":
-            continue
-        typer.echo(f"{key:>14}: {value}")
-    for p in report["plugins"]:
-        typer.echo(f"plugin {p['name']} {p['version']}: {p['status']}")
-        if p.get("traceback"):
-            typer.echo(p["traceback"])
-
-
-# Subcommand modules register themselves on `app` / `data_app`; they import torch lazily.
-from samfx.cli import (  # noqa: E402,F401
+from samfx.cli import (  # noqa: F401  (each module registers its commands on `app` / `data_app`)
     bench_cmds,
     byod_cmds,
     ckpt_cmds,
@@ -143,9 +14,12 @@ from samfx.cli import (  # noqa: E402,F401
     data_import_cmds,
     describe_cmds,
     export_cmds,
+    info_cmds,
     report_cmds,
     run_cmds,
 )
+from samfx.cli.app import app, debug_traceback
+from samfx.contracts.errors import SamfxError
 
 
 def main() -> None:
@@ -158,8 +32,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    # `python -m samfx.cli.main`: subcommand modules registered on the imported samfx.cli.main's app,
-    # not on this __main__ copy, so run that one.
-    from samfx.cli.main import main as _main
-
-    _main()
+    main()

@@ -5,8 +5,8 @@ from typing import Optional
 
 import typer
 
-from samfx.cli.main import app, fail
-from samfx.errors import SamfxError
+from samfx.cli.app import app, fail
+from samfx.contracts.errors import SamfxError
 
 
 @app.command()

@@ -8,8 +8,8 @@ from typing import Optional
 
 import typer
 
-from samfx.cli.main import app, emit_json, fail
-from samfx.errors import SamfxError
+from samfx.cli.app import app, emit_json, fail
+from samfx.contracts.errors import SamfxError
 
 
 def _split_recipe_args(recipe: Optional[str], overrides: list[str], resume: Optional[str]) -> tuple[str, list[str]]:
@@ -51,7 +51,7 @@ def train(recipe: Optional[str] = typer.Argument(None, help="Recipe YAML (option
                                              help="DDP processes on this machine (re-runs itself under torchrun)."),
           quiet: bool = typer.Option(False, "--quiet", help="No progress output.")) -> None:
     """Train a recipe's stages into a run folder; `--resume RUN` continues a stopped run exactly."""
-    from samfx.engine import distributed as D
+    from samfx.engine.run import distributed as D
 
     if nproc_per_node > 1 and "LOCAL_RANK" not in os.environ:
         D.launch(nproc_per_node, _without_nproc(sys.argv[1:]))
@@ -66,7 +66,7 @@ def train(recipe: Optional[str] = typer.Argument(None, help="Recipe YAML (option
                 result = api.resume(resume, path, overrides=extra, quiet=quiet)
             else:
                 result = api.train(path, out, overrides=extra, quiet=quiet)
-        except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM, with last.pt written (samfx.engine.interrupt)
+        except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM, with last.pt written (samfx.engine.train.interrupt)
             fail(SamfxError(str(exc) or "interrupted"), code=getattr(exc, "exit_code", 130))
         if not quiet and D.env_info().is_main:
             typer.echo(f"run folder: {result['run']}")
@@ -98,7 +98,7 @@ def eval_cmd(target: str = typer.Argument(..., help="Run folder (uses best.pt, e
              as_json: bool = typer.Option(False, "--json", help="Print the JSON report (docs/metrics.md).")) -> None:
     """Dice, IoU, HD and HD95 per class, per image and per patient; writes eval-<split>.json."""
     from samfx import api
-    from samfx.engine.evaluate import print_table
+    from samfx.engine.eval.evaluate import print_table
 
     try:
         report = api.evaluate(target, split=split, data=data, prompt=prompt, device=device,

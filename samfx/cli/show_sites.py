@@ -5,7 +5,7 @@ from typing import Any
 
 import typer
 
-from samfx.cli.main import emit_json
+from samfx.cli.app import emit_json
 
 
 def print_sites(rows: list[dict[str, Any]], as_json: bool) -> None:

@@ -1,6 +1,6 @@
 """Resizing and augmentation in torch, for images in [0,1] and integer label maps.
 
-The augmentation config is the dict form of :class:`samfx.schema.AugmentSection` (rotation, scale,
+The augmentation config is the dict form of :class:`samfx.config.schema.AugmentSection` (rotation, scale,
 gamma, contrast, hflip). Parameters are drawn from ``numpy.random.default_rng([seed, epoch, index])``
 so an item gets the same augmentation for the same (seed, epoch, index), in any worker; all frames
 of a clip share one draw. Images are resampled bilinearly, labels by nearest neighbour.
@@ -16,8 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from samfx.errors import DataError, did_you_mean
-from samfx.schema import AugmentSection
+from samfx.config.schema import AugmentSection
+from samfx.contracts.errors import DataError, did_you_mean
 
 
 def check_augment(cfg: dict[str, Any] | AugmentSection | None) -> dict[str, Any] | None:

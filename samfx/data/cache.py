@@ -5,8 +5,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from samfx.contracts.errors import DataError
 from samfx.data.store import read_index
-from samfx.errors import DataError
 
 DEFAULT_CACHE = "~/.cache/samfx"
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from samfx.errors import DataError, first_line
+from samfx.contracts.errors import DataError, first_line
 
 READ_ERRORS = (OSError, KeyError, RuntimeError, TypeError, ValueError)  # what h5py raises on damage
 REMAKE = "re-create it with `samfx data synth` or an importer (a cached store: delete it, it is rebuilt)"

@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from samfx.config.schema import CLIP_LABELS
+from samfx.contracts.errors import DataError
 from samfx.data import augment as aug
 from samfx.data.store import Item, open_store, read_frames, read_index, read_sample
-from samfx.errors import DataError
-from samfx.schema import CLIP_LABELS
 
 SEQUENCE_FRAMES = ("ed_es", "labeled", "none")
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from samfx.errors import DataError, first_line
+from samfx.contracts.errors import DataError, first_line
 
 PARTIAL = ".partial-"
+FORMAT = "samfx-store"  # the root attribute samfx_format of every samfx store
+FORMAT_VERSION = 1
 
 
 def reason(exc: OSError) -> str:
@@ -24,8 +26,6 @@ def reason(exc: OSError) -> str:
 def is_store(path: Path) -> bool:
     """Whether `path` is an HDF5 file whose root says it is a samfx store."""
     import h5py
-
-    from samfx.data.store import FORMAT
 
     try:
         with h5py.File(path, "r") as f:

@@ -6,9 +6,9 @@ from typing import Any
 
 import numpy as np
 
+from samfx.contracts.errors import DataError
 from samfx.data.outfile import reason
 from samfx.data.store import open_store, read_frames, read_index, read_sample
-from samfx.errors import DataError
 
 Tile = tuple[str, np.ndarray, np.ndarray]  # (title, image, label map)
 COLORS = np.array([[0, 0, 0], [230, 60, 60], [60, 200, 90], [70, 120, 255], [240, 200, 40]], np.float32) / 255

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from samfx.contracts.errors import DataError
 from samfx.data import outfile
 from samfx.data.checks import (
     READ_ERRORS,
@@ -44,10 +45,8 @@ from samfx.data.checks import (
     reading,
     require,
 )
-from samfx.errors import DataError
+from samfx.data.outfile import FORMAT, FORMAT_VERSION
 
-FORMAT = "samfx-store"
-FORMAT_VERSION = 1
 _ID = re.compile(r"^[A-Za-z0-9_.:+=@,()\-]+$")
 _SAMPLE_ATTRS = ("patient", "view", "phase", "spacing")
 _SEQ_ATTRS = ("patient", "view", "spacing", "ed", "es", "ef")

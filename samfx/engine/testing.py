@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from samfx import hookimpl
-from samfx.interfaces import (
+from samfx.config.recipe import load_recipe
+from samfx.contracts.interfaces import (
     DecoderInput,
     DecoderOutput,
     ImageEncoder,
@@ -29,14 +30,18 @@ from samfx.interfaces import (
     PromptGenerator,
     Prompts,
 )
+from samfx.contracts.plugins import load_plugins
+from samfx.data.store import StoreWriter
+from samfx.engine.run import distributed as D
+from samfx.engine.train.trainer import Trainer
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from samfx.engine.trainer import Trainer
-    from samfx.interfaces import BuildContext
-    from samfx.pluginmanager import Plugins
-    from samfx.registry import PluginRegistrar
+    from samfx.contracts.interfaces import BuildContext
+    from samfx.contracts.plugins import Plugins
+    from samfx.contracts.registry import PluginRegistrar
+    from samfx.engine.train.trainer import Trainer
 
 
 @dataclass
@@ -172,8 +177,6 @@ class ToyDataSource:
     def path(self, cache_dir: str) -> Path:
         from pathlib import Path
 
-        from samfx.data.store import StoreWriter
-
         c = self.cfg
         out = Path(cache_dir) / f"toy2-{c.train}-{c.val}-{c.test}-{c.height}x{c.width}-{c.sequences}.h5"
         if out.exists():
@@ -223,7 +226,6 @@ class ToyPlugin:
 
 
 def toy_plugins() -> Plugins:
-    from samfx.pluginmanager import load_plugins
 
     return load_plugins(extra={"toy": ToyPlugin()})
 
@@ -274,10 +276,6 @@ def main(argv: list[str] | None = None) -> None:
     import os
     import signal
     from pathlib import Path
-
-    from samfx.engine import distributed as D
-    from samfx.engine.trainer import Trainer
-    from samfx.recipe import load_recipe
 
     ap = argparse.ArgumentParser()
     ap.add_argument("run_dir")

@@ -1,33 +1,5 @@
-"""``samfx report``: one self-contained HTML page about a trained and evaluated run (docs/report.md)."""
-from __future__ import annotations
+"""``samfx report``: one self-contained HTML page about a trained and evaluated run (docs/report.md).
 
-from pathlib import Path
-from typing import Any
-
-from samfx.errors import SamfxError
-
-
-def default_out(run: Path, split: str) -> Path:
-    from samfx.engine.rundir import safe_name
-
-    return run / f"report-{safe_name(split)}.html"
-
-
-def write_report(run: str | Path, *, split: str | None = None, out: str | Path | None = None,
-                 registry: Any = None, device: str = "cpu") -> Path:
-    """Write the report of run folder `run` (its eval-<split>.json) to `out` (default
-    RUN/report-<split>.html); returns the path written."""
-    from samfx.engine.rundir import write_text
-    from samfx.report.collect import collect
-    from samfx.report.page import render
-
-    data = collect(run, split, registry=registry, device=device)
-    path = Path(out).expanduser() if out else default_out(data.run, data.report["split"])
-    if path.is_dir():
-        path = path / default_out(data.run, data.report["split"]).name
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_text(path, render(data))
-    except OSError as exc:
-        raise SamfxError(f"{path}: cannot write the report ({exc.strerror}); choose another --out") from None
-    return path
+collect (the run's numbers and overlays) -> stats (CIs, ranking, Bland-Altman) -> figures / html ->
+page (the document) -> write (``write_report``, the entry point).
+"""

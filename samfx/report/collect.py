@@ -8,8 +8,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from samfx.engine import rundir
-from samfx.errors import SamfxError, first_line
+from samfx.contracts.errors import SamfxError, first_line
+from samfx.contracts.plugins import get_registry
+from samfx.data.datasets import ImageDataset
+from samfx.engine.eval.inference import predict_classes, resolve_precision, to_device
+from samfx.engine.run import checkpoints as ckpt
+from samfx.engine.run import rundir
+from samfx.engine.run.distributed import DistInfo, resolve_device
+from samfx.engine.run.loaders import collate
+from samfx.model.trainable import apply_stage, count_params
+from samfx.report.stats import rank_images
 
 RUN_FILES = ("recipe.yaml", rundir.BEST, rundir.LAST, rundir.BEST_SAFETENSORS)
 
@@ -88,7 +96,6 @@ def read_log(run: Path) -> list[dict[str, str]]:
 def collect(run: str | Path, split: str | None = None, *, registry: Any = None, device: str = "cpu",
             k: int = 5) -> RunData:
     """Read a run folder for the report; the model is loaded for parameter counts and overlays."""
-    from samfx.report.stats import rank_images
 
     folder = check_run(run)
     eval_path = find_eval(folder, split)
@@ -114,9 +121,6 @@ def _checkpoint(data: RunData) -> Path:
 def _from_model(data: RunData, registry: Any, device: str, worst: list[dict[str, Any]],
                 best: list[dict[str, Any]]) -> None:
     """Parameter counts per component and stage; overlays of the ranked images."""
-    from samfx.engine import checkpointing as ckpt
-    from samfx.engine.distributed import DistInfo, resolve_device
-    from samfx.pluginmanager import get_registry
 
     dev = resolve_device(device, DistInfo(), option="--device ")
     model, recipe, _ = ckpt.load_model(_checkpoint(data), registry or get_registry(), dev)
@@ -134,7 +138,6 @@ def _from_model(data: RunData, registry: Any, device: str, worst: list[dict[str,
 
 def param_counts(model: Any, recipe: Any) -> dict[str, Any]:
     """{total, components: {name: total}, stages: [{name, trainable, by_component: {name: trainable}}]}."""
-    from samfx.trainable import apply_stage, count_params
 
     comps = model.component_modules()
     out: dict[str, Any] = {"total": count_params(model)[0],
@@ -150,10 +153,6 @@ def segment_records(model: Any, recipe: Any, report: dict[str, Any], records: li
                     ) -> list[dict[str, Any]]:
     """[{record, image, pred, gt}] for eval image records, re-segmented with the eval's prompt."""
     import torch
-
-    from samfx.data.datasets import ImageDataset
-    from samfx.engine.data import collate
-    from samfx.engine.inference import predict_classes, resolve_precision, to_device
 
     if not records:
         return []

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from samfx.engine.overlays import color_of
+from samfx.engine.eval.overlays import color_of
 
 
 def _plt() -> Any:

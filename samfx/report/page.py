@@ -5,6 +5,7 @@ import math
 import time
 from typing import Any
 
+from samfx.engine.eval.clinical import detect_ed_es
 from samfx.report import figures as F
 from samfx.report.collect import RunData
 from samfx.report.html import cell, esc, img, num, page, table
@@ -161,7 +162,6 @@ def sequences_section(data: RunData) -> str:
 
 
 def _area_curves(seqs: list[dict[str, Any]]) -> str:
-    from samfx.clinical import detect_ed_es
 
     curves = []
     for s in seqs:

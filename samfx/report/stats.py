@@ -1,7 +1,7 @@
 """Numbers behind the report's tables: confidence intervals over patients and the image ranking.
 
 Confidence intervals are percentile bootstrap intervals of the mean over patients: a patient's value
-is the mean over its images (samfx.metrics.summarize), patients are resampled with replacement
+is the mean over its images (samfx.engine.eval.metrics.summarize), patients are resampled with replacement
 ``N_BOOT`` times with a fixed seed, and the interval is the 2.5th and 97.5th percentile of the
 resampled means. Patients whose HD/HD95 is infinite (a mask empty in every image) are left out of
 the mean and its interval and counted as ``n_inf``, as in the eval tables.

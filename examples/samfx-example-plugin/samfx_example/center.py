@@ -1,7 +1,7 @@
 """The component itself: built only when a recipe names it."""
 import torch
 
-from samfx.interfaces import PromptContext, PromptGenerator, Prompts
+from samfx.contracts.interfaces import PromptContext, PromptGenerator, Prompts
 
 
 class CenterClick(PromptGenerator):

@@ -2,8 +2,8 @@
 import torch
 from torch import nn
 
-from samfx.errors import RecipeError
-from samfx.interfaces import Adapter
+from samfx.contracts.errors import RecipeError
+from samfx.contracts.interfaces import Adapter
 
 
 class ChannelGate(Adapter):

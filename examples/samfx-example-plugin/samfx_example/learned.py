@@ -2,7 +2,7 @@
 import torch
 from torch import nn
 
-from samfx.interfaces import PromptContext, PromptGenerator, Prompts
+from samfx.contracts.interfaces import PromptContext, PromptGenerator, Prompts
 
 
 class LearnedClick(PromptGenerator):

@@ -19,18 +19,13 @@ from typing import Any, cast
 
 import numpy as np
 
+from samfx.contracts.errors import DataError
+from samfx.data.importers.camus_layout import CLASS_NAMES, CLASSES, SPLIT_FILES, VIEWS, read_cfg
+from samfx.data.importers.camus_mhd import import_camus_mhd, is_mhd_release
 from samfx.data.importers.common import ImportReport, read_lines, to_label, to_uint8
 from samfx.data.outfile import check_out
 from samfx.data.progress import progress_bar
 from samfx.data.store import StoreWriter, split_patients
-from samfx.errors import DataError
-
-CLASSES, CLASS_NAMES = [1, 2, 3], ["LV", "MYO", "LA"]
-VIEWS = ("2CH", "4CH")
-SPLIT_FILES = {"train": "subgroup_training.txt", "val": "subgroup_validation.txt", "test": "subgroup_testing.txt"}
-CFG_KEYS = {"ED": "cfg_ed", "ES": "cfg_es", "NbFrame": "nb_frames", "Sex": "sex", "Age": "age",
-            "ImageQuality": "image_quality", "EF": "ef", "FrameRate": "frame_rate",
-            "LVedv": "lv_edv", "LVesv": "lv_esv", "LVef": "ef"}  # the last three: 2019 release
 
 
 def read_nifti(path: Path) -> tuple[np.ndarray, tuple[float, float]]:
@@ -51,22 +46,6 @@ def read_nifti(path: Path) -> tuple[np.ndarray, tuple[float, float]]:
     return data, (float(zooms[1]), float(zooms[0]))
 
 
-def read_cfg(path: Path) -> dict[str, object]:
-    """Info_*.cfg ("Key: value" lines) -> attrs with numeric values parsed where possible."""
-    out: dict[str, object] = {}
-    for line in read_lines(path):
-        key, sep, value = line.partition(":")
-        if not sep:
-            continue
-        key, value = key.strip(), value.strip()
-        name = CFG_KEYS.get(key, re.sub(r"\W+", "_", key).lower())
-        try:
-            out[name] = int(value) if re.fullmatch(r"-?\d+", value) else float(value)
-        except ValueError:
-            out[name] = value
-    return out
-
-
 def _base(root: Path) -> tuple[Path, Path]:
     root = root.expanduser()
     if not root.is_dir():
@@ -82,8 +61,6 @@ def import_camus(root: str | Path, out: str | Path, *, seed: int = 0, sequences:
     (an existing `out` is replaced only with `force` and only when it is a samfx store)."""
     check_out(Path(out).expanduser(), force)  # before any reading
     nifti, split_dir = _base(Path(root))
-    from samfx.data.importers.camus_mhd import import_camus_mhd, is_mhd_release  # imports this module
-
     if nifti.name != "database_nifti" and is_mhd_release(nifti):
         return import_camus_mhd(nifti, out, seed=seed, sequences=sequences, skip_bad=skip_bad,
                                 show_progress=show_progress, force=force)

@@ -22,12 +22,12 @@ from typing import Any
 
 import numpy as np
 
-from samfx.data.importers.camus import CLASS_NAMES, CLASSES, VIEWS, read_cfg
+from samfx.contracts.errors import DataError
+from samfx.data.importers.camus_layout import CLASS_NAMES, CLASSES, VIEWS, read_cfg
 from samfx.data.importers.common import ImportReport, to_label, to_uint8
 from samfx.data.importers.metaimage import read_metaimage
 from samfx.data.progress import progress_bar
 from samfx.data.store import StoreWriter, split_patients
-from samfx.errors import DataError
 
 FOLDERS = ("training", "testing")
 TESTING_SPLIT = "testing"

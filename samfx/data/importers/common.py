@@ -9,7 +9,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from samfx.errors import DataError
+from samfx.contracts.errors import DataError
+from samfx.data.importers.summary import store_summary
 
 T = TypeVar("T")
 
@@ -30,7 +31,6 @@ class ImportReport:
 
     def finish(self) -> ImportReport:
         """Fill `stats` from the store written to `out` (call after the writer closed); returns self."""
-        from samfx.data.importers.summary import store_summary
 
         self.stats = store_summary(self.out)
         return self

@@ -14,12 +14,12 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from samfx.contracts.errors import DataError
 from samfx.data.importers.common import ImportReport, safe_id
 from samfx.data.importers.dicom_read import DicomCine, find_dicoms, read_dicom
 from samfx.data.outfile import check_out
 from samfx.data.progress import progress_bar
 from samfx.data.store import StoreWriter
-from samfx.errors import DataError
 
 
 def collect_dicoms(inputs: list[Path]) -> list[tuple[Path, str]]:

@@ -18,18 +18,18 @@ from pathlib import Path
 
 import numpy as np
 
+from samfx.contracts.errors import DataError
 from samfx.data.importers.common import ImportReport, safe_id
+from samfx.data.importers.video import read_video
 from samfx.data.outfile import check_out
 from samfx.data.progress import progress_bar
 from samfx.data.store import StoreWriter
-from samfx.errors import DataError
 
 SPLITS = {"TRAIN": "train", "VAL": "val", "TEST": "test"}
 
 
 def read_avi(path: Path) -> np.ndarray:
     """Decode a video to grayscale frames (T,H,W) uint8; DataError when it cannot be decoded."""
-    from samfx.data.importers.video import read_video
 
     return read_video(path)[0]
 
@@ -43,17 +43,18 @@ def read_tracings(path: Path, columns: tuple[str, ...]) -> Traces:
     """VolumeTracings.csv as stem -> frame -> rows of `columns`; rows whose Frame is a note such as
     "No Systolic" (EchoNet-Pediatric) are skipped, any other non-number is a DataError naming the line."""
     traces: Traces = defaultdict(lambda: defaultdict(list))
-    for i, row in enumerate(_read_csv(path, ("FileName", *columns, "Frame")), start=2):
+    for i, row in enumerate(read_csv(path, ("FileName", *columns, "Frame")), start=2):
         if row["Frame"].strip().lower().startswith("no "):
             continue
         try:
-            traces[_stem(row["FileName"])][int(float(row["Frame"]))].append([float(row[k]) for k in columns])
+            traces[video_stem(row["FileName"])][int(float(row["Frame"]))].append([float(row[k]) for k in columns])
         except (TypeError, ValueError):
             raise DataError(f"{path}:{i}: non-numeric coordinate or frame in {row}") from None
     return traces
 
 
-def _read_csv(path: Path, need: tuple[str, ...]) -> list[dict[str, str]]:
+def read_csv(path: Path, need: tuple[str, ...]) -> list[dict[str, str]]:
+    """The rows of an EchoNet CSV file; a DataError names the file when it or a column in `need` is missing."""
     if not path.is_file():
         raise DataError(f"{path}: not found; expected the EchoNet-Dynamic layout (FileList.csv, "
                         f"VolumeTracings.csv, Videos/)")
@@ -83,7 +84,8 @@ def trace_mask(lines: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return np.asarray(canvas, dtype=np.uint8)
 
 
-def _stem(name: str) -> str:
+def video_stem(name: str) -> str:
+    """A FileList name without its .avi suffix (the lists name videos with and without it)."""
     return name[:-4] if name.lower().endswith(".avi") else name
 
 
@@ -95,7 +97,7 @@ def import_echonet(root: str | Path, out: str | Path, *, limit: int | None = Non
     root = Path(root).expanduser()
     if not root.is_dir():
         raise DataError(f"{root}: EchoNet-Dynamic folder not found")
-    files = _read_csv(root / "FileList.csv", ("FileName", "EF", "Split"))
+    files = read_csv(root / "FileList.csv", ("FileName", "EF", "Split"))
     traces = read_tracings(root / "VolumeTracings.csv", CHORD_COLUMNS)
     files = files[:limit] if limit else files
     report = ImportReport(str(out), f"echonet:{root}")
@@ -105,7 +107,7 @@ def import_echonet(root: str | Path, out: str | Path, *, limit: int | None = Non
                      force=force) as w, \
             progress_bar(len(files), "importing EchoNet", show_progress) as advance:
         for row in files:
-            stem = _stem(row["FileName"])
+            stem = video_stem(row["FileName"])
             path = root / "Videos" / f"{stem}.avi"
             if not path.is_file():
                 report.missing.append(f"Videos/{stem}.avi")
@@ -156,6 +158,6 @@ def add_video(w: StoreWriter, item_id: str, path: Path, row: dict[str, str], tra
     except ValueError:
         ef = float("nan")
     fps = float(row.get("FPS") or "nan")
-    w.add_sequence(item_id, frames, labels, labeled, patient=_stem(row["FileName"]), view=view, spacing=None,
+    w.add_sequence(item_id, frames, labels, labeled, patient=video_stem(row["FileName"]), view=view, spacing=None,
                    ed=ed, es=es, ef=ef, fps=fps, source=str(path), **extra)
     return int(labeled.sum())

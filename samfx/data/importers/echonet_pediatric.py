@@ -15,12 +15,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from samfx.contracts.errors import DataError
 from samfx.data.importers.common import ImportReport, safe_id
-from samfx.data.importers.echonet import POINT_COLUMNS, _read_csv, _stem, add_video, read_tracings
+from samfx.data.importers.echonet import POINT_COLUMNS, add_video, read_csv, read_tracings, video_stem
 from samfx.data.outfile import check_out
 from samfx.data.progress import progress_bar
 from samfx.data.store import StoreWriter
-from samfx.errors import DataError
 
 VIEWS = ("A4C", "PSAX")
 KNOWN = ("FileName", "EF", "Split", "FPS")
@@ -75,7 +75,7 @@ def import_echonet_pediatric(root: str | Path, out: str | Path, *, val_fold: int
     folders = _view_folders(Path(root))
     plan = []
     for view, folder in folders:
-        rows = _read_csv(folder / "FileList.csv", ("FileName", "EF", "Split"))
+        rows = read_csv(folder / "FileList.csv", ("FileName", "EF", "Split"))
         traces = read_tracings(folder / "VolumeTracings.csv", POINT_COLUMNS)
         plan += [(view, folder, row, traces) for row in (rows[:limit] if limit else rows)]
     report = ImportReport(str(out), f"echonet-pediatric:{root}")
@@ -85,7 +85,7 @@ def import_echonet_pediatric(root: str | Path, out: str | Path, *, val_fold: int
                      description=f"EchoNet-Pediatric ({', '.join(v for v, _ in folders)}) from {root}") as w, \
             progress_bar(len(plan), "importing EchoNet-Pediatric", show_progress) as advance:
         for view, folder, row, traces in plan:
-            stem = _stem(row["FileName"])
+            stem = video_stem(row["FileName"])
             path = folder / "Videos" / f"{stem}.avi"
             item = safe_id(f"{view}_{stem}")
             fold = _fold(row["Split"], f"{folder / 'FileList.csv'} ({row['FileName']})")

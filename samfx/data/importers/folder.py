@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from samfx.contracts.errors import DataError
 from samfx.data.importers.camus import read_nifti
 from samfx.data.importers.common import SHOW, ImportReport, read_png, safe_id, to_label, to_uint8
 from samfx.data.importers.grouping import PatientRule, assign_lists, ratio_splits
@@ -23,7 +24,6 @@ from samfx.data.importers.labelmap import LabelMap
 from samfx.data.outfile import check_out
 from samfx.data.progress import progress_bar
 from samfx.data.store import StoreWriter
-from samfx.errors import DataError
 
 EXTS = (".nii.gz", ".nii", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 

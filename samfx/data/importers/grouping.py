@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from samfx.errors import DataError
+from samfx.contracts.errors import DataError
 
 SPLITS = ("train", "val", "test")
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from samfx.errors import DataError
+from samfx.contracts.errors import DataError
 
 
 def parse_labels(specs: list[str]) -> dict[int, int]:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from samfx.errors import DataError
+from samfx.contracts.errors import DataError
 
 # MetaIO element types (fixed sizes; MET_LONG/MET_ULONG are left out: their size varies by writer)
 ELEMENT_TYPES = {"MET_CHAR": "i1", "MET_UCHAR": "u1", "MET_SHORT": "i2", "MET_USHORT": "u2", "MET_INT": "i4",

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
+from samfx.contracts.errors import DataError
 from samfx.data.importers.common import ImportReport, read_lines, read_png, safe_id
 from samfx.data.outfile import check_out
 from samfx.data.progress import progress_bar
 from samfx.data.store import StoreWriter
-from samfx.errors import DataError
 
 KNOWN_NAMES = {
     "Echocardiography-CAMUS": ["LV", "MYO", "LA"],

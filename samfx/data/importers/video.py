@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from samfx.contracts.errors import DataError
 from samfx.data.importers.common import SHOW, ImportReport, read_png, safe_id
 from samfx.data.importers.folder import split_name
 from samfx.data.importers.grouping import PatientRule, ratio_splits
@@ -22,7 +23,6 @@ from samfx.data.importers.labelmap import LabelMap
 from samfx.data.outfile import check_out
 from samfx.data.progress import progress_bar
 from samfx.data.store import StoreWriter
-from samfx.errors import DataError
 
 
 @dataclass

@@ -1,0 +1,399 @@
+"""``samfx predict``: label maps and overlays for PNG / NIfTI / HDF5 / DICOM inputs, LV area curves and EF
+for sequences.
+
+Inputs: 2-D images (PNG/JPEG/BMP/TIFF, any mode -> grayscale), NIfTI (.nii / .nii.gz: 2-D, or
+3-D = a sequence of frames on the last axis; axes (x, y[, t]) as CAMUS stores them), samfx HDF5
+stores (every sample and sequence), DICOM files and folders of them (read as ``samfx data dicom``
+imports them: gray, cropped to the ultrasound region, sector kept). Outputs in OUT:
+
+    <name>_label.png      uint8 label map (class ids) at the input's own resolution
+    <name>_overlay.png    prediction over the image (ground truth contours when the store has them)
+    <name>/frame_NNN_label.png, <name>/frame_NNN_overlay.png   per frame of a sequence
+    <name>_lv_area.csv / .png   LV area per frame (mm² when the spacing is known, else px²)
+    predictions.json      what was written, per input; per sequence also ED/ES and an EF estimate
+                          (single-plane area-length on the predicted LV)
+
+The prompt must be automatic (any generator with ``needs_targets`` false, e.g. ``apg``, ``none``):
+simulated clicks and boxes need ground truth, which unlabeled inputs do not have. The exception is
+``first_mask`` (``--first-mask``): frame 0's label map of one sequence, given to a temporal model
+through the ``masks`` prompt (samfx.deploy.first_mask).
+"""
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from samfx.contracts.errors import SamfxError, first_line
+from samfx.contracts.plugins import get_registry
+from samfx.data.files import write_json
+from samfx.data.importers.dicom import collect_dicoms, item_name
+from samfx.data.importers.dicom_read import is_dicom, read_dicom
+from samfx.data.outfile import reason
+from samfx.data.store import open_store, read_frames, read_index, read_sample
+from samfx.deploy.onnx_runtime import is_onnx
+from samfx.engine.eval.clinical import analyze_clip
+from samfx.engine.eval.evaluate import choose_prompt
+from samfx.engine.eval.inference import autocast, labels_from_logits, predict_classes, resolve_precision
+from samfx.engine.eval.overlays import save_overlay
+from samfx.engine.run import checkpoints as ckpt
+from samfx.engine.run import rundir
+from samfx.engine.run.distributed import DistInfo, resolve_device
+
+IMAGE_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+
+
+@dataclass
+class Input:
+    name: str
+    frames: np.ndarray                  # (T,H,W) uint8; T=1 for a single image
+    spacing: tuple[float, ...] | None  # (row mm, col mm)
+    sequence: bool
+    labels: np.ndarray | None = None    # (T,H,W) ground truth when known (overlays only)
+    source: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _to_uint8(arr: np.ndarray, where: Path) -> np.ndarray:
+    """uint8 as is; integers in 0..255 kept; anything else min-max scaled (NaN/inf -> the minimum)."""
+    if arr.size == 0:
+        raise SamfxError(f"{where}: the image has no pixels (shape {arr.shape}); is the file complete?")
+    if arr.dtype == np.uint8:
+        return arr
+    a = arr.astype(np.float64)
+    finite = np.isfinite(a)
+    if not finite.any():
+        raise SamfxError(f"{where}: no finite pixel values (all NaN or inf); the file holds no image to segment")
+    if not finite.all():
+        a = np.where(finite, a, a[finite].min())
+    lo, hi = float(a.min()), float(a.max())
+    if lo >= 0 and hi <= 255 and np.allclose(a, np.round(a)):
+        return a.astype(np.uint8)
+    return np.clip((a - lo) / (hi - lo if hi > lo else 1.0) * 255.0, 0, 255).astype(np.uint8)
+
+
+def read_inputs(path: str | Path) -> list[Input]:
+    """The images / sequences in one input file; a SamfxError naming the file when it is unreadable."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise SamfxError(f"{p}: input not found")
+    if p.is_dir() or is_dicom(p) or p.name.lower().endswith(".dcm"):
+        return _read_dicom(p)
+    name = p.name
+    for suffix in (".nii.gz", ".nii", ".h5", ".hdf5", *IMAGE_EXT):
+        if name.lower().endswith(suffix):
+            stem = name[: -len(suffix)]
+            break
+    else:
+        raise SamfxError(f"{p}: unsupported input type; use PNG/JPEG/TIFF images, NIfTI (.nii, .nii.gz), a "
+                         f"samfx HDF5 store (.h5), DICOM files or a folder of DICOM files")
+    low = name.lower()
+    if low.endswith((".nii", ".nii.gz")):
+        import zlib
+
+        import nibabel as nib
+        from nibabel.filebasedimages import ImageFileError
+
+        try:
+            img = cast("nib.Nifti1Image", nib.load(str(p)))
+            data = np.asarray(img.dataobj)
+            zooms = tuple(float(z) for z in img.header.get_zooms())
+        except (ImageFileError, OSError, EOFError, ValueError, zlib.error) as exc:
+            raise SamfxError(f"{p}: cannot read NIfTI ({first_line(exc)}); is the file complete and "
+                             f"really NIfTI?") from None
+        if data.size == 0:
+            raise SamfxError(f"{p}: NIfTI with shape {img.shape} has no pixels; expected (x, y) or (x, y, t) "
+                             f"with t >= 1")
+        if data.ndim == 2 or (data.ndim == 3 and data.shape[2] == 1):
+            frames = data.reshape(data.shape[0], data.shape[1])[None]
+        elif data.ndim == 3:
+            frames = np.moveaxis(data, 2, 0)
+        else:
+            raise SamfxError(f"{p}: NIfTI with shape {data.shape}; expected (x, y) or (x, y, t)")
+        frames = np.transpose(frames, (0, 2, 1))  # (t, x, y) -> (t, row=y, col=x)
+        spacing = (zooms[1], zooms[0]) if len(zooms) >= 2 and min(zooms[:2]) > 0 else None
+        return [Input(stem, _to_uint8(frames, p), spacing, frames.shape[0] > 1, source=str(p))]
+    if low.endswith((".h5", ".hdf5")):
+        return _read_store(p, stem)
+    from PIL import Image
+
+    try:
+        with Image.open(p) as im:
+            arr = np.asarray(im.convert("L"))
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:  # UnidentifiedImageError is an OSError
+        raise SamfxError(f"{p}: cannot read image ({first_line(exc)}); is it a complete PNG/JPEG/TIFF "
+                         f"file?") from None
+    return [Input(stem, _to_uint8(arr, p)[None], None, False, source=str(p))]
+
+
+def _read_store(p: Path, stem: str) -> list[Input]:
+
+    index = read_index(p)
+    out = []
+    with open_store(p) as f:
+        for item in index.items.values():
+            sp = tuple(float(v) for v in item.spacing)
+            spacing = sp if all(math.isfinite(v) and v > 0 for v in sp) else None
+            if item.kind == "sample":
+                image, label = read_sample(f, item.id)
+                out.append(Input(f"{stem}-{item.id}", image[None], spacing, False, label[None], str(p)))
+            else:
+                frames, labels = read_frames(f, item.id)
+                labels = np.where(np.asarray(item.labeled)[:, None, None], labels, 0)
+                out.append(Input(f"{stem}-{item.id}", frames, spacing, True, labels, str(p),
+                                 {"ed": item.ed, "es": item.es}))
+    return out
+
+
+def _read_dicom(p: Path) -> list[Input]:
+    """A DICOM file, or every DICOM file under a folder, as it would be imported (samfx data dicom)."""
+
+    prefix = f"{p.name}-" if p.is_dir() else ""
+    out = []
+    for path, rel in collect_dicoms([p]):
+        cine = read_dicom(path)
+        out.append(Input(prefix + item_name(rel), cine.frames, cine.spacing, cine.frames.shape[0] > 1,
+                         source=str(path), extra={"fps": cine.fps}))
+    return out
+
+
+def _out_folder(out: str | Path, create: bool) -> Path:
+    """`out` (created when `create`) unless it is a file or cannot be created: a SamfxError naming it."""
+    out = Path(out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise SamfxError(f"--out {out}: is a file; predict writes several files into a folder, give a new or "
+                         f"existing folder")
+    try:
+        if create:
+            out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SamfxError(f"--out {out}: cannot create the folder ({reason(exc)}); choose a writable "
+                         f"folder") from None
+    return out
+
+
+class Predictor:
+    """Holds the model; ``run(input)`` segments one Input and writes its files."""
+
+    def __init__(self, checkpoint: str | Path, out_dir: str | Path, *, prompt: str | None = None,
+                 device: str = "auto", registry=None, engine: str | None = None,
+                 first_mask: np.ndarray | None = None):
+        from samfx.deploy.onnx_runtime import OnnxModel, is_onnx
+
+        _out_folder(out_dir, create=False)  # before the slow part
+        self.engine = check_engine(engine, checkpoint)
+        self.onnx: OnnxModel | None = None
+        self.first_mask = first_mask
+        if self.engine == "onnx" and first_mask is not None:
+            raise SamfxError("--first-mask: an exported ONNX model segments frames one by one, with no memory to "
+                             "carry the mask; use the run folder (--engine torch)")
+        if self.engine == "onnx":
+            if prompt is not None:
+                raise SamfxError("--prompt: an exported ONNX model has its prompt built in; leave --prompt out")
+            self.onnx = OnnxModel.load(checkpoint)
+            self.path, self.classes, self.names = self.onnx.path, self.onnx.classes, self.onnx.class_names
+            self.prompt, self.precision = self.onnx.prompt, "fp32"
+            self.out = _out_folder(out_dir, create=True)
+            self.lv = self.classes[self.names.index("LV")] if "LV" in self.names else self.classes[0]
+            return
+        if is_onnx(checkpoint):  # not reached: check_engine refuses it
+            raise SamfxError(f"{checkpoint}: an ONNX file runs with --engine onnx")
+        self.registry = registry or get_registry()
+        self.path = rundir.find_checkpoint(checkpoint)
+        self.device = resolve_device(device, DistInfo(), option="--device ")
+        self.model, self.recipe, _ = ckpt.load_model(self.path, self.registry, self.device)
+        cfg = self.recipe.config
+        self.classes = [int(c) for c in cfg["data"]["classes"]]
+        self.names = list(cfg["data"]["class_names"])
+        if first_mask is None:
+            self.prompt = choose_prompt(self.model, self.recipe, prompt, self.registry, False, "--prompt")
+        else:
+            from samfx.deploy.first_mask import first_mask_prompt
+
+            self.prompt = first_mask_prompt(self.model, self.recipe, prompt, self.registry)
+        self.precision = resolve_precision(cfg["train"]["precision"], self.device)
+        self.out = _out_folder(out_dir, create=True)
+        self.lv = self.classes[self.names.index("LV")] if "LV" in self.names else self.classes[0]
+
+    @torch.no_grad()
+    def segment(self, frames: np.ndarray, sequence: bool) -> np.ndarray:
+        """(T,H,W) uint8 -> label maps (T,H,W); sequences go through forward_clip frame by frame (the
+        onnx engine: every frame on its own, as a model without temporal module does)."""
+        if self.onnx is not None:
+            return segment_frames_onnx(self.onnx, frames)
+        return segment_frames(self.model, frames, self.classes, prompt=self.prompt, precision=self.precision,
+                              sequence=sequence, first_mask=self.first_mask)
+
+    def run(self, item: Input) -> dict[str, Any]:
+        if self.first_mask is not None:
+            from samfx.deploy.first_mask import check_first_mask
+
+            check_first_mask(self.first_mask, item, self.classes)
+        pred = self.segment(item.frames, item.sequence)
+        rec: dict[str, Any] = {"input": item.source, "name": item.name, "frames": int(pred.shape[0]),
+                               "spacing": list(item.spacing) if item.spacing else None}
+        from PIL import Image
+
+        if not item.sequence:
+            label_path = self.out / f"{item.name}_label.png"
+            Image.fromarray(pred[0]).save(label_path)
+            gt = item.labels[0] if item.labels is not None else None
+            ov = save_overlay(self.out / f"{item.name}_overlay.png", item.frames[0] / 255.0, pred[0], gt)
+            rec.update(label=str(label_path), overlay=str(ov))
+            return rec
+        folder = self.out / item.name
+        folder.mkdir(parents=True, exist_ok=True)
+        for t in range(pred.shape[0]):
+            Image.fromarray(pred[t]).save(folder / f"frame_{t:03d}_label.png")
+            gt = item.labels[t] if item.labels is not None and item.labels[t].any() else None
+            save_overlay(folder / f"frame_{t:03d}_overlay.png", item.frames[t] / 255.0, pred[t], gt)
+        area_px = (pred == self.lv).reshape(pred.shape[0], -1).sum(1)
+        unit = "mm2" if item.spacing else "px2"
+        scale = item.spacing[0] * item.spacing[1] if item.spacing else 1.0
+        areas = area_px * scale
+        csv_path = self.out / f"{item.name}_lv_area.csv"
+        with csv_path.open("w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["frame", "lv_area_px", f"lv_area_{unit}"])
+            for t in range(pred.shape[0]):
+                w.writerow([t, int(area_px[t]), f"{float(areas[t]):.4f}"])
+        clinical = self._clinical(item, pred) if pred.shape[0] > 1 else {}  # no EF from one frame
+        png_path = self._plot_area(item, areas, unit, clinical.get("ed", -1), clinical.get("es", -1))
+        rec.update(folder=str(folder), lv_area_csv=str(csv_path), lv_area_png=str(png_path),
+                   lv_area_max=float(areas.max()), lv_area_min=float(areas.min()), area_unit=unit, **clinical)
+        return rec
+
+    def _clinical(self, item: Input, pred: np.ndarray) -> dict[str, Any]:
+        """ED/ES (the input's when known, else max/min LV area) and the single-plane area-length EF of
+        the predicted LV; with unknown spacing square pixels are assumed (EF does not depend on scale)."""
+        c = analyze_clip(pred, item.spacing or (1.0, 1.0), label=self.lv, ed=item.extra.get("ed", -1),
+                         es=item.extra.get("es", -1))
+        out: dict[str, Any] = {"ed": c.ed, "es": c.es, "ef_method": "single-plane area-length",
+                               "ef_estimate": round(c.ef, 2) if math.isfinite(c.ef) else None}
+        if item.spacing:
+            out.update(edv_ml=round(c.edv, 3), esv_ml=round(c.esv, 3))
+        else:
+            out["ef_note"] = "pixel spacing unknown: square pixels assumed, volumes not reported"
+        return out
+
+    def _plot_area(self, item: Input, areas: np.ndarray, unit: str, ed: int, es: int) -> Path:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6, 3))
+        ax.plot(np.arange(len(areas)), areas, marker="o", ms=3)
+        for key, f in (("ed", ed), ("es", es)):
+            if 0 <= f < len(areas):
+                ax.axvline(f, ls="--", color="gray")
+                ax.text(f, ax.get_ylim()[1], key.upper(), ha="center", va="bottom", fontsize=8)
+        ax.set_xlabel("frame")
+        ax.set_ylabel(f"LV area ({unit.replace('2', '²')})")
+        ax.set_title(item.name, fontsize=9)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        path = self.out / f"{item.name}_lv_area.png"
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+        return path
+
+
+ENGINES = ("torch", "onnx")
+
+
+def check_engine(engine: str | None, target: str | Path) -> str:
+    """The engine for `target`: None picks onnx for a .onnx file, else torch; a mismatch is one line."""
+
+    onnx_file = is_onnx(target)
+    if engine is None:
+        return "onnx" if onnx_file else "torch"
+    if engine not in ENGINES:
+        raise SamfxError(f"--engine: unknown engine '{engine}'; use torch or onnx")
+    if engine == "onnx" and not onnx_file:
+        raise SamfxError(f"--engine onnx runs an exported .onnx file, not {target}; export it first: "
+                         f"samfx export {target} --format onnx --out model.onnx")
+    if engine == "torch" and onnx_file:
+        raise SamfxError(f"--engine torch needs the run folder or checkpoint, not the ONNX file {target}; "
+                         f"use --engine onnx")
+    return engine
+
+
+def predict(checkpoint: str | Path, inputs: list[str], out_dir: str | Path, *, prompt: str | None = None,
+            device: str = "auto", registry=None, engine: str | None = None,
+            first_mask: str | Path | None = None) -> dict[str, Any]:
+    """Segment every input; write files and predictions.json; return its content. `engine`: torch (a run
+    folder or checkpoint) or onnx (an exported .onnx file, run with onnxruntime); None: from the path.
+    `first_mask`: frame 0's label map of the one sequence input (semi-supervised, temporal models)."""
+    if not inputs:
+        raise SamfxError("predict: no inputs; pass image, NIfTI or .h5 files")
+    check_engine(engine, checkpoint)
+    mask = None
+    if first_mask is not None:
+        from samfx.deploy.first_mask import read_first_mask
+
+        mask = read_first_mask(first_mask)
+    items = [it for p in inputs for it in read_inputs(p)]  # read all first: fail before any work
+    if mask is not None and len(items) != 1:
+        raise SamfxError(f"--first-mask: the mask is frame 0 of one sequence, but the inputs hold {len(items)} "
+                         f"images/sequences; run one sequence per call")
+    predictor = Predictor(checkpoint, out_dir, prompt=prompt, device=device, registry=registry, engine=engine,
+                          first_mask=mask)
+    results = [predictor.run(it) for it in items]
+    report = {"checkpoint": str(predictor.path), "engine": predictor.engine, "prompt": predictor.prompt,
+              "first_mask": None if first_mask is None else str(first_mask), "out": str(predictor.out),
+              "classes": dict(zip(predictor.names, predictor.classes)), "results": results}
+    write_json(predictor.out / "predictions.json", report)
+    return report
+
+
+@torch.no_grad()
+def segment_frames(model: Any, frames: np.ndarray, classes: list[int], *, prompt: str | None = None,
+                   precision: str = "fp32", sequence: bool = False,
+                   first_mask: np.ndarray | None = None) -> np.ndarray:
+    """Gray frames (T,H,W) uint8 -> label maps (T,H,W) uint8 at their own resolution, on the model's
+    device; ``sequence`` sends them through ``forward_clip`` as one clip (temporal models), with
+    ``first_mask`` (H,W) class ids as frame 0's labels for a prompt that gives masks."""
+    device = next(model.parameters()).device
+    hw = (int(frames.shape[1]), int(frames.shape[2]))
+    x = model_input(frames, model.image_size, device)
+
+    if not sequence:
+        pred = predict_classes(model, x, classes, prompt=prompt, precision=precision, size=hw).labels
+        return pred.cpu().numpy().astype(np.uint8)
+    labels: list[np.ndarray] = []
+
+    def on_frame(t: int, out: Any) -> None:  # one frame's B*K = K queries -> its label map at (H,W)
+        labels.append(labels_from_logits(out.logits, 1, classes, hw)[0][0].cpu().numpy().astype(np.uint8))
+
+    given, labeled = None, None
+    if first_mask is not None:
+        from samfx.deploy.first_mask import first_frame_labels
+
+        given, labeled = first_frame_labels(first_mask, x.shape[0], model.image_size, device)
+    with autocast(precision, device):
+        model.forward_clip(x.unsqueeze(0), classes, given, labeled, prompt=prompt, on_frame=on_frame)
+    return np.stack(labels)
+
+
+def model_input(frames: np.ndarray, size: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Gray frames (T,H,W) uint8 -> the model's input (T,3,S,S) float in [0,1]: /255, resized bilinearly
+    (antialiased) to S x S, repeated to 3 channels."""
+    x = torch.tensor(np.asarray(frames), dtype=torch.float32).div(255.0).unsqueeze(1).to(device)
+    x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return x.expand(-1, 3, -1, -1)
+
+
+def segment_frames_onnx(runner: Any, frames: np.ndarray) -> np.ndarray:
+    """:func:`segment_frames` through an :class:`samfx.deploy.onnx_runtime.OnnxModel`: the same input, and the
+    graph's per-class logits resized to each frame's resolution before the label map."""
+    s, hw = runner.image_size, (int(frames.shape[1]), int(frames.shape[2]))
+    x = model_input(frames, s).contiguous().numpy()
+    logits, _ = runner.run(x)
+    out = torch.from_numpy(logits).reshape(-1, 1, s, s)
+    return labels_from_logits(out, x.shape[0], runner.classes, hw)[0].numpy().astype(np.uint8)

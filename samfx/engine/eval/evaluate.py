@@ -1,0 +1,243 @@
+"""``samfx eval``: per-class Dice / IoU / HD / HD95 per image and per patient (docs/metrics.md).
+
+The model is rebuilt from the checkpoint's stored recipe. Metrics are computed on label maps at
+the model's input resolution S×S, with the dataset's spacing (mm per pixel after resizing);
+distances are in mm when every image has a known spacing, else in pixels for all images.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from samfx.config.recipe import load_recipe
+from samfx.contracts.errors import DataError, SamfxError
+from samfx.contracts.plugins import get_registry
+from samfx.data.datasets import ImageDataset, SequenceDataset
+from samfx.data.files import jsonable, write_json
+from samfx.engine.eval import metrics as M
+from samfx.engine.eval.inference import predict_classes, resolve_precision, to_device
+from samfx.engine.eval.sequences import evaluate_sequences
+from samfx.engine.run import checkpoints as ckpt
+from samfx.engine.run import rundir
+from samfx.engine.run.distributed import DistInfo, resolve_device
+from samfx.engine.run.loaders import check_classes, collate, store_path
+from samfx.model.build import build_extra, prompt_configs, prompt_key
+
+SCHEMA = "samfx.eval/1"
+
+
+def parse_data(data: str | None, registry, where: str = "--data") -> Any:
+    """``--data``: a store file (.h5) or a dataset component as YAML, e.g. ``{name: camus, root: ...}``."""
+    if data is None:
+        return None
+    if Path(data).expanduser().suffix in {".h5", ".hdf5"}:
+        if not Path(data).expanduser().is_file():
+            raise SamfxError(f"{where}: store file '{data}' not found")
+        return str(Path(data).expanduser())
+    import yaml
+
+    try:
+        cfg = yaml.safe_load(data)
+    except yaml.YAMLError:
+        cfg = None
+    if isinstance(cfg, str):
+        cfg = {"name": cfg}
+    if not isinstance(cfg, dict):
+        raise SamfxError(f"{where}: expected a store file (.h5) or a dataset as YAML such as "
+                         f"'{{name: synthetic_echo}}', got {data!r}")
+    try:
+        recipe = load_recipe(None, [f"data.source={yaml.safe_dump(cfg, default_flow_style=True).strip()}"],
+                             registry)
+    except SamfxError as exc:
+        raise SamfxError(f"{where}: {exc}") from None
+    return recipe.config["data"]["source"]
+
+
+def choose_prompt(model, recipe, prompt: str | None, registry, needs_labels_ok: bool, where: str) -> str:
+    """The prompt-generator key to use: `prompt`, else eval.prompt, else the last stage's."""
+
+    if prompt is None:
+        cfg = recipe.config["eval"].get("prompt") or recipe.config["train"]["stages"][-1].get("prompt")
+        key = prompt_key(recipe, cfg)
+    elif prompt in model.prompt_generators:
+        key = prompt
+    elif "/" in prompt and (keys := _keys_of(recipe, registry, prompt, where)):
+        key = keys[0]  # a qualified name ('apg/apg') of a generator the model holds under its key ('apg')
+    else:
+        gen = build_extra(model, "prompt_generator", {"name": prompt}, where, registry)
+        if any(True for _ in gen.parameters()):
+            raise SamfxError(f"{where}: prompt generator '{prompt}' is not in this checkpoint (it has: "
+                             f"{', '.join(model.prompt_generators)}) and has weights that would be untrained")
+        key = prompt
+        model.prompt_generators[key] = gen.to(next(model.parameters()).device).eval()
+    gen = model.prompt_generators[key]
+    if gen.needs_targets and not needs_labels_ok:
+        raise SamfxError(f"{where}: prompt '{key}' simulates a user from ground truth (clicks, boxes, masks), "
+                         f"which unlabeled inputs do not have; use a checkpoint trained with an automatic prompt "
+                         f"(any that needs no ground truth, e.g. apg) or --prompt none")
+    return key
+
+
+def _keys_of(recipe, registry, name: str, where: str) -> list[str]:
+    """The model's prompt-generator keys whose component is `name`."""
+
+    want = registry.get("prompt_generator", name, where).qualname
+    return [k for k, cfg in prompt_configs(recipe)[0].items()
+            if registry.get("prompt_generator", cfg["name"], where).qualname == want]
+
+
+def evaluate(target: str | Path, *, split: str | None = None, data: str | None = None, prompt: str | None = None,
+             device: str = "auto", registry=None, compat: bool | None = None, overlays: int | None = None,
+             write: bool = True, limit: int | None = None) -> dict[str, Any]:
+    """Evaluate a run folder (best.pt, else last.pt) or a checkpoint file; returns the report."""
+
+    registry = registry or get_registry()
+    path = rundir.find_checkpoint(target)
+    dev = resolve_device(device, DistInfo(), option="--device ")
+    model, recipe, obj = ckpt.load_model(path, registry, dev)
+    cfg = recipe.config
+    classes = [int(c) for c in cfg["data"]["classes"]]
+    names = {c: n for c, n in zip(classes, cfg["data"]["class_names"])}
+    split = split or cfg["eval"]["split"]
+    compat = cfg["eval"]["compat_row_hd"] if compat is None else compat
+    source = parse_data(data, registry) or cfg["data"]["source"]
+    store = store_path(source, registry, "--data" if data else "data.source")
+    key = choose_prompt(model, recipe, prompt, registry, True, "--prompt")
+    precision = resolve_precision(cfg["train"]["precision"], dev)
+    loader = DataLoader(_split_images(store, split, model.image_size, classes, limit),
+                        batch_size=int(cfg["eval"]["batch_size"]), shuffle=False, collate_fn=collate,
+                        num_workers=int(cfg["data"]["num_workers"]))
+    folder = path.parent
+    overlay_dir = None
+    if write:
+        from samfx.engine.eval.overlays import clear
+
+        overlay_dir = folder / "overlays" / f"eval-{rundir.safe_name(split)}"
+        clear(overlay_dir)  # this report's overlays only, never mixed with an earlier eval's
+    records = _predict_split(model, loader, classes, dev, key, precision, overlay_dir,
+                             cfg["eval"]["overlays"] if overlays is None else overlays)
+    if not records:
+        raise SamfxError(f"{store}: split '{split}' has no labeled images to evaluate")
+    report = {"schema": SCHEMA, "checkpoint": str(path), "store": str(store), "split": split, "prompt": key,
+              "image_size": model.image_size, **_score(records, classes, names, compat)}
+    if getattr(model, "temporal", None) is not None:  # temporal models: whole sequences too
+        report["sequences"] = _sequences(model, store, split, classes, names, dev, key, precision, limit)
+    report = jsonable(report)
+    if write:
+        out = folder / f"eval-{rundir.safe_name(split)}.json"
+        write_json(out, report)
+        report["written"] = str(out)
+    return report
+
+
+def _split_images(store: Path, split: str, image_size: int, classes: list[int], limit: int | None) -> Any:
+    """The split's labeled images (the first `limit` only, when given); a DataError when the store lacks
+    one of the checkpoint's classes."""
+
+    full = ImageDataset(store, split, image_size)
+    check_classes(classes, full.index, "data.classes (the checkpoint's)")
+    if limit:
+        return torch.utils.data.Subset(full, list(range(min(limit, len(full)))))
+    return full
+
+
+def _predict_split(model, loader: DataLoader, classes: list[int], dev: torch.device, key: str, precision: str,
+                   overlay_dir: Path | None, n_overlays: int) -> list[dict[str, Any]]:
+    """One record per image: its metadata and spacing, with the predicted and ground-truth label maps
+    (``_pred``, ``_gt``); overlay PNGs of the first `n_overlays` images into `overlay_dir` (None: none)."""
+    records: list[dict[str, Any]] = []
+    for batch in loader:
+        images, label = to_device(batch, dev)
+        assert label is not None  # ImageDataset items always carry a label map
+        pred = predict_classes(model, images, classes, label, prompt=key, precision=precision).labels
+        for i in range(images.shape[0]):
+            sp = [float(v) for v in torch.as_tensor(batch["spacing"][i]).reshape(-1)]
+            records.append({"index": int(batch["index"][i]), "id": _get(batch, "id", i),
+                            "patient": _get(batch, "patient", i), "view": _get(batch, "view", i),
+                            "phase": _get(batch, "phase", i), "spacing": sp,
+                            # uint8 keeps a large split in memory until the distance unit is known
+                            "_pred": pred[i].cpu().numpy().astype("uint8"),
+                            "_gt": label[i].cpu().numpy().astype("uint8")})
+            if overlay_dir is not None and len(records) <= n_overlays:
+                from samfx.engine.eval.overlays import save_overlay
+
+                save_overlay(overlay_dir / f"{len(records) - 1:03d}-{rundir.safe_name(records[-1]['id'])}.png",
+                             images[i, 0].float().cpu().numpy(), records[-1]["_pred"], records[-1]["_gt"])
+    return records
+
+
+def _score(records: list[dict[str, Any]], classes: list[int], names: dict[int, str], compat: bool) -> dict[str, Any]:
+    """Per-class metrics of every record (its label maps replaced by ``classes``) and their summary over
+    images and patients: the report's metric fields. Distances in mm when every image has a spacing."""
+    unit = "mm" if all(M.distance_unit(r["spacing"]) == "mm" for r in records) else "px"
+    metric_names = list(M.METRICS) + ([M.COMPAT] if compat else [])
+    for r in records:
+        per = M.label_metrics(r.pop("_pred"), r.pop("_gt"), classes, r["spacing"] if unit == "mm" else None, compat)
+        r["classes"] = {names[c]: v for c, v in per.items()}
+    summary = M.summarize(records, names, metric_names)
+    return {"distance_unit": unit, "classes": list(names.values()), "metrics": metric_names,
+            "n_images": len(records), "n_patients": len(summary["patients"]), "mean": summary["mean"],
+            "per_image": summary["per_image"], "per_patient": summary["per_patient"],
+            "patients": summary["patients"], "images": records}
+
+
+def _sequences(model, store, split, classes, names, dev, key, precision, limit) -> dict[str, Any] | None:
+    """samfx.engine.eval.sequences.evaluate_sequences on the split's sequences (None when it has none)."""
+
+    try:
+        ds = SequenceDataset(store, split, model.image_size)
+    except DataError:
+        return None
+    lv = next((c for c, n in names.items() if n == "LV"), classes[0])
+    out = evaluate_sequences(model, ds, classes, dev, prompt=key, lv_label=lv, precision=precision, limit=limit)
+    for row in out["sequences"]:
+        row["dice"] = {names[c]: v for c, v in row["dice"].items()}
+    return out
+
+
+def _get(batch: dict[str, Any], key: str, i: int) -> Any:
+    value = batch.get(key)
+    if value is None:
+        return None
+    v = value[i]
+    return v.item() if hasattr(v, "item") else v
+
+
+def fmt(stat: dict[str, Any], scale: float = 1.0, digits: int = 2) -> str:
+    if stat["mean"] is None:
+        text = "n/a"
+    else:
+        text = f"{stat['mean'] * scale:.{digits}f} ± {stat['std'] * scale:.{digits}f}"
+    if stat.get("n_inf"):
+        text += f" ({stat['n_inf']} inf)"
+    return text
+
+
+def print_table(report: dict[str, Any]) -> None:
+    """Rich table: one row per class, mean ± std over images (Dice/IoU in %), patient Dice."""
+    from rich.console import Console
+    from rich.table import Table
+
+    unit = report["distance_unit"]
+    table = Table(title=f"{report['checkpoint']} on '{report['split']}' ({report['n_images']} images, "
+                        f"{report['n_patients']} patients, prompt {report['prompt']})")
+    cols = ["class", "Dice %", "IoU %", f"HD {unit}", f"HD95 {unit}", "patient Dice %"]
+    if "row_hd_compat" in report["metrics"]:
+        cols.append("row-HD compat")
+    for c in cols:
+        table.add_column(c, justify="left" if c == "class" else "right", no_wrap=True)
+    for name, per in report["per_image"].items():
+        row = [name, fmt(per["dice"], 100), fmt(per["iou"], 100), fmt(per["hd"]), fmt(per["hd95"]),
+               fmt(report["per_patient"][name]["dice"], 100)]
+        if "row_hd_compat" in per:
+            row.append(fmt(per["row_hd_compat"], digits=1))
+        table.add_row(*row)
+    console = Console()
+    Console(width=max(console.width, 120)).print(table)  # a pipe or CI log gets 80 columns otherwise
+    infs = sum(per[m].get("n_inf", 0) for per in report["per_image"].values() for m in ("hd", "hd95"))
+    if infs:
+        Console().print(f"[yellow]{infs} HD/HD95 values are infinite (one mask empty, the other not); they are "
+                        f"counted above and excluded from the means (docs/metrics.md)[/]")

@@ -1,0 +1,31 @@
+"""Write a run's report page: collect the numbers, render the page, replace the file atomically."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from samfx.contracts.errors import SamfxError
+from samfx.data.files import write_text
+from samfx.engine.run.rundir import safe_name
+from samfx.report.collect import collect
+from samfx.report.page import render
+
+
+def default_out(run: Path, split: str) -> Path:
+    return run / f"report-{safe_name(split)}.html"
+
+
+def write_report(run: str | Path, *, split: str | None = None, out: str | Path | None = None,
+                 registry: Any = None, device: str = "cpu") -> Path:
+    """Write the report of run folder `run` (its eval-<split>.json) to `out` (default
+    RUN/report-<split>.html); returns the path written."""
+    data = collect(run, split, registry=registry, device=device)
+    path = Path(out).expanduser() if out else default_out(data.run, data.report["split"])
+    if path.is_dir():
+        path = path / default_out(data.run, data.report["split"]).name
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text(path, render(data))
+    except OSError as exc:
+        raise SamfxError(f"{path}: cannot write the report ({exc.strerror}); choose another --out") from None
+    return path
