@@ -283,7 +283,7 @@ def _bad_input(tmp_path: Path, name: str) -> Path:
 @pytest.mark.parametrize("name,what", [
     ("empty.png", "cannot read image"), ("garbage.jpg", "cannot read image"), ("text.png", "cannot read image"),
     ("empty.nii", "cannot read NIfTI"), ("garbage.nii.gz", "cannot read NIfTI"),
-    ("truncated.nii.gz", "cannot read NIfTI"), ("nan.nii", "no finite pixel values (all NaN or inf)"),
+    ("truncated.nii.gz", "cannot read NIfTI"), ("nan.nii", "image is empty or has NaN/inf values"),
     ("no_frames.nii.gz", "NIfTI with shape (60, 70, 0) has no pixels"),
 ])
 def test_predict_bad_inputs_are_one_line(cli, toy_run, tmp_path, name, what):

@@ -14,7 +14,7 @@ import torch
 
 from samfx.contracts.errors import SamfxError, first_line
 from samfx.data.augment import resize_labels
-from samfx.data.importers.common import read_png
+from samfx.data.images import read_png
 from samfx.engine.eval.evaluate import choose_prompt
 
 

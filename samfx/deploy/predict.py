@@ -2,7 +2,8 @@
 for sequences.
 
 Inputs: 2-D images (PNG/JPEG/BMP/TIFF, any mode -> grayscale), NIfTI (.nii / .nii.gz: 2-D, or
-3-D = a sequence of frames on the last axis; axes (x, y[, t]) as CAMUS stores them), samfx HDF5
+3-D = a sequence of frames on the last axis; axes (x, y[, t]) as CAMUS stores them), both read into
+the pixels the importers would store (samfx.data.images: same scaling, NaN refused), samfx HDF5
 stores (every sample and sequence), DICOM files and folders of them (read as ``samfx data dicom``
 imports them: gray, cropped to the ultrasound region, sector kept). Outputs in OUT:
 
@@ -24,15 +25,16 @@ import csv
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from samfx.contracts.errors import SamfxError, first_line
+from samfx.contracts.errors import SamfxError
 from samfx.contracts.plugins import get_registry
 from samfx.data.files import write_json
+from samfx.data.images import read_image
 from samfx.data.importers.dicom import collect_dicoms, item_name
 from samfx.data.importers.dicom_read import is_dicom, read_dicom
 from samfx.data.outfile import reason
@@ -60,24 +62,6 @@ class Input:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _to_uint8(arr: np.ndarray, where: Path) -> np.ndarray:
-    """uint8 as is; integers in 0..255 kept; anything else min-max scaled (NaN/inf -> the minimum)."""
-    if arr.size == 0:
-        raise SamfxError(f"{where}: the image has no pixels (shape {arr.shape}); is the file complete?")
-    if arr.dtype == np.uint8:
-        return arr
-    a = arr.astype(np.float64)
-    finite = np.isfinite(a)
-    if not finite.any():
-        raise SamfxError(f"{where}: no finite pixel values (all NaN or inf); the file holds no image to segment")
-    if not finite.all():
-        a = np.where(finite, a, a[finite].min())
-    lo, hi = float(a.min()), float(a.max())
-    if lo >= 0 and hi <= 255 and np.allclose(a, np.round(a)):
-        return a.astype(np.uint8)
-    return np.clip((a - lo) / (hi - lo if hi > lo else 1.0) * 255.0, 0, 255).astype(np.uint8)
-
-
 def read_inputs(path: str | Path) -> list[Input]:
     """The images / sequences in one input file; a SamfxError naming the file when it is unreadable."""
     p = Path(path).expanduser()
@@ -93,43 +77,20 @@ def read_inputs(path: str | Path) -> list[Input]:
     else:
         raise SamfxError(f"{p}: unsupported input type; use PNG/JPEG/TIFF images, NIfTI (.nii, .nii.gz), a "
                          f"samfx HDF5 store (.h5), DICOM files or a folder of DICOM files")
-    low = name.lower()
-    if low.endswith((".nii", ".nii.gz")):
-        import zlib
-
-        import nibabel as nib
-        from nibabel.filebasedimages import ImageFileError
-
-        try:
-            img = cast("nib.Nifti1Image", nib.load(str(p)))
-            data = np.asarray(img.dataobj)
-            zooms = tuple(float(z) for z in img.header.get_zooms())
-        except (ImageFileError, OSError, EOFError, ValueError, zlib.error) as exc:
-            raise SamfxError(f"{p}: cannot read NIfTI ({first_line(exc)}); is the file complete and "
-                             f"really NIfTI?") from None
-        if data.size == 0:
-            raise SamfxError(f"{p}: NIfTI with shape {img.shape} has no pixels; expected (x, y) or (x, y, t) "
-                             f"with t >= 1")
-        if data.ndim == 2 or (data.ndim == 3 and data.shape[2] == 1):
-            frames = data.reshape(data.shape[0], data.shape[1])[None]
-        elif data.ndim == 3:
-            frames = np.moveaxis(data, 2, 0)
-        else:
-            raise SamfxError(f"{p}: NIfTI with shape {data.shape}; expected (x, y) or (x, y, t)")
-        frames = np.transpose(frames, (0, 2, 1))  # (t, x, y) -> (t, row=y, col=x)
-        spacing = (zooms[1], zooms[0]) if len(zooms) >= 2 and min(zooms[:2]) > 0 else None
-        return [Input(stem, _to_uint8(frames, p), spacing, frames.shape[0] > 1, source=str(p))]
-    if low.endswith((".h5", ".hdf5")):
+    if name.lower().endswith((".h5", ".hdf5")):
         return _read_store(p, stem)
-    from PIL import Image
+    return [read_image_input(p, stem)]
 
-    try:
-        with Image.open(p) as im:
-            arr = np.asarray(im.convert("L"))
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:  # UnidentifiedImageError is an OSError
-        raise SamfxError(f"{p}: cannot read image ({first_line(exc)}); is it a complete PNG/JPEG/TIFF "
-                         f"file?") from None
-    return [Input(stem, _to_uint8(arr, p)[None], None, False, source=str(p))]
+
+def read_image_input(p: Path, stem: str) -> Input:
+    """An image or NIfTI file as the Input predict segments: the pixels (T,H,W) uint8 exactly as the importers
+    store them (samfx.data.images.read_image), T=1 for a 2-D image; a NIfTI of two or more frames is a
+    sequence, its spacing kept when positive. A DataError naming the file when it cannot be used."""
+    arr, spacing = read_image(p)
+    frames = arr if arr.ndim == 3 else arr[None]
+    if spacing is not None and min(spacing) <= 0:
+        spacing = None
+    return Input(stem, frames, spacing, frames.shape[0] > 1, source=str(p))
 
 
 def _read_store(p: Path, stem: str) -> list[Input]:

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from samfx.contracts.errors import DataError
-from samfx.data.importers.common import ImportReport, read_png, safe_id
+from samfx.data.images import read_png
+from samfx.data.importers.common import ImportReport, safe_id
 from samfx.data.outfile import check_out
 from samfx.data.progress import progress_bar
 from samfx.data.store import StoreWriter, split_patients

@@ -15,35 +15,18 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 
 from samfx.contracts.errors import DataError
+from samfx.data.images import read_nifti, to_label, to_uint8
 from samfx.data.importers.camus_layout import CLASS_NAMES, CLASSES, SPLIT_FILES, VIEWS, read_cfg
 from samfx.data.importers.camus_mhd import import_camus_mhd, is_mhd_release
-from samfx.data.importers.common import ImportReport, read_lines, to_label, to_uint8
+from samfx.data.importers.common import ImportReport, read_lines
 from samfx.data.outfile import check_out
 from samfx.data.progress import progress_bar
 from samfx.data.store import StoreWriter, split_patients
-
-
-def read_nifti(path: Path) -> tuple[np.ndarray, tuple[float, float]]:
-    """(array in (rows, cols[, frames]) order, spacing (row_mm, col_mm)) of a CAMUS NIfTI file."""
-    import nibabel as nib
-
-    try:
-        img = cast("nib.Nifti1Image", nib.load(str(path)))
-        data = np.asanyarray(img.dataobj)
-        zooms = img.header.get_zooms()
-    except Exception as exc:  # nibabel raises many types for truncated / foreign files
-        raise DataError(f"{path}: cannot read NIfTI ({type(exc).__name__}: {exc}); the file is truncated "
-                        f"or not NIfTI, download it again") from None
-    data = np.squeeze(data, axis=tuple(range(3, data.ndim))) if data.ndim > 3 else data
-    if data.ndim not in (2, 3):
-        raise DataError(f"{path}: expected a 2-D image or a 3-D (x, y, t) sequence, got shape {data.shape}")
-    data = data.T if data.ndim == 2 else data.transpose(2, 1, 0)  # -> (rows, cols) / (t, rows, cols)
-    return data, (float(zooms[1]), float(zooms[0]))
 
 
 def _base(root: Path) -> tuple[Path, Path]:

@@ -23,8 +23,9 @@ from typing import Any
 import numpy as np
 
 from samfx.contracts.errors import DataError
+from samfx.data.images import to_label, to_uint8
 from samfx.data.importers.camus_layout import CLASS_NAMES, CLASSES, VIEWS, read_cfg
-from samfx.data.importers.common import ImportReport, to_label, to_uint8
+from samfx.data.importers.common import ImportReport
 from samfx.data.importers.metaimage import read_metaimage
 from samfx.data.progress import progress_bar
 from samfx.data.store import StoreWriter, split_patients

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from samfx.contracts.errors import DataError, first_line
-from samfx.data.importers.common import to_uint8
+from samfx.data.images import to_uint8
 from samfx.data.sector import sector_mask
 
 REQUIRED = (("Rows", "(0028,0010)"), ("Columns", "(0028,0011)"), ("SamplesPerPixel", "(0028,0002)"),

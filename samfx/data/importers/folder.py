@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from samfx.contracts.errors import DataError
-from samfx.data.importers.camus import read_nifti
-from samfx.data.importers.common import SHOW, ImportReport, read_png, safe_id, to_label, to_uint8
+from samfx.data.images import read_image
+from samfx.data.importers.common import SHOW, ImportReport, safe_id
 from samfx.data.importers.grouping import PatientRule, assign_lists, ratio_splits
 from samfx.data.importers.labelmap import LabelMap
 from samfx.data.outfile import check_out
@@ -83,15 +83,6 @@ def pair_files(images: Path, masks: Path, pattern: str) -> tuple[list[tuple[str,
     return pairs, lonely_images, lonely_masks
 
 
-def read_array(path: Path, *, label: bool) -> tuple[np.ndarray, tuple[float, float] | None]:
-    """(rows, cols) or (t, rows, cols) uint8 array of an image or mask, and the NIfTI spacing if any."""
-    if path.name.lower().endswith((".nii", ".nii.gz")):
-        data, spacing = read_nifti(path)
-        arr = to_label(data, str(path)) if label else to_uint8(data, str(path))
-        return arr, spacing
-    return read_png(path, label=label), None
-
-
 def import_folder(images: str | Path, masks: str | Path, out: str | Path, options: FolderOptions, *,
                   skip_bad: bool = False, show_progress: bool = False, force: bool = False) -> ImportReport:
     """Import the pairs of `images` and `masks` into the store `out` (module docstring)."""
@@ -137,8 +128,8 @@ def _listing(what: str, names: list[str]) -> str:
 def _one(w: StoreWriter, stem: str, img: Path, mask: Path, options: FolderOptions) -> tuple[str, str, str]:
     """Write one pair; (item id, patient, "images" | "sequences")."""
     patient = options.patients.patient(stem, str(img))
-    image, nifti_spacing = read_array(img, label=False)
-    raw, _ = read_array(mask, label=True)
+    image, nifti_spacing = read_image(img, label=False)
+    raw, _ = read_image(mask, label=True)
     if raw.shape != image.shape:
         raise DataError(f"{mask}: mask shape {raw.shape} does not match image {img.name} {image.shape}; "
                         f"masks must have the image's size")

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from samfx.contracts.errors import DataError
-from samfx.data.importers.common import SHOW, ImportReport, read_png, safe_id
+from samfx.data.images import read_png
+from samfx.data.importers.common import SHOW, ImportReport, safe_id
 from samfx.data.importers.folder import split_name
 from samfx.data.importers.grouping import PatientRule, ratio_splits
 from samfx.data.importers.labelmap import LabelMap
