@@ -1,7 +1,8 @@
-"""SAMed's LoRA files, for ``samfx inspect`` (torch-free)."""
+"""SAMed's LoRA files, for ``samfx inspect``, and their layout for ``samfx convert`` (torch-free)."""
 from __future__ import annotations
 
-from samfx.contracts.kinds import CheckpointKind, Shapes, size_override
+from samfx.contracts.kinds import CheckpointKind, Shapes, WeightLayout
+from samfx_plugins.sam.kinds import model_size, size_override
 
 SAM_MASK_TOKENS = 4  # SAM's decoder: 3 multimask outputs + 1
 
@@ -26,4 +27,9 @@ def _note(shapes: Shapes) -> str:
 
 
 SAMED = CheckpointKind("SAMed LoRA file (save_lora_parameters: w_a_* / w_b_* + prompt encoder + mask decoder)",
-                       "recipes/samed.yaml", _is_samed, overrides=_overrides, note=_note, priority=10)
+                       "recipes/samed.yaml", _is_samed, overrides=_overrides, note=_note, priority=10,
+                       size=model_size)
+
+# SAMed's file holds its LoRA, the prompt encoder and the mask decoder, never the (frozen) image encoder
+SAMED_LAYOUT = WeightLayout("samed", "SAMed's LoRA file (w_a_* / w_b_* + prompt_encoder.* + mask_decoder.*)",
+                            drops=("image_encoder.",))

@@ -1,6 +1,6 @@
 """Registration of the lora plugin (light: no torch import)."""
 from samfx import hookimpl
-from samfx.contracts.kinds import CheckpointKind
+from samfx.contracts.kinds import CheckpointKind, WeightLayout
 from samfx_plugins.lora.config import LoRAConfig
 
 
@@ -15,3 +15,10 @@ def samfx_checkpoint_kinds() -> list[CheckpointKind]:
     from samfx_plugins.lora.kinds import SAMED
 
     return [SAMED]
+
+
+@hookimpl
+def samfx_weight_layouts() -> list[WeightLayout]:
+    from samfx_plugins.lora.kinds import SAMED_LAYOUT
+
+    return [SAMED_LAYOUT]

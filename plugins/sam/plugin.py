@@ -1,5 +1,6 @@
 """Registration of the sam plugin (light: no torch import)."""
 from samfx import hookimpl
+from samfx.contracts.kinds import CheckpointKind, WeightLayout
 from samfx_plugins.sam.config import SamEncoderConfig, SamMaskDecoderConfig, SamPromptEncoderConfig
 
 
@@ -14,3 +15,17 @@ def samfx_register(registry):
     registry.add("mask_decoder", "sam", "samfx_plugins.sam.decoder:build_mask_decoder",
                  schema=SamMaskDecoderConfig,
                  description="SAM's mask decoder, batched one prompt set per image, single-mask output.")
+
+
+@hookimpl
+def samfx_checkpoint_kinds() -> list[CheckpointKind]:
+    from samfx_plugins.sam.kinds import SAM
+
+    return [SAM]
+
+
+@hookimpl
+def samfx_weight_layouts() -> list[WeightLayout]:
+    from samfx_plugins.sam.kinds import SAM_LAYOUT
+
+    return [SAM_LAYOUT]

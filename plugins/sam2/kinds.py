@@ -1,9 +1,9 @@
-"""Official SAM2 / SAM2.1 checkpoints, for ``samfx inspect`` and ``samfx doctor`` (torch-free)."""
+"""Official SAM2 / SAM2.1 checkpoints, for ``samfx inspect``, ``samfx convert`` and ``samfx doctor`` (torch-free)."""
 from __future__ import annotations
 
 from typing import Any
 
-from samfx.contracts.kinds import CheckpointKind, Shapes
+from samfx.contracts.kinds import CheckpointKind, Shapes, WeightLayout
 
 # Hiera's first-stage width and depth -> size (tiny and small are both 96 wide: the depth tells them apart)
 _WIDTH = {112: "base_plus", 144: "large"}
@@ -40,6 +40,9 @@ SAM2 = CheckpointKind(
     note="image recipes use its encoder, prompt encoder, mask decoder and no_mem_embed and ignore its memory "
          "keys; video recipes give the memory keys to the sam2_memory temporal module", priority=20,
     size=_size_text)
+
+SAM2_LAYOUT = WeightLayout("sam2", "SAM2's official {'model': state_dict} file (sam_prompt_encoder.*, "
+                           "sam_mask_decoder.*, no_mem_embed, ...)", wrap="model")
 
 
 def doctor() -> dict[str, Any]:

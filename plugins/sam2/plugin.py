@@ -1,6 +1,6 @@
 """Registration of the sam2 plugin (light: neither torch nor sam2 is imported here)."""
 from samfx import hookimpl
-from samfx.contracts.kinds import CheckpointKind
+from samfx.contracts.kinds import CheckpointKind, WeightLayout
 from samfx_plugins.sam2.config import Sam2EncoderConfig, Sam2MaskDecoderConfig, Sam2PromptEncoderConfig
 from samfx_plugins.sam2.memory_config import Sam2MemoryConfig
 
@@ -37,3 +37,10 @@ def samfx_checkpoint_kinds() -> list[CheckpointKind]:
     from samfx_plugins.sam2.kinds import SAM2
 
     return [SAM2]
+
+
+@hookimpl
+def samfx_weight_layouts() -> list[WeightLayout]:
+    from samfx_plugins.sam2.kinds import SAM2_LAYOUT
+
+    return [SAM2_LAYOUT]

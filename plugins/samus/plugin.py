@@ -1,6 +1,6 @@
 """Registration of the samus plugin (light: no torch import)."""
 from samfx import hookimpl
-from samfx.contracts.kinds import CheckpointKind
+from samfx.contracts.kinds import CheckpointKind, WeightLayout
 from samfx_plugins.samus.config import SamusEncoderConfig
 
 
@@ -17,3 +17,10 @@ def samfx_checkpoint_kinds() -> list[CheckpointKind]:
     from samfx_plugins.samus.kinds import SAMUS
 
     return [SAMUS]
+
+
+@hookimpl
+def samfx_weight_layouts() -> list[WeightLayout]:
+    from samfx_plugins.samus.kinds import AUTHORS_LAYOUT
+
+    return [AUTHORS_LAYOUT]

@@ -5,9 +5,8 @@ from pathlib import Path
 from typing import Any
 
 from samfx.checkpoints.files import FORMAT, model_state, read_checkpoint
-from samfx.checkpoints.kinds import components, identify, plugin_kinds
+from samfx.checkpoints.kinds import components, identify, model_size, plugin_kinds
 from samfx.contracts.errors import CheckpointError
-from samfx.contracts.kinds import model_size
 
 
 def inspect_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -17,8 +16,9 @@ def inspect_checkpoint(path: str | Path) -> dict[str, Any]:
     state = model_state(obj, path)
     shapes = {k: tuple(v.shape) for k, v in state.items()}
     parts = {k: {"tensors": t, "values": v} for k, (t, v) in components(shapes).items()}
-    kind = identify(shapes, plugin_kinds())
-    size = kind.size_for(shapes) if kind is not None else model_size(shapes)
+    kinds = plugin_kinds()
+    kind = identify(shapes, kinds)
+    size = model_size(shapes, kind, kinds)
     report: dict[str, Any] = {"file": str(path), "model_size": size, "components": parts}
     if obj.get("format") == FORMAT and "recipe" in obj:
         model = obj["recipe"].get("model", {})

@@ -36,7 +36,7 @@ def inspect(file: str = typer.Argument(..., help="A .pt/.pth/.safetensors weight
 @app.command()
 def convert(src: str = typer.Argument(..., help="Weights file to convert."),
             overrides: Optional[list[str]] = typer.Argument(None, help="key.path=value overrides of --recipe."),
-            to: str = typer.Option(..., "--to", help="Target layout: samfx | authors | samed | sam | sam2."),
+            to: str = typer.Option(..., "--to", help="Target layout: samfx or a plugin's (a wrong name lists them)."),
             out: str = typer.Option(..., "--out", help="File to write (.safetensors, else torch.save)."),
             recipe: Optional[str] = typer.Option(None, "--recipe", help="Recipe that loads SRC (not needed for "
                                                                          "samfx checkpoints)."),

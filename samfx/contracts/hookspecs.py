@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from samfx.contracts.kinds import CheckpointKind
+    from samfx.contracts.kinds import CheckpointKind, WeightLayout
     from samfx.contracts.registry import PluginRegistrar
 
 PROJECT = "samfx"
@@ -45,4 +45,12 @@ class SamfxHooks:
         reads, for ``samfx inspect`` (name, the recipe that loads such a file, a torch-free ``matches``
         on the file's key -> shape table). Loading itself goes through the components'
         ``import_foreign_state``.
+        """
+
+    @hookspec
+    def samfx_weight_layouts(self) -> list[WeightLayout]:  # type: ignore[empty-body]  # a spec
+        """Return a list of ``samfx.contracts.kinds.WeightLayout``: the foreign layouts ``samfx convert --to NAME``
+        writes for this plugin (name, a one-line description, the key prefixes the layout never holds, the key
+        the file wraps the state dict in). Renaming the keys itself goes through the components'
+        ``export_foreign_state``; ``--to samfx`` is the core's own.
         """

@@ -1,8 +1,9 @@
-"""``samfx convert``: a checkpoint in one layout -> another (samfx, the SAMUS/AutoSAMUS authors', SAMed, SAM, SAM2).
+"""``samfx convert``: a checkpoint in one layout -> another (samfx's own, or a layout a plugin writes).
 
 A file is always read into a samfx model first (its own recipe for samfx checkpoints, else ``--recipe``),
 so every foreign layout goes through the same loading as training; the model is then written out in the
-target layout, each component renaming its own keys (``export_foreign_state``, docs/plugins.md).
+target layout, each component renaming its own keys (``export_foreign_state``, docs/plugins.md). The
+foreign layouts are the plugins' ``samfx_weight_layouts`` (:class:`~samfx.contracts.kinds.WeightLayout`).
 """
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ from torch import Tensor
 
 from samfx.checkpoints.files import FORMAT, model_state, read_checkpoint, save_checkpoint
 from samfx.config.recipe import load_recipe
-from samfx.contracts.errors import CheckpointError
+from samfx.contracts.errors import CheckpointError, did_you_mean
 from samfx.contracts.interfaces import ForeignKeys
+from samfx.contracts.kinds import WeightLayout
+from samfx.contracts.plugins import get_plugins
 from samfx.engine.run.checkpoints import make, recipe_of, restore_weights
 from samfx.model.build import build_model
 from samfx.model.roles import optional_prefixes, parts
@@ -26,21 +29,38 @@ if TYPE_CHECKING:
     from samfx.config.recipe import Recipe
     from samfx.model.segmentation import SegmentationModel
 
-LAYOUTS = ("samfx", "authors", "samed", "sam", "sam2")
-# layouts whose files wrap the state dict: SAM2's official {"model": state_dict}
-LAYOUT_WRAP = {"sam2": "model"}
-# SAMed's file holds its LoRA, the prompt encoder and the mask decoder, never the (frozen) image encoder
-LAYOUT_DROPS: dict[str, tuple[str, ...]] = {"samed": ("image_encoder.",)}
+SAMFX = "samfx"   # the core's own layout: a samfx checkpoint (weights + recipe)
+
+
+def weight_layouts() -> dict[str, WeightLayout]:
+    """Name -> layout, for every layout the loaded plugins write (``samfx_weight_layouts``), by name."""
+    found: list[WeightLayout] = []
+    for declared in get_plugins().manager.hook.samfx_weight_layouts():
+        found.extend(declared or [])
+    return {layout.name: layout for layout in sorted(found, key=lambda layout: layout.name)}
+
+
+def _layout(fmt: str, layouts: dict[str, WeightLayout]) -> WeightLayout | None:
+    """`fmt`'s layout (None for samfx's own); an unknown name is a one-line error listing the known ones."""
+    if fmt == SAMFX:
+        return None
+    if fmt not in layouts:
+        known = [SAMFX, *layouts]
+        raise CheckpointError(f"--to {fmt}: unknown layout{did_you_mean(fmt, known)}; use one of: {', '.join(known)}")
+    return layouts[fmt]
 
 
 def export_state(model: SegmentationModel, fmt: str) -> dict[str, Tensor]:
-    """The model's weights in layout `fmt` ("authors", "samed", "sam" or "sam2"); an error names any part the
-    layout has no place for."""
+    """The model's weights in the plugin layout `fmt` (e.g. "authors", "samed", "sam", "sam2": see
+    :func:`weight_layouts`); an error names any part the layout has no place for."""
+    layout = _layout(fmt, weight_layouts())
+    if layout is None:
+        raise CheckpointError(f"--to {SAMFX}: a samfx checkpoint carries its recipe; use convert(), not export_state()")
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     for part in parts(model):
         if isinstance(part.module, ForeignKeys):
             state = part.module.export_foreign_state(fmt, state, part.prefix)
-    state = {k: v for k, v in state.items() if not k.startswith(LAYOUT_DROPS.get(fmt, ()))}
+    state = {k: v for k, v in state.items() if not k.startswith(layout.drops)}
     left = [k for k in state if k.startswith(optional_prefixes())]
     if left:
         raise CheckpointError(f"{len(left)} weights have no place in the '{fmt}' layout, first: "
@@ -78,14 +98,13 @@ def convert(src: str | Path, fmt: str, out: str | Path, recipe: str | None = Non
             overrides: Sequence[str] = (), drop: Sequence[str] = ()) -> Path:
     """Write `src` in layout `fmt` to `out` (``.safetensors`` or ``torch.save`` by suffix); returns `out`."""
 
-    if fmt not in LAYOUTS:
-        raise CheckpointError(f"--to {fmt}: unknown layout; use one of: {', '.join(LAYOUTS)}")
+    layout = _layout(fmt, weight_layouts())
     src, out = Path(src).expanduser(), Path(out).expanduser()
     if out.resolve() == src.resolve():
         raise CheckpointError(f"--out {out}: is the input file; write the converted weights elsewhere")
     model, rec = read_model(src, recipe, overrides, drop)
-    obj: dict[str, Any] = make(model, rec) if fmt == "samfx" else export_state(model, fmt)
-    if fmt in LAYOUT_WRAP:
-        obj = {LAYOUT_WRAP[fmt]: obj}
+    obj: dict[str, Any] = make(model, rec) if layout is None else export_state(model, fmt)
+    if layout is not None and layout.wrap is not None:
+        obj = {layout.wrap: obj}
     save_checkpoint(obj, out)
     return out
