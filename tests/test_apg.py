@@ -155,8 +155,10 @@ def test_bad_configs():
         AutoPromptGenerator(32, form="papr")
     with pytest.raises(RecipeError, match=r"sparse_tokens must be in 1..tokens \(6\), got 7"):
         AutoPromptGenerator(32, tokens=6, sparse_tokens=7)
-    with pytest.raises(RecipeError, match="tasks must be >= 1"):
-        AutoPromptGenerator(32, tasks=0)
+    from samfx.config.recipe import load_recipe
+    from samfx.contracts.plugins import get_registry
+    with pytest.raises(RecipeError, match=r"model.prompt.tasks: must be >= 1 \(1 shares one task-token set\), got 0"):
+        load_recipe(None, ["model.prompt={name: apg, tasks: 0}"], registry=get_registry())
     with pytest.raises(RecipeError, match="image embedding has width 16 but this APG was built for 32"):
         small()(ctx_for(dim=16))
 

@@ -21,6 +21,15 @@ def test_describe_lists_fields_types_defaults_and_help():
     assert "  jitter: float = 0.1  # training: each side moves by up to this fraction of the box size" in res.stdout
 
 
+def test_describe_shows_declared_ranges():
+    res = run_samfx("describe", "temporal_module/sam2_memory", "--json")
+    assert res.returncode == 0, res.stderr
+    fields = {f["name"]: f for f in json.loads(res.stdout)["fields"]}
+    assert fields["num_maskmem"]["range"] == ">= 1 (SAM2: 7)" and "range" not in fields["use_obj_ptrs"]
+    res = run_samfx("describe", "prompt_generator/apg")
+    assert "  tokens: int = 50  [>= 1]" in res.stdout
+
+
 def test_describe_refuses_a_bad_spec_in_one_line():
     res = run_samfx("describe", "clicks")
     assert res.returncode == 2

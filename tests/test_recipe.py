@@ -56,6 +56,44 @@ def test_defaults_base_merge_and_list_replacement(tmp_path):
     assert r.config["model"]["prompt"] == {"name": "prompts/clicks"}
 
 
+@pytest.mark.parametrize("base_name,child_name", [("apg", "apg/apg"), ("apg/apg", "apg")])
+def test_base_options_merge_when_child_names_same_component_differently(tmp_path, base_name, child_name):
+    write(tmp_path, "base.yaml", f"model:\n  prompt: {{name: {base_name}, tokens: 3}}\n")
+    child = write(tmp_path, "child.yaml", f"base: base.yaml\nmodel:\n  prompt: {{name: {child_name}, "
+                                          "form: reference}\n")
+    r = load_recipe(child, registry=_reg())
+    assert r.config["model"]["prompt"] == {"name": "apg/apg", "tokens": 3, "form": "reference",
+                                           "widths": [64, 64]}
+    over = load_recipe(write(tmp_path, "r.yaml", "base: base.yaml\n"),
+                       [f"model.prompt={{name: {child_name}, form: reference}}"], registry=_reg())
+    assert over.config["model"]["prompt"]["tokens"] == 3
+
+
+def test_renamed_component_still_drops_base_options(tmp_path):
+    write(tmp_path, "base.yaml", "model:\n  prompt: {name: apg, tokens: 3}\n")
+    child = write(tmp_path, "child.yaml", "base: base.yaml\nmodel:\n  prompt: {name: prompts/clicks}\n")
+    assert load_recipe(child, registry=_reg()).config["model"]["prompt"] == {"name": "prompts/clicks"}
+
+
+def test_component_field_ranges_name_key_value_range_and_file(tmp_path):
+    from samfx.contracts.bounds import bounded
+
+    @dataclass
+    class Bounded:
+        frames: int = bounded(4, ge=2, note="two neighbours")
+        ratio: float | None = bounded(None, gt=0, le=1)
+
+    reg = _reg()
+    reg.add("temporal_module", "mem", "x:y", plugin="m", schema=Bounded)
+    p = write(tmp_path, "r.yaml", "model:\n  temporal: {name: mem, frames: 1}\n")
+    with pytest.raises(RecipeError) as err:
+        load_recipe(p, registry=reg)
+    assert str(err.value) == f"model.temporal.frames: must be >= 2 (two neighbours), got 1 (in {p})"
+    with pytest.raises(RecipeError, match=r"model.temporal.ratio: must be > 0 and <= 1, got 1.5 \(in command line\)"):
+        load_recipe(p, ["model.temporal.frames=2", "model.temporal.ratio=1.5"], registry=reg)
+    assert load_recipe(p, ["model.temporal.frames=2"], registry=reg).config["model"]["temporal"]["ratio"] is None
+
+
 def test_overrides_including_list_items(tmp_path):
     p = write(tmp_path, "r.yaml", "model:\n  prompt: {name: apg}\n")
     r = load_recipe(p, ["model.prompt.form=reference", "train.stages.0.epochs=3", "data.classes=[2,3]"],

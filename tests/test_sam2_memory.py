@@ -187,12 +187,18 @@ def test_checkpoint_keys_round_trip():
         mem.import_foreign_state(bad, "temporal.")
 
 
-@pytest.mark.parametrize("kw, match", [
-    ({"num_maskmem": 0}, "num_maskmem"), ({"max_obj_ptrs": 0}, "max_obj_ptrs"),
-    ({"max_cond_frames": 1}, "max_cond_frames")])
-def test_config_errors(kw, match):
-    with pytest.raises(Sam2MemoryError, match=match):
-        memory(**kw)
+@pytest.mark.parametrize("override, match", [
+    ("num_maskmem=0", r"num_maskmem: must be >= 1 \(SAM2: 7\), got 0"),
+    ("max_obj_ptrs=0", r"max_obj_ptrs: must be >= 1 \(SAM2: 16\), got 0"),
+    ("max_cond_frames=1", r"max_cond_frames: must be >= 2 \(SAM2 keeps .*\), got 1")])
+def test_config_errors(override, match):
+    from samfx.config.recipe import load_recipe
+    from samfx.contracts.errors import RecipeError
+    from samfx.contracts.plugins import get_registry
+
+    with pytest.raises(RecipeError, match="model.temporal." + match):
+        load_recipe(None, ["model.temporal.name=sam2_memory", f"model.temporal.{override}"],
+                    registry=get_registry())
     with pytest.raises(Sam2MemoryError, match="256-channel"):
         build_sam2_memory(Sam2MemoryConfig(), BuildContext(image_size=S, embed_dim=64, embed_size=(H, H)))
 

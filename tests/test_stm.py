@@ -335,13 +335,27 @@ def test_memory_input_errors_are_one_line():
 @pytest.mark.parametrize("kw, msg", [
     ({"affinity": "cos"}, "model.temporal.affinity: 'cos' is not one of l2, dot"),
     ({"inject": "prompt"}, "model.temporal.inject: 'prompt' is not one of dense, embedding, both"),
-    ({"memory_frames": -1}, "model.temporal.memory_frames: must be >= 0, got -1"),
     ({"memory_frames": 0, "keep_first": False}, "memory_frames=0 with keep_first=false keeps no frame"),
-    ({"write_every": 0}, "model.temporal.write_every: must be >= 1, got 0"),
 ])
 def test_config_errors(kw, msg):
     with pytest.raises(STMError, match=msg):
         stm(**kw)
+
+
+@pytest.mark.parametrize("override, msg", [
+    ("memory_frames=-1", "model.temporal.memory_frames: must be >= 0, got -1 (in command line)"),
+    ("write_every=0", "model.temporal.write_every: must be >= 1, got 0 (in command line)"),
+    ("hidden_dim=-1", "model.temporal.hidden_dim: must be >= 0 (0 disables the hidden state), got -1 "
+                      "(in command line)"),
+])
+def test_ranges_are_checked_when_the_recipe_loads(override, msg):
+    from samfx.config.recipe import load_recipe
+    from samfx.contracts.errors import RecipeError
+    from samfx.contracts.plugins import get_registry
+
+    with pytest.raises(RecipeError) as err:
+        load_recipe(None, ["model.temporal.name=stm", f"model.temporal.{override}"], registry=get_registry())
+    assert str(err.value) == msg
 
 
 def test_registered_with_schema_and_recipe_typos_are_caught():

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from samfx.contracts.bounds import bounded
+
 FORMS = ("paper", "reference")
 # Keys that fix the APG's architecture: a saved APG loads only where these agree.
 ARCH_KEYS = ("form", "tokens", "tasks", "mlp_dim", "residual")
@@ -23,9 +25,9 @@ class APGConfig:
     """
 
     form: str = "paper"
-    tokens: int = 50
-    sparse_tokens: int | None = None
-    tasks: int = 1
-    mlp_dim: int | None = None
+    tokens: int = bounded(50, ge=1)
+    sparse_tokens: int | None = bounded(None, ge=1, note="at most tokens; null: k for paper, 1 for reference")
+    tasks: int = bounded(1, ge=1, note="1 shares one task-token set")
+    mlp_dim: int | None = bounded(None, ge=1, note="null: 4 x width")
     residual: bool = True
     weights: str | None = None

@@ -122,7 +122,7 @@ class AutoPromptGenerator(PromptGenerator):
     def __init__(self, embed_dim: int, form: str = "paper", tokens: int = 50, tasks: int = 1,
                  sparse_tokens: int | None = None, mlp_dim: int | None = None, residual: bool = True):
         super().__init__()
-        _check_config(form, tokens, tasks, sparse_tokens, mlp_dim, embed_dim)
+        _check_config(form, tokens, sparse_tokens, embed_dim)
         self.embed_dim, self.form, self.tokens, self.tasks = embed_dim, form, tokens, tasks
         self.mlp_dim = mlp_dim or 4 * embed_dim
         self.residual = residual
@@ -217,19 +217,14 @@ class AutoPromptGenerator(PromptGenerator):
         return Prompts(sparse=sparse, dense=self.dense(new_emb), features=features)
 
 
-def _check_config(form: str, tokens: int, tasks: int, sparse_tokens: int | None, mlp_dim: int | None,
-                  embed_dim: int) -> None:
+def _check_config(form: str, tokens: int, sparse_tokens: int | None, embed_dim: int) -> None:
+    """The choices and the rules across keys; the numeric ranges, declared in :class:`APGConfig`, are
+    checked when the recipe is loaded."""
     where = "prompt 'apg'"
     if form not in FORMS:
         raise RecipeError(f"{where}: form '{form}' is unknown; use one of: {', '.join(FORMS)}")
-    if tokens < 1:
-        raise RecipeError(f"{where}: tokens must be >= 1, got {tokens}")
-    if tasks < 1:
-        raise RecipeError(f"{where}: tasks must be >= 1, got {tasks}; use 1 to share one task-token set")
-    if sparse_tokens is not None and not 1 <= sparse_tokens <= tokens:
+    if sparse_tokens is not None and sparse_tokens > tokens:
         raise RecipeError(f"{where}: sparse_tokens must be in 1..tokens ({tokens}), got {sparse_tokens}")
-    if mlp_dim is not None and mlp_dim < 1:
-        raise RecipeError(f"{where}: mlp_dim must be >= 1 (or null for 4 x width), got {mlp_dim}")
     if embed_dim % 4:
         raise RecipeError(f"{where}: embedding width {embed_dim} must be divisible by 4 (dense-prompt convs)")
 

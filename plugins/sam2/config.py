@@ -19,6 +19,7 @@ HIERA: dict[str, dict] = {
 PACKAGE_CONFIGS = {"tiny": "configs/sam2.1/sam2.1_hiera_t.yaml", "small": "configs/sam2.1/sam2.1_hiera_s.yaml",
                    "base_plus": "configs/sam2.1/sam2.1_hiera_b+.yaml", "large": "configs/sam2.1/sam2.1_hiera_l.yaml"}
 SAM2_DIM = 256  # d_model of the neck = prompt / decoder width in every SAM2 config
+NO_OBJ_SCORE = -1024.0  # SAM2's logit for the pixels of an absent object (decoder gate, memory input)
 INSTALL = "SAM2_BUILD_CUDA=0 pip install --no-build-isolation 'sam2==1.1.0' (or `make setup`)"
 
 

@@ -24,7 +24,7 @@ from samfx.contracts.interfaces import (
     PromptEncoderBase,
     add_per_image,
 )
-from samfx_plugins.sam2.config import Sam2MaskDecoderConfig, Sam2PromptEncoderConfig
+from samfx_plugins.sam2.config import NO_OBJ_SCORE, Sam2MaskDecoderConfig, Sam2PromptEncoderConfig
 from samfx_plugins.sam2.deps import require_sam2
 from samfx_plugins.sam2.keys import MASK_DECODER, PROMPT_ENCODER, rename_prefix
 
@@ -72,9 +72,6 @@ class Sam2PromptEncoder(PromptEncoder, PromptEncoderBase):
 
     def export_foreign_state(self, fmt: str, state: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
         return rename_prefix(state, prefix, PROMPT_ENCODER) if fmt == "sam2" else state
-
-
-NO_OBJ_SCORE = -1024.0        # SAM2's logit for the pixels of an absent object
 
 
 class Sam2MaskDecoder(MaskDecoder, MaskDecoderBase):

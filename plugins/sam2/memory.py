@@ -36,10 +36,10 @@ from samfx.contracts.interfaces import (
     MemoryReadout,
     TemporalModule,
 )
+from samfx_plugins.sam2.config import NO_OBJ_SCORE, SAM2_DIM
 from samfx_plugins.sam2.deps import require_sam2
 from samfx_plugins.sam2.keys import is_memory_key
 
-NO_OBJ_SCORE = -1024.0        # SAM2's logit for 'no object' pixels
 MEM_CONFIG = "configs/sam2.1/sam2.1_hiera_t.yaml"  # the memory part is the same in every SAM2.1 size
 # SAM2Base's fixed settings of the SAM2.1 configs
 SIGMOID_SCALE, SIGMOID_BIAS = 20.0, -10.0
@@ -96,7 +96,7 @@ def _package_config() -> Any:
     return OmegaConf.load(str(files("sam2").joinpath(MEM_CONFIG))).model
 
 
-class Sam2Memory(TemporalModule):
+class Sam2Memory(TemporalModule[Sam2MemoryState]):
     """See the module docstring. ``embed_dim`` (256), ``embed_size`` and ``image_size`` come from the encoder."""
 
     def __init__(self, embed_dim: int, embed_size: tuple[int, int], image_size: int, num_maskmem: int = 7,
@@ -295,21 +295,13 @@ class Sam2Memory(TemporalModule):
 
 
 def build_sam2_memory(cfg: Any, ctx: BuildContext) -> Sam2Memory:
-    """Factory: validates the recipe values (``model.temporal.*``) and builds the memory."""
+    """Factory: checks the model's geometry (the numeric ranges of ``model.temporal.*``, declared in
+    :class:`Sam2MemoryConfig`, are checked when the recipe is loaded) and builds the memory."""
     where = "model.temporal"
-    from samfx_plugins.sam2.config import SAM2_DIM
-
-    checks = [
-        (cfg.num_maskmem >= 1, f"{where}.num_maskmem: must be >= 1 (SAM2: 7), got {cfg.num_maskmem}"),
-        (cfg.max_obj_ptrs >= 1, f"{where}.max_obj_ptrs: must be >= 1 (SAM2: 16), got {cfg.max_obj_ptrs}"),
-        (cfg.max_cond_frames >= 2, f"{where}.max_cond_frames: must be >= 2 (SAM2 keeps the closest conditioning "
-                                   f"frame before and after), got {cfg.max_cond_frames}"),
-        (ctx.embed_dim == SAM2_DIM, f"{where}: sam2_memory needs the sam2 image encoder's {SAM2_DIM}-channel "
-                                    f"embedding, the model's is {ctx.embed_dim}"),
-        (ctx.image_size % 16 == 0, f"{where}: image size {ctx.image_size} is not divisible by 16"),
-    ]
-    for ok, msg in checks:
-        if not ok:
-            raise Sam2MemoryError(msg)
+    if ctx.embed_dim != SAM2_DIM:
+        raise Sam2MemoryError(f"{where}: sam2_memory needs the sam2 image encoder's {SAM2_DIM}-channel "
+                              f"embedding, the model's is {ctx.embed_dim}")
+    if ctx.image_size % 16:
+        raise Sam2MemoryError(f"{where}: image size {ctx.image_size} is not divisible by 16")
     return Sam2Memory(ctx.embed_dim, ctx.embed_size, ctx.image_size, cfg.num_maskmem, cfg.max_obj_ptrs,
                       cfg.max_cond_frames, cfg.binarize_prompted_masks, cfg.use_obj_ptrs)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from samfx.contracts.bounds import bounded
+
 
 @dataclass
 class Sam2MemoryConfig:
@@ -10,11 +12,11 @@ class Sam2MemoryConfig:
 
     The layers are SAM2.1's (identical in the tiny, small, base_plus and large configs), so official
     SAM2 / SAM2.1 files load into it 1:1 (``memory_attention.*``, ``memory_encoder.*``, ...)."""
-    num_maskmem: int = 7           # memory frames attended: the conditioning frames (t_pos 0) + the last num_maskmem-1
-    max_obj_ptrs: int = 16         # object pointers attended: conditioning frames' + up to max_obj_ptrs-1 recent
+    num_maskmem: int = bounded(7, ge=1, note="SAM2: 7")     # memory frames: conditioning ones + the last num_maskmem-1
+    max_obj_ptrs: int = bounded(16, ge=1, note="SAM2: 16")  # object pointers: conditioning + max_obj_ptrs-1 recent
     # Conditioning (prompted) frames kept apart, the most recent ones (SAM2's max_cond_frames_in_attn; SAM2's
-    # default -1 = all, here bounded so that a clip prompted on every frame keeps a bounded state; >= 2).
-    max_cond_frames: int = 4
+    # default -1 = all, here bounded so that a clip prompted on every frame keeps a bounded state).
+    max_cond_frames: int = bounded(4, ge=2, note="SAM2 keeps the closest conditioning frame before and after")
     # In eval, the memory of a prompted frame is encoded from its binarized mask (SAM2VideoPredictor's
     # post-processing `binarize_mask_from_pts_for_mem_enc`; SAM2Base's default is false).
     binarize_prompted_masks: bool = False

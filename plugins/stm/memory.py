@@ -69,10 +69,10 @@ class MemoryBank:
         return torch.cat([k for k, _ in items], 1), torch.cat([v for _, v in items], 1)
 
 
-class SpaceTimeMemory(TemporalModule):
+class SpaceTimeMemory(TemporalModule[MemoryBank]):
     """See the module docstring. ``embed_dim``/``embed_size``/``image_size`` come from the encoder."""
 
-    def __init__(self, embed_dim: int, embed_size: tuple[int, int], image_size: int, key_dim: int = 64,
+    def __init__(self, embed_dim: int, embed_size: tuple[int, int], image_size: int, key_dim: int = 64,  # noqa: PLR0913  (STMConfig's fields + the encoder geometry)
                  value_dim: int = 64, mask_channels: int = 16, hidden_dim: int = 0, memory_frames: int = 6,
                  keep_first: bool = True, write_every: int = 1, affinity: str = "l2", inject: str = "dense",
                  out_init_std: float = 0.01):
@@ -223,23 +223,15 @@ class SpaceTimeMemory(TemporalModule):
 
 
 def build_stm(cfg, ctx: BuildContext) -> SpaceTimeMemory:
-    """Factory: validates the recipe values (``model.temporal.*``) and builds the memory."""
+    """Factory: checks the choices and the rule across keys of ``model.temporal.*`` (the numeric ranges,
+    declared in :class:`STMConfig`, are checked when the recipe is loaded) and builds the memory."""
     where = "model.temporal"
-    checks = [
-        (cfg.key_dim >= 1, f"{where}.key_dim: must be >= 1, got {cfg.key_dim}"),
-        (cfg.value_dim >= 1, f"{where}.value_dim: must be >= 1, got {cfg.value_dim}"),
-        (cfg.mask_channels >= 1, f"{where}.mask_channels: must be >= 1, got {cfg.mask_channels}"),
-        (cfg.hidden_dim >= 0, f"{where}.hidden_dim: must be >= 0 (0 disables the hidden state), got {cfg.hidden_dim}"),
-        (cfg.memory_frames >= 0, f"{where}.memory_frames: must be >= 0, got {cfg.memory_frames}"),
-        (cfg.write_every >= 1, f"{where}.write_every: must be >= 1, got {cfg.write_every}"),
-        (cfg.affinity in AFFINITIES, f"{where}.affinity: '{cfg.affinity}' is not one of {', '.join(AFFINITIES)}"),
-        (cfg.inject in INJECTS, f"{where}.inject: '{cfg.inject}' is not one of {', '.join(INJECTS)}"),
-        (cfg.memory_frames > 0 or cfg.keep_first,
-         f"{where}: memory_frames=0 with keep_first=false keeps no frame; set one of them"),
-    ]
-    for ok, msg in checks:
-        if not ok:
-            raise STMError(msg)
+    if cfg.affinity not in AFFINITIES:
+        raise STMError(f"{where}.affinity: '{cfg.affinity}' is not one of {', '.join(AFFINITIES)}")
+    if cfg.inject not in INJECTS:
+        raise STMError(f"{where}.inject: '{cfg.inject}' is not one of {', '.join(INJECTS)}")
+    if cfg.memory_frames == 0 and not cfg.keep_first:
+        raise STMError(f"{where}: memory_frames=0 with keep_first=false keeps no frame; set one of them")
     return SpaceTimeMemory(ctx.embed_dim, ctx.embed_size, ctx.image_size, cfg.key_dim, cfg.value_dim,
                            cfg.mask_channels, cfg.hidden_dim, cfg.memory_frames, cfg.keep_first, cfg.write_every,
                            cfg.affinity, cfg.inject, cfg.out_init_std)

@@ -29,4 +29,5 @@ def describe(component: str = typer.Argument(..., help="KIND/NAME, e.g. prompt_g
     if not report["fields"]:
         typer.echo("  no options")
     for f in report["fields"]:
-        typer.echo(f"  {f['name']}: {f['type']} = {f['default']!r}" + (f"  # {f['help']}" if f["help"] else ""))
+        bounds = f"  [{f['range']}]" if f.get("range") else ""
+        typer.echo(f"  {f['name']}: {f['type']} = {f['default']!r}{bounds}" + (f"  # {f['help']}" if f["help"] else ""))

@@ -8,25 +8,26 @@ recipe (run folder, checkpoint) keeps its meaning when another plugin registers 
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import re
 from collections.abc import Collection
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from samfx.config.overrides import CLI, deep_merge, override_tree, parse_override, set_path
 from samfx.config.paths import at_pattern, get_path, put_path
 from samfx.config.schema import CLIP_LABELS, COMPONENT_SLOTS, RANGES, SELECT_METRICS, RecipeSchema
 from samfx.config.yaml_io import read_yaml
-from samfx.contracts.errors import RecipeError, did_you_mean
+from samfx.contracts.bounds import Range, field_ranges
+from samfx.contracts.errors import RecipeError, RegistryError, did_you_mean
 from samfx.contracts.registry import Registry
 
-CLI = "command line"
 RESERVED = {"name", "site"}  # keys every component ref may carry besides its schema's
 
 
@@ -51,6 +52,15 @@ class Recipe:
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.config, sort_keys=False)
+
+    @cached_property
+    def typed(self) -> RecipeSchema:
+        """The config as its typed schema: the core sections are dataclasses with the declared types
+        (``recipe.typed.train.stages[0].optimizer.lr`` is a float); component configs stay mappings,
+        typed by their plugins' schemas when built. Read this, not string keys; ``config`` is for dumping.
+        Computed once: a recipe is not changed after loading."""
+        node = OmegaConf.merge(OmegaConf.structured(RecipeSchema), self.config)
+        return cast(RecipeSchema, OmegaConf.to_object(node))
 
 
 def _layers(path: Path, chain: tuple[Path, ...] = ()) -> list[tuple[str, dict[str, Any]]]:
@@ -81,52 +91,34 @@ def _display(path: Path) -> str:
         return str(path)
 
 
-def _deep_merge(a: Any, b: Any) -> Any:
-    """Mappings merge key by key; anything else (lists included) is replaced by b.
-    A component mapping whose ``name`` changes is replaced whole (its old options do not apply)."""
-    if isinstance(a, dict) and isinstance(b, dict) and not (
-            "name" in a and "name" in b and a["name"] != b["name"]):
-        out = dict(a)
-        for k, v in b.items():
-            out[k] = _deep_merge(a[k], v) if k in a else copy.deepcopy(v)
-        return out
-    return copy.deepcopy(b)
+def _canonical_names(node: Any, at: str, registry: Registry | None) -> Any:
+    """`node` (the value at dotted key `at`; "" for a whole recipe) with each component ``name`` in it
+    made qualified (``apg`` -> ``apg/apg``), so layers naming one component differently merge its
+    options. Names the registry cannot resolve stay as written, for validation to report."""
+    if registry is None:
+        return node
+    keys = at.split(".") if at else []
+    for pattern, kind in COMPONENT_SLOTS.items():
+        parts = pattern.split(".")
+        if len(keys) > len(parts) or any(p != k and not (p == "*" and k.isdigit()) for k, p in zip(keys, parts)):
+            continue
+        rest = ".".join(parts[len(keys):])
+        if not rest:
+            return _qualified(kind, node, registry)
+        for path, value in at_pattern(node, rest):
+            put_path(node, path, _qualified(kind, value, registry))
+    return node
 
 
-def _parse_override(item: str) -> tuple[str, Any]:
-    key, sep, raw = item.partition("=")
-    key = key.strip()
-    if not sep or not key:
-        raise RecipeError(f"{CLI}: override '{item}' must look like key.path=value (e.g. train.seed=1)")
+def _qualified(kind: str, ref: Any, registry: Registry) -> Any:
+    name = ref.get("name") if isinstance(ref, dict) else ref
+    if not isinstance(name, str):
+        return ref
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
-        value = raw
-    return key, value
-
-
-def _set_path(cfg: dict[str, Any], key: str, value: Any) -> None:
-    parts = key.split(".")
-    node: Any = cfg
-    for i, part in enumerate(parts[:-1]):
-        nxt = node[int(part)] if isinstance(node, list) and part.isdigit() and int(part) < len(node) else (
-            node.get(part) if isinstance(node, dict) else None)
-        if nxt is None:
-            if isinstance(node, list):
-                raise RecipeError(f"{'.'.join(parts[:i + 1])}: index out of range ({len(node)} items) ({CLI})")
-            nxt = node[part] = {}
-        elif not isinstance(nxt, (dict, list)):
-            nxt = node[part] = {} if not isinstance(node, list) else nxt
-        node = nxt
-    last = parts[-1]
-    if isinstance(node, list):
-        if not last.isdigit() or int(last) >= len(node):
-            raise RecipeError(f"{key}: index out of range ({len(node)} items) ({CLI})")
-        node[int(last)] = value
-    elif isinstance(value, dict) and isinstance(node.get(last), dict):
-        node[last] = _deep_merge(node[last], value)
-    else:
-        node[last] = value
+        qual = registry.get(kind, name).qualname
+    except RegistryError:
+        return ref
+    return {**ref, "name": qual} if isinstance(ref, dict) else qual
 
 
 class _Validator:
@@ -154,6 +146,11 @@ class _Validator:
 
     def fail(self, path: str, msg: str) -> RecipeError:
         return RecipeError(f"{path}: {msg} (in {self.source_of(path)})")
+
+    def in_range(self, path: str, value: Any, rng: Range) -> None:
+        failure = rng.failure(value)
+        if failure is not None:
+            raise self.fail(path, failure)
 
     def typed(self, schema: type, data: Any, path: str, ignore: Collection[str] = frozenset()) -> dict[str, Any]:
         """Validate `data` against dataclass `schema`; return a plain dict with defaults filled."""
@@ -239,6 +236,8 @@ class _Validator:
             out = {}
         else:
             out = self.typed(comp.schema, data, path, ignore)
+            for key, rng in field_ranges(comp.schema).items():  # declared with contracts.bounds.bounded
+                self.in_range(f"{path}.{key}", out.get(key), rng)
         head = {"name": comp.qualname}  # stored recipes keep meaning this component (docs/recipes.md)
         head.update({k: data[k] for k in ignore if k != "name"})
         return {**head, **out}
@@ -292,12 +291,10 @@ CHECKPOINT_FORMATS = ("pt", "safetensors")
 
 
 def _check_values(cfg: dict[str, Any], v: _Validator) -> None:
-    """Numeric ranges (schema.RANGES) and rules across keys, before any data or model work."""
+    """Numeric ranges of core keys (schema.RANGES) and rules across keys, before any data or model work."""
     for pattern, rng in RANGES.items():
         for path, value in at_pattern(cfg, pattern):
-            if value is not None and not rng.allows(value):
-                note = f" ({rng.note})" if rng.note else ""
-                raise v.fail(path, f"must be {rng.text()}{note}, got {value!r}")
+            v.in_range(path, value, rng)
     if cfg["train"]["checkpoint_format"] not in CHECKPOINT_FORMATS:
         raise v.fail("train.checkpoint_format", f"unknown '{cfg['train']['checkpoint_format']}'; use "
                                                 f"{' or '.join(CHECKPOINT_FORMATS)}")
@@ -333,27 +330,12 @@ def load_recipe(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
     # start from the defaults so overrides can address default list items (train.stages.0.epochs=3)
     # to_container's declared result covers lists and scalars; a structured dataclass gives a dict
     merged: dict[str, Any] = OmegaConf.to_container(OmegaConf.structured(RecipeSchema))  # type: ignore[assignment]
+    merged = _canonical_names(merged, "", registry)
     for _, layer in sources:
-        merged = _deep_merge(merged, layer)
+        merged = deep_merge(merged, _canonical_names(layer, "", registry))
     for item in overrides:
-        key, value = _parse_override(item)
-        _set_path(merged, key, value)
-    all_sources = [*sources, (CLI, _cli_tree(overrides))] if overrides else sources
+        key, value = parse_override(item)
+        set_path(merged, key, _canonical_names(value, key, registry))
+    all_sources = [*sources, (CLI, override_tree(overrides))] if overrides else sources
     config = _validate(merged, all_sources, registry)
     return Recipe(config=config, path=str(path) if path else None, sources=all_sources)
-
-
-def _cli_tree(overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
-    """Overrides as a nested mapping (list indices as mapping keys) for source lookup."""
-    tree: dict[str, Any] = {}
-    for item in overrides:
-        key, _ = _parse_override(item)
-        node = tree
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                break
-        else:
-            node[parts[-1]] = True
-    return tree

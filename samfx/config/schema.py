@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from samfx.contracts.bounds import Range
+
 
 @dataclass
 class ModelSection:
@@ -147,26 +149,6 @@ COMPONENT_SLOTS: dict[str, str] = {
 
 SELECT_METRICS = ("val/dice", "val/loss", "train/loss")
 CLIP_LABELS = ("all", "ed_es")
-
-
-@dataclass(frozen=True)
-class Range:
-    """Allowed numeric values of one key: bounds ``ge`` / ``gt`` / ``lt`` (None: open); ``note`` says
-    what an edge value means. ``None`` values (optional keys) are not checked."""
-
-    ge: float | None = None
-    gt: float | None = None
-    lt: float | None = None
-    note: str = ""
-
-    def allows(self, x: float) -> bool:
-        return not ((self.ge is not None and x < self.ge) or (self.gt is not None and x <= self.gt)
-                    or (self.lt is not None and x >= self.lt))
-
-    def text(self) -> str:
-        low = f">= {self.ge:g}" if self.ge is not None else f"> {self.gt:g}" if self.gt is not None else ""
-        high = f"< {self.lt:g}" if self.lt is not None else ""
-        return " and ".join(p for p in (low, high) if p)
 
 
 # Checked when a recipe is loaded, before any data or model work. "*" marks list items.

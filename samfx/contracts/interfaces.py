@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Generic, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -314,9 +314,14 @@ class Adapter(ForeignKeys, nn.Module):
         raise NotImplementedError
 
 
-class TemporalModule(ForeignKeys, nn.Module):
+StateT = TypeVar("StateT")
+
+
+class TemporalModule(ForeignKeys, nn.Module, Generic[StateT]):
     """State carried across the frames of a clip, batched over Q = B*K queries (image-major).
 
+    Generic in its state type ``StateT``: what ``init_state`` returns and ``read`` / ``write`` take
+    (``write`` returns the next one); a memory declares it, e.g. ``class M(TemporalModule[MyState])``.
     ``init_state(Q, device)`` starts each clip. Per frame: ``read(state, features, frame)`` before the
     decoder (features per image, batch B; ``frame.queries_per_image`` = K) returns a
     :class:`MemoryReadout`; ``write(state, features, decoded, frame)`` after it stores the frame from the
@@ -324,13 +329,13 @@ class TemporalModule(ForeignKeys, nn.Module):
     must stay bounded.
     """
 
-    def init_state(self, batch_size: int, device: torch.device) -> Any:
+    def init_state(self, batch_size: int, device: torch.device) -> StateT:
         raise NotImplementedError
 
-    def read(self, state: Any, features: ImageFeatures, frame: FrameInfo) -> MemoryReadout:
+    def read(self, state: StateT, features: ImageFeatures, frame: FrameInfo) -> MemoryReadout:
         raise NotImplementedError
 
-    def write(self, state: Any, features: ImageFeatures, decoded: DecoderOutput, frame: FrameInfo) -> Any:
+    def write(self, state: StateT, features: ImageFeatures, decoded: DecoderOutput, frame: FrameInfo) -> StateT:
         raise NotImplementedError
 
 

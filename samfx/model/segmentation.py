@@ -73,7 +73,7 @@ class SegmentationModel(nn.Module):
     def __init__(self, image_encoder: ImageEncoder, prompt_encoder: PromptEncoderBase,
                  mask_decoder: MaskDecoderBase, prompt_generators: dict[str, PromptGenerator],
                  active_prompt: str, adapters: dict[str, tuple[Adapter, nn.Module]] | None = None,
-                 temporal: TemporalModule | None = None, context: BuildContext | None = None):
+                 temporal: TemporalModule[Any] | None = None, context: BuildContext | None = None):
         super().__init__()
         self.image_encoder = image_encoder
         self.prompt_encoder = prompt_encoder
