@@ -105,7 +105,7 @@ def resume(run_dir: str | Path, recipe: Recipe | str | Path | None = None, *, ov
     return _fit(_as_recipe(recipe, overrides, registry), folder, True, registry, None, (), quiet)
 
 
-def evaluate(target: str | Path, *, split: str | None = None, data: str | None = None, prompt: str | None = None,
+def evaluate(target: str | Path, *, split: str | None = None, data: str | None = None, prompt: str | None = None,  # noqa: PLR0913  (mirrors samfx eval's options)
              device: str = "auto", compat_row_hd: bool | None = None, limit: int | None = None,
              write: bool = True, registry: Registry | None = None) -> dict[str, Any]:
     """Per-class Dice / IoU / HD / HD95 of a run folder (best.pt, else last.pt) or checkpoint on `split`

@@ -158,7 +158,7 @@ class StoreWriter:
         self._attrs(g, dict(patient=str(patient), view=str(view), phase=str(phase), source=str(source),
                             spacing=check_spacing(spacing, where), **extra))
 
-    def add_sequence(self, item_id: str, frames: Any, labels: Any = None, labeled: Any = None, *,
+    def add_sequence(self, item_id: str, frames: Any, labels: Any = None, labeled: Any = None, *,  # noqa: PLR0913  (keywords are the stored sequence attributes)
                      patient: str, view: str = "", spacing: Any = None, ed: int = -1, es: int = -1,
                      ef: float = float("nan"), fps: float = float("nan"), source: str = "",
                      **extra: Any) -> None:

@@ -45,7 +45,7 @@ def item_name(rel: str) -> str:
     return safe_id(stem.replace("/", "_"))
 
 
-def import_dicom(inputs: list[str | Path], out: str | Path, *, class_names: list[str] | None = None,
+def import_dicom(inputs: list[str | Path], out: str | Path, *, class_names: list[str] | None = None,  # noqa: PLR0913  (mirrors samfx import dicom's options)
                  keep_ids: bool = False, salt: str = "", crop: bool = True, sector: bool = True,
                  fps: float | None = None, skip_bad: bool = False, show_progress: bool = False,
                  force: bool = False) -> ImportReport:

@@ -14,7 +14,7 @@ from samfx.data.synth.v2 import render as v2_render
 from samfx.data.synth.v2.options import v2_options
 
 
-def generate(out: str | Path, patients: int = 50, seed: int = 0, frames: int = 12,
+def generate(out: str | Path, patients: int = 50, seed: int = 0, frames: int = 12,  # noqa: PLR0913  (mirrors samfx synth's options)
              size: tuple[int, int] = (256, 288), views: tuple[str, ...] = VIEWS,
              show_progress: bool = False, wall_flicker: float = 0.0, force: bool = False,
              version: int = 1, v2: Any = None) -> Path:

@@ -12,6 +12,8 @@ patient is the same whatever the number of patients generated.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy.ndimage import gaussian_filter
@@ -175,10 +177,29 @@ def _wall_gain(rng, frng, drops, T: int, q, v, wall_flicker: float):
     return wall_gain
 
 
-def _echogenicity(rng, frng, hp, view, geo, m, blood, tissue_extra, phi, u, v, q, shape, sp, wall_flicker):
+@dataclass(frozen=True)
+class _Scene:
+    """What render_sequence has laid out for one view: patient and view geometry (``hp``, ``geo``),
+    left-heart masks ``m``, contraction phase ``phi``, heart coordinates ``u``/``v``/``q``, the
+    (T,H,W) ``shape`` and pixel spacing ``sp`` (mm)."""
+
+    hp: dict
+    view: str
+    geo: dict
+    m: dict
+    phi: Any
+    u: Any
+    v: Any
+    q: Any
+    shape: tuple[int, int, int]
+    sp: float
+
+
+def _echogenicity(rng, frng, sc: _Scene, blood, tissue_extra, wall_flicker):
     """(T,H,W) echogenicity before speckle: tissue texture, walls with dropouts, pericardium, blood,
     papillary muscles and mitral leaflets, blurred by ~0.7 mm."""
-    T, H, W = shape
+    hp, view, geo, m, phi, u, v, q, sp = sc.hp, sc.view, sc.geo, sc.m, sc.phi, sc.u, sc.v, sc.q, sc.sp
+    T, H, W = sc.shape
     f32 = np.float32
     L, Wb = geo["L"], geo["Wb"]
     _, myo_range, blood_range, haze_range, drops, noise_sd = QUALITY[hp["quality"]]
@@ -269,8 +290,8 @@ def render_sequence(seed: int, patient: int, view: str, frames: int, size: tuple
         rh_blood, tissue_extra = _right_heart(rng, geo, phi, u, v, m)
         blood = blood | rh_blood
     frng = np.random.default_rng([seed, patient, 100 + VIEWS.index(view)])
-    e, haze_range, noise_sd = _echogenicity(rng, frng, hp, view, geo, m, blood, tissue_extra, phi, u, v, q,
-                                            (T, H, W), sp, wall_flicker)
+    scene = _Scene(hp, view, geo, m, phi, u, v, q, (T, H, W), sp)
+    e, haze_range, noise_sd = _echogenicity(rng, frng, scene, blood, tissue_extra, wall_flicker)
     frames_u8 = _to_image(rng, e, g, haze_range, noise_sd, (T, H, W))
     labels = np.zeros((T, H, W), np.uint8)
     labels[m["la"]] = 3

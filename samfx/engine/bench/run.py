@@ -113,7 +113,7 @@ def _rel_pos_mode(model: nn.Module, dev: torch.device) -> str:
     return ",".join(sorted(("fold" if dev.type == "cuda" else "bias") if m == "auto" else m for m in modes))
 
 
-def run_bench(recipe_path: str, overrides: list[str], device: str = "auto", batch: int | None = None,
+def run_bench(recipe_path: str, overrides: list[str], device: str = "auto", batch: int | None = None,  # noqa: PLR0913  (mirrors samfx bench's options)
               infer_batches: tuple[int, ...] = (1, 32), steps: int = 10, warmup: int = 3,
               modes: tuple[str, ...] = MODES, precisions: tuple[str, ...] = PRECISIONS,
               stages: list[str] | None = None, only: str | None = None, threads: int | None = None,
@@ -140,7 +140,8 @@ def run_bench(recipe_path: str, overrides: list[str], device: str = "auto", batc
     if profile_dir:
         profile_dir.mkdir(parents=True, exist_ok=True)
     infer_prompt = prompt_key(recipe, cfg["eval"].get("prompt") or stage_cfgs[-1].get("prompt"))
-    info = _info(model, recipe, recipe_path, overrides, chosen, dev, infer_prompt, compile_mode, steps, warmup)
+    settings = _Settings(dev, steps, warmup, compile_mode, profile_dir)
+    info = _info(model, recipe, recipe_path, overrides, chosen, infer_prompt, settings)
     report: dict[str, Any] = {"schema": SCHEMA, "complete": False, "info": info, "results": []}
     for compiled in [m == "compiled" for m in modes]:
         for precision in precisions:
@@ -151,9 +152,8 @@ def run_bench(recipe_path: str, overrides: list[str], device: str = "auto", batc
                 runs += [("infer", -1, b) for b in infer_batches]
             for mode, index, b in runs:
                 step_mod, label, opt_cfg = _step_module(model, recipe, registry, mode, index, dev, infer_prompt)
-                report["results"].append(asdict(_run_one(model, step_mod, mode, label, compiled, precision, b,
-                                                         model.image_size, classes, dev, steps, warmup,
-                                                         compile_mode, profile_dir, opt_cfg)))
+                case = _Case(mode, label, compiled, precision, b)
+                report["results"].append(asdict(_run_one(model, step_mod, opt_cfg, case, classes, settings)))
                 _write(report, out)
 
     report["complete"] = True
@@ -194,11 +194,35 @@ def _bench_model(recipe: Any, registry: Any, dev: torch.device) -> SegmentationM
     return model
 
 
+@dataclass(frozen=True)
+class _Settings:
+    """What every configuration of one run_bench call shares: device, timed and warm-up steps,
+    torch.compile mode and the folder for profiles (None: no profiling)."""
+
+    dev: torch.device
+    steps: int
+    warmup: int
+    compile_mode: str
+    profile_dir: Path | None
+
+
+@dataclass(frozen=True)
+class _Case:
+    """One configuration: train or infer, its row label, compiled or eager, precision and batch size."""
+
+    mode: str
+    label: str
+    compiled: bool
+    precision: str
+    batch: int
+
+
 def _info(model: SegmentationModel, recipe: Any, recipe_path: str, overrides: list[str], chosen: list[int],
-          dev: torch.device, infer_prompt: str, compile_mode: str, steps: int, warmup: int) -> dict[str, Any]:
+          infer_prompt: str, settings: _Settings) -> dict[str, Any]:
     """The report's ``info``: machine, torch, recipe, model and settings (each chosen stage applied once
     to count its trainable parameters)."""
 
+    dev, compile_mode, steps, warmup = settings.dev, settings.compile_mode, settings.steps, settings.warmup
     cfg = recipe.config
     stage_cfgs = cfg["train"]["stages"]
     total, _ = count_params(model)
@@ -246,19 +270,21 @@ def _write(report: dict[str, Any], out: str | Path | None) -> None:
         write_text(Path(out), json.dumps(report, indent=2))
 
 
-def _run_one(model, step_mod, mode, label, compiled, precision, b, size, classes, dev, steps, warmup,
-             compile_mode, profile_dir, opt_cfg) -> BenchResult:
+def _run_one(model, step_mod, opt_cfg, case: _Case, classes, settings: _Settings) -> BenchResult:
+    """The row of `case` (optimizer from `opt_cfg` when training); errors are reported in the row."""
+    mode, label, compiled, precision, b = case.mode, case.label, case.compiled, case.precision, case.batch
+    dev, steps, warmup, profile_dir = settings.dev, settings.steps, settings.warmup, settings.profile_dir
     gc.collect()
     if dev.type == "cuda":
         torch.cuda.empty_cache()
     gen = torch.Generator().manual_seed(0)
-    images = torch.rand(b, 3, size, size, generator=gen).to(dev)
-    labels = synthetic_labels(b, size, classes, gen).to(dev)
+    images = torch.rand(b, 3, model.image_size, model.image_size, generator=gen).to(dev)
+    labels = synthetic_labels(b, model.image_size, classes, gen).to(dev)
     params = [p for p in model.parameters() if p.requires_grad]
     # the stage's optimizer as the trainer builds it (fused Adam/AdamW on CUDA)
     opt = build_optimizer(params, opt_cfg, f"stage '{label}' optimizer") if mode == "train" and params else None
     dtype = torch.bfloat16 if precision == "bf16" else None
-    fn = step_mod
+    fn, compile_mode = step_mod, settings.compile_mode
     if compiled:
         torch._dynamo.reset()
         fn = torch.compile(step_mod, dynamic=False, mode=None if compile_mode == "default" else compile_mode)

@@ -6,6 +6,7 @@ distances are in mm when every image has a known spacing, else in pixels for all
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from samfx.data.datasets import ImageDataset, SequenceDataset
 from samfx.data.files import jsonable, write_json
 from samfx.engine.eval import metrics as M
 from samfx.engine.eval.inference import predict_classes, resolve_precision, to_device
-from samfx.engine.eval.sequences import evaluate_sequences
+from samfx.engine.eval.sequences import SequenceScoring, evaluate_sequences
 from samfx.engine.run import checkpoints as ckpt
 from samfx.engine.run import rundir
 from samfx.engine.run.distributed import DistInfo, resolve_device
@@ -89,7 +90,7 @@ def _keys_of(recipe, registry, name: str, where: str) -> list[str]:
             if registry.get("prompt_generator", cfg["name"], where).qualname == want]
 
 
-def evaluate(target: str | Path, *, split: str | None = None, data: str | None = None, prompt: str | None = None,
+def evaluate(target: str | Path, *, split: str | None = None, data: str | None = None, prompt: str | None = None,  # noqa: PLR0913  (mirrors samfx eval's options)
              device: str = "auto", registry=None, compat: bool | None = None, overlays: int | None = None,
              write: bool = True, limit: int | None = None) -> dict[str, Any]:
     """Evaluate a run folder (best.pt, else last.pt) or a checkpoint file; returns the report."""
@@ -124,7 +125,8 @@ def evaluate(target: str | Path, *, split: str | None = None, data: str | None =
     report = {"schema": SCHEMA, "checkpoint": str(path), "store": str(store), "split": split, "prompt": key,
               "image_size": model.image_size, **_score(records, classes, names, compat)}
     if getattr(model, "temporal", None) is not None:  # temporal models: whole sequences too
-        report["sequences"] = _sequences(model, store, split, classes, names, dev, key, precision, limit)
+        run = _Run(dev, key, precision, limit)
+        report["sequences"] = _sequences(model, store, split, classes, names, run)
     report = jsonable(report)
     if write:
         out = folder / f"eval-{rundir.safe_name(split)}.json"
@@ -184,7 +186,17 @@ def _score(records: list[dict[str, Any]], classes: list[int], names: dict[int, s
             "patients": summary["patients"], "images": records}
 
 
-def _sequences(model, store, split, classes, names, dev, key, precision, limit) -> dict[str, Any] | None:
+@dataclass(frozen=True)
+class _Run:
+    """How the checkpoint runs: device, prompt key, precision, and at most `limit` items (None: all)."""
+
+    dev: torch.device
+    key: str
+    precision: str
+    limit: int | None
+
+
+def _sequences(model, store, split, classes, names, run: _Run) -> dict[str, Any] | None:
     """samfx.engine.eval.sequences.evaluate_sequences on the split's sequences (None when it has none)."""
 
     try:
@@ -192,7 +204,8 @@ def _sequences(model, store, split, classes, names, dev, key, precision, limit) 
     except DataError:
         return None
     lv = next((c for c, n in names.items() if n == "LV"), classes[0])
-    out = evaluate_sequences(model, ds, classes, dev, prompt=key, lv_label=lv, precision=precision, limit=limit)
+    out = evaluate_sequences(model, ds, classes, run.dev, prompt=run.key, precision=run.precision, limit=run.limit,
+                             scoring=SequenceScoring(lv_label=lv))
     for row in out["sequences"]:
         row["dice"] = {names[c]: v for c, v in row["dice"].items()}
     return out

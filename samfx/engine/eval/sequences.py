@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
@@ -40,18 +41,29 @@ def segment_sequence(model: SegmentationModel, frames: Tensor, classes: list[int
     return torch.stack(maps)
 
 
+@dataclass(frozen=True)
+class SequenceScoring:
+    """What evaluate_sequences scores: ``lv_label`` is the class of the LV (area curves, jitter, EF);
+    ``hd95=False`` skips the distances (Dice keys only)."""
+
+    lv_label: int = 1
+    hd95: bool = True
+
+
 def evaluate_sequences(model: SegmentationModel, dataset: Any, classes: list[int], device: torch.device,
-                       prompt: str | None = None, lv_label: int = 1, precision: str = "fp32",
-                       limit: int | None = None, hd95: bool = True) -> dict[str, Any]:
+                       prompt: str | None = None, precision: str = "fp32", limit: int | None = None,
+                       scoring: SequenceScoring | None = None) -> dict[str, Any]:
     """Per-sequence and mean metrics of a SequenceDataset: per class, Dice and HD95 (mm) on every labeled
     frame and on the ED/ES frames; LV-area jitter (predicted vs ground-truth frame-to-frame change, mm^2)
     split by ``area_tracking`` into the LV-area gain (damping) and the residual (noise) jitter; EF from the
     predicted masks (single-plane area-length) against the EF of the ground-truth masks and the stored EF;
     the forward's wall time per frame (ms). With a prompt that gives the mask (``masks``: semi-supervised),
     the given frames are not scored in Dice/HD95 (they are the truth), as in video object segmentation
-    benchmarks; the area curves, jitter and EF keep them. ``hd95=False`` skips the distances (validation
-    reads only the Dice)."""
+    benchmarks; the area curves, jitter and EF keep them. ``scoring``: LV class and whether to compute
+    HD95 (default SequenceScoring(): LV is class 1, with HD95; validation reads only the Dice)."""
 
+    scoring = scoring or SequenceScoring()
+    lv_label, with_hd95 = scoring.lv_label, scoring.hd95
     model.eval()
     rows = []
     gen = cast("PromptGenerator", model.prompt_generators[prompt or model.active_prompt])
@@ -71,7 +83,7 @@ def evaluate_sequences(model: SegmentationModel, dataset: Any, classes: list[int
         row: dict[str, Any] = {"id": item.get("id"), "frames": int(len(pred)), "seconds": seconds,
                                "scored_frames": int(scored.sum()),
                                **_frame_scores(pred.numpy(), labels.numpy(), scored, spacing, classes,
-                                               [int(item.get("ed", -1)), int(item.get("es", -1))], hd95)}
+                                               [int(item.get("ed", -1)), int(item.get("es", -1))], with_hd95)}
         if lv_label in classes and bool(np.all(np.isfinite(spacing))):
             row.update(_area_curves(pred.numpy(), labels.numpy(), labeled.numpy(), spacing, lv_label, item))
         if lv_label in classes and labeled.all() and bool(np.all(np.isfinite(spacing))):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +13,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from samfx.engine.eval.inference import predict_classes, to_device
 from samfx.engine.eval.metrics import dice
 from samfx.engine.eval.overlays import clear, save_overlay
-from samfx.engine.eval.sequences import evaluate_sequences
+from samfx.engine.eval.sequences import SequenceScoring, evaluate_sequences
 from samfx.engine.run import distributed as D
 from samfx.engine.run.loaders import collate
 from samfx.engine.run.rundir import safe_name
@@ -33,17 +34,24 @@ def _summary(per_class: list[float], names: list[str]) -> dict[str, float]:
     return out
 
 
+@dataclass(frozen=True)
+class Batching:
+    """How validate_images loads the split: images per batch and DataLoader worker processes."""
+
+    batch_size: int
+    num_workers: int = 0
+
+
 @torch.no_grad()
 def validate_images(model: SegmentationModel, ds: Dataset, classes: list[int], names: list[str], device: torch.device,
-                    precision: str, batch_size: int, num_workers: int = 0,
-                    loss_fn: nn.Module | None = None) -> dict[str, float]:
+                    precision: str, batching: Batching, loss_fn: nn.Module | None = None) -> dict[str, float]:
     """val/loss (the stage's loss, image-weighted), val/dice (mean over classes of per-image Dice
-    means) and val/dice_<class>, with the model's active prompt generator."""
+    means) and val/dice_<class>, with the model's active prompt generator, loaded as `batching` says."""
 
     was_training = model.training
     model.eval()
-    loader = DataLoader(_shard(ds), batch_size=batch_size, shuffle=False, collate_fn=collate,
-                        num_workers=num_workers)
+    loader = DataLoader(_shard(ds), batch_size=batching.batch_size, shuffle=False, collate_fn=collate,
+                        num_workers=batching.num_workers)
     records: list[tuple[float, list[float]]] = []
     for batch in loader:
         images, label = to_device(batch, device)
@@ -68,7 +76,8 @@ def validate_sequences(model: SegmentationModel, ds: Dataset, classes: list[int]
     per-sequence mean Dice on labeled frames (no val/loss)."""
 
     was_training = model.training
-    rows = evaluate_sequences(model, _shard(ds), classes, device, precision=precision, hd95=False)["sequences"]
+    rows = evaluate_sequences(model, _shard(ds), classes, device, precision=precision,
+                              scoring=SequenceScoring(hd95=False))["sequences"]
     rows = D.gather_lists(rows)
     model.train(was_training)
     per_class = []

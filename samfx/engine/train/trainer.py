@@ -32,7 +32,7 @@ from samfx.contracts.plugins import get_plugins
 from samfx.data.files import write_json
 from samfx.data.progress import progress_bar
 from samfx.engine.eval.inference import autocast, resolve_precision, to_device
-from samfx.engine.eval.validation import validate_images, validate_sequences, write_overlays
+from samfx.engine.eval.validation import Batching, validate_images, validate_sequences, write_overlays
 from samfx.engine.run import checkpoints as ckpt
 from samfx.engine.run import distributed as D
 from samfx.engine.run import rundir
@@ -362,8 +362,8 @@ class Trainer:
             return validate_sequences(self._built, self.val_ds, self.classes, self.class_names, self.device,
                                       self.precision)
         return validate_images(self._built, self.val_ds, self.classes, self.class_names, self.device,
-                               self.precision, int(self.cfg["eval"]["batch_size"]),
-                               int(self.cfg["data"]["num_workers"]), loss_fn)
+                               self.precision, Batching(int(self.cfg["eval"]["batch_size"]),
+                                                        int(self.cfg["data"]["num_workers"])), loss_fn)
 
     def _overlays(self, stage_name: str) -> None:
 
