@@ -1,8 +1,7 @@
-"""Training, evaluation and prediction (docs/engine.md).
+"""Training, evaluation and the run folder (docs/engine.md).
 
-trainer (stages, resume, DDP, precision, NaN stop) · stage (a stage's plan and optimizer step) ·
-inference (precision, the forward -> label map path) · validation · evaluate (``samfx eval``) ·
-predict (``samfx predict``) · checkpointing / rundir / runlog (run folder) · sampler / seeding
-(exact data order) · optim (optimizer, schedules) · distributed (torchrun) · clips (temporal hook) ·
-testing (tiny stand-in components for tests).
+``run`` (the run folder, its lock and log, run checkpoints, torchrun, seeding, data loaders) <
+``eval`` (inference: the forward -> label map path; evaluate, validation, sequences, overlays,
+metrics, clinical) < ``train`` (trainer, session, stage, steps, optim, sampler, interrupt) <
+``bench`` (``samfx bench``) and ``testing`` (tiny stand-in plugins for tests).
 """

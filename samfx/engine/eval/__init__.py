@@ -1,0 +1,2 @@
+"""Evaluation: the forward -> label map path (``inference``), ``samfx eval``, validation during
+training, whole sequences, overlays, segmentation metrics and clinical measures."""
