@@ -48,20 +48,20 @@ def main(argv: list[str] | None = None) -> dict:
 
     registry = get_registry()
     recipe = load_recipe(args.recipe, args.overrides, registry)
-    cfg = recipe.config
-    names = [s["name"] for s in cfg["train"]["stages"]]
+    cfg = recipe.typed
+    names = [s.name for s in cfg.train.stages]
     index = names.index(args.stage) if args.stage in names else int(args.stage)
-    classes = list(cfg["data"]["classes"])
-    batch = args.batch or int(cfg["data"]["batch_size"])
+    classes = list(cfg.data.classes)
+    batch = args.batch or cfg.data.batch_size
     torch.manual_seed(0)
     model = build_model(recipe, registry, load_checkpoint=False)
     apply_stage(model, recipe, index)
     model.train()
     size = model.image_size
-    loss_fn = build_component(registry, "loss", cfg["train"]["stages"][index]["loss"],
+    loss_fn = build_component(registry, "loss", cfg.train.stages[index].loss,
                               BuildContext(image_size=size, num_classes=len(classes)), "loss")
     step_mod = ImageStep(model, classes, loss_fn)
-    opt_cfg = cfg["train"]["stages"][index]["optimizer"]
+    opt_cfg = cfg.train.stages[index].optimizer
     opts = {"eager": build_optimizer([p for p in model.parameters() if p.requires_grad], opt_cfg, "optimizer")}
     opts["compiled"] = opts["eager"]
     gen = torch.Generator().manual_seed(0)

@@ -173,11 +173,11 @@ def load_run(target: str | Path, *, prompt: str | None = None, device: str = "au
     path = rundir.find_checkpoint(target)
     dev = resolve_device(device, DistInfo(), option="device=")
     model, recipe, _ = ckpt.load_model(path, reg, dev)
-    cfg = recipe.config
+    cfg = recipe.typed
     key = choose_prompt(model, recipe, prompt, reg, False, "load_run(prompt=)")
-    return Run(model=model, recipe=recipe, checkpoint=path, classes=[int(c) for c in cfg["data"]["classes"]],
-               class_names=list(cfg["data"]["class_names"]), prompt=key,
-               precision=resolve_precision(cfg["train"]["precision"], dev))
+    return Run(model=model, recipe=recipe, checkpoint=path, classes=list(cfg.data.classes),
+               class_names=list(cfg.data.class_names), prompt=key,
+               precision=resolve_precision(cfg.train.precision, dev))
 
 
 def predict_arrays(run: Run | str | Path, images: np.ndarray, *, sequence: bool = False,

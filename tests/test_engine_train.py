@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -11,6 +12,7 @@ import torch
 import yaml
 
 from samfx.config.recipe import load_recipe
+from samfx.config.schema import ScheduleSection
 from samfx.contracts.errors import RecipeError, SamfxError
 from samfx.engine.run.seeding import EpochSeeded
 from samfx.engine.testing import ToyShapes, toy_plugins
@@ -99,15 +101,15 @@ def test_stages_train_only_their_parameters(plugins, tmp_path):
 
 
 def test_lr_schedules():
-    cos = {"name": "cosine", "warmup_steps": 2, "step_size": 1, "gamma": 0.5, "min_lr": 0.001}
+    cos = ScheduleSection(name="cosine", warmup_steps=2, step_size=1, gamma=0.5, min_lr=0.001)
     assert [lr_factor(s, cos, 6, 0.01) for s in (0, 1)] == [0.5, 1.0]
     assert lr_factor(2, cos, 6, 0.01) == pytest.approx(1.0)
     assert lr_factor(6, cos, 6, 0.01) == pytest.approx(0.1)  # min_lr / lr at the end
     assert lr_factor(4, cos, 6, 0.01) == pytest.approx(0.1 + 0.9 * 0.5)
-    step = {"name": "step", "warmup_steps": 0, "step_size": 3, "gamma": 0.5, "min_lr": 0.0}
+    step = ScheduleSection(name="step", warmup_steps=0, step_size=3, gamma=0.5, min_lr=0.0)
     assert [lr_factor(s, step, 10, 1.0) for s in range(7)] == [1, 1, 1, 0.5, 0.5, 0.5, 0.25]
     with pytest.raises(RecipeError, match="unknown schedule 'linear'; use constant, cosine or step"):
-        lr_factor(5, {**step, "name": "linear"}, 10, 1.0)
+        lr_factor(5, dataclasses.replace(step, name="linear"), 10, 1.0)
 
 
 def test_sampler_resume_and_sharding():

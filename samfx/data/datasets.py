@@ -18,16 +18,18 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from samfx.config.schema import CLIP_LABELS
+from samfx.config.schema import CLIP_LABELS, AugmentSection
 from samfx.contracts.errors import DataError
 from samfx.data import augment as aug
 from samfx.data.store import Item, open_store, read_frames, read_index, read_sample
 
 SEQUENCE_FRAMES = ("ed_es", "labeled", "none")
+# data.augment, or its mapping form (missing keys default; samfx.data.augment.check_augment); None: no augmentation
+Augment = AugmentSection | dict[str, Any] | None
 
 
 class _StoreDataset(Dataset):
-    def __init__(self, path: str | Path, split: str | None, image_size: int, augment: Any = None, seed: int = 0):
+    def __init__(self, path: str | Path, split: str | None, image_size: int, augment: Augment = None, seed: int = 0):
         if int(image_size) < 8:
             raise DataError(f"image_size must be >= 8 pixels, got {image_size}")
         self.path = str(Path(path).expanduser())
@@ -93,7 +95,7 @@ class ImageDataset(_StoreDataset):
     Item: image (3,S,S) float32, label (S,S) int64, spacing (2,), index, id, patient, view, phase.
     """
 
-    def __init__(self, path: str | Path, split: str | None, image_size: int, augment: Any = None,
+    def __init__(self, path: str | Path, split: str | None, image_size: int, augment: Augment = None,
                  seed: int = 0, sequence_frames: str = "ed_es"):
         super().__init__(path, split, image_size, augment, seed)
         if sequence_frames not in SEQUENCE_FRAMES:
@@ -156,7 +158,7 @@ class ClipDataset(_StoreDataset):
     """
 
     def __init__(self, path: str | Path, split: str | None, image_size: int, clip_length: int,
-                 augment: Any = None, seed: int = 0, labels: str = "all"):
+                 augment: Augment = None, seed: int = 0, labels: str = "all"):
         super().__init__(path, split, image_size, augment, seed)
         if int(clip_length) < 1:
             raise DataError(f"clip_length must be >= 1, got {clip_length}")

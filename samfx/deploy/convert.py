@@ -90,7 +90,7 @@ def read_model(src: Path, recipe: str | None, overrides: Sequence[str],
         return model, rec
     rec = load_recipe(recipe, [*overrides, "model.checkpoint=null"])
     model = build_model(rec, load_checkpoint=False, weight_shapes=lambda: shapes)
-    load_recipe_weights(model, rec.config["model"], state=state, where=src)
+    load_recipe_weights(model, rec.typed.model, state=state, where=src)
     return model, rec
 
 

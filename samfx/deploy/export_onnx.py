@@ -242,9 +242,9 @@ def export_model(model: Any, recipe: Any, out: str | Path, *, part: str = "all",
     if part not in PARTS:
         raise SamfxError(f"--part: unknown part '{part}'; use one of {', '.join(PARTS)}")
     out = Path(out).expanduser()
-    cfg = recipe.config
-    classes = [int(c) for c in cfg["data"]["classes"]]
-    names = [str(n) for n in cfg["data"]["class_names"]]
+    data = recipe.typed.data
+    classes = list(data.classes)
+    names = list(data.class_names)
     key = prompt or model.active_prompt
     if key not in model.prompt_generators:
         raise SamfxError(f"--prompt: '{key}' is not part of this model; it has: {', '.join(model.prompt_generators)}")

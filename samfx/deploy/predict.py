@@ -169,16 +169,16 @@ class Predictor:
         self.path = rundir.find_checkpoint(checkpoint)
         self.device = resolve_device(device, DistInfo(), option="--device ")
         self.model, self.recipe, _ = ckpt.load_model(self.path, self.registry, self.device)
-        cfg = self.recipe.config
-        self.classes = [int(c) for c in cfg["data"]["classes"]]
-        self.names = list(cfg["data"]["class_names"])
+        cfg = self.recipe.typed
+        self.classes = list(cfg.data.classes)
+        self.names = list(cfg.data.class_names)
         if first_mask is None:
             self.prompt = choose_prompt(self.model, self.recipe, prompt, self.registry, False, "--prompt")
         else:
             from samfx.deploy.first_mask import first_mask_prompt
 
             self.prompt = first_mask_prompt(self.model, self.recipe, prompt, self.registry)
-        self.precision = resolve_precision(cfg["train"]["precision"], self.device)
+        self.precision = resolve_precision(cfg.train.precision, self.device)
         self.out = _out_folder(out_dir, create=True)
         self.lv = self.classes[self.names.index("LV")] if "LV" in self.names else self.classes[0]
 

@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> None:
 
     datasets = None
     if args.memory:
-        size = recipe.config["model"]["image_encoder"]["image_size"]
+        size = recipe.typed.model.image_encoder["image_size"]
         datasets = {"train": ToyShapes(16, size, seed=1, augment=True), "val": ToyShapes(4, size, seed=2)}
 
     def fit() -> None:  # the trainer is unreachable once this returns (see D.cleanup)

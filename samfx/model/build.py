@@ -62,12 +62,13 @@ def prompt_configs(recipe: Recipe) -> tuple[dict[str, dict[str, Any]], str]:
         found[key] = cfg
         return key
 
-    main = key_for(recipe.config["model"]["prompt"])
-    for stage in recipe.config["train"]["stages"]:
-        if stage.get("prompt"):
-            key_for(stage["prompt"])
-    if recipe.config["eval"].get("prompt"):
-        key_for(recipe.config["eval"]["prompt"])
+    cfg = recipe.typed
+    main = key_for(cfg.model.prompt)
+    for stage in cfg.train.stages:
+        if stage.prompt:
+            key_for(stage.prompt)
+    if cfg.eval.prompt:
+        key_for(cfg.eval.prompt)
     return found, main
 
 
@@ -88,23 +89,23 @@ def build_model(recipe: Recipe, registry: Registry | None = None, load_checkpoin
     (``BuildContext.weight_shapes``, e.g. ``lora`` with ``rank: null``)."""
 
     registry = registry or get_registry()
-    m = recipe.config["model"]
-    if weight_shapes is None and load_checkpoint and m.get("checkpoint"):
+    m = recipe.typed.model
+    if weight_shapes is None and load_checkpoint and m.checkpoint:
         from samfx.checkpoints.files import lazy_shapes
-        weight_shapes = lazy_shapes(m["checkpoint"])
-    ctx = BuildContext(num_classes=len(recipe.config["data"]["classes"]), load_weights=load_checkpoint,
+        weight_shapes = lazy_shapes(m.checkpoint)
+    ctx = BuildContext(num_classes=len(recipe.typed.data.classes), load_weights=load_checkpoint,
                        weight_shapes=weight_shapes)
-    encoder = build_component(registry, "image_encoder", m["image_encoder"], ctx, "model.image_encoder")
+    encoder = build_component(registry, "image_encoder", m.image_encoder, ctx, "model.image_encoder")
     ctx.take_geometry(encoder)
-    prompt_encoder = build_component(registry, "prompt_encoder", m["prompt_encoder"], ctx, "model.prompt_encoder")
-    mask_decoder = build_component(registry, "mask_decoder", m["mask_decoder"], ctx, "model.mask_decoder")
+    prompt_encoder = build_component(registry, "prompt_encoder", m.prompt_encoder, ctx, "model.prompt_encoder")
+    mask_decoder = build_component(registry, "mask_decoder", m.mask_decoder, ctx, "model.mask_decoder")
     found, main = prompt_configs(recipe)
     prompts = {key: build_component(registry, "prompt_generator", cfg, ctx, f"prompt '{key}'")
                for key, cfg in found.items()}
 
     adapters = {}
     sites = encoder.sites()
-    for i, acfg in enumerate(m["adapters"]):
+    for i, acfg in enumerate(m.adapters):
         pattern = acfg.get("site")
         where = f"model.adapters.{i}"
         if not pattern:
@@ -120,8 +121,8 @@ def build_model(recipe: Recipe, registry: Registry | None = None, load_checkpoin
             adapters[key] = (adapter, site.module)
 
     temporal = None
-    if m.get("temporal"):
-        temporal = build_component(registry, "temporal_module", m["temporal"], ctx, "model.temporal")
+    if m.temporal:
+        temporal = build_component(registry, "temporal_module", m.temporal, ctx, "model.temporal")
     model = SegmentationModel(encoder, prompt_encoder, mask_decoder, prompts, main, adapters, temporal, ctx)
     if load_checkpoint:
         from samfx.model.weights import load_recipe_weights

@@ -18,13 +18,13 @@ def summarize(recipe_path: str, overrides: list[str], check: bool = True) -> dic
     recipe = load_recipe(recipe_path, overrides, registry)
     model = build_model(recipe, registry, load_checkpoint=False)
     if check:
-        check_forward(model, [int(c) for c in recipe.config["data"]["classes"]], torch.device("cpu"), "show")
+        check_forward(model, list(recipe.typed.data.classes), torch.device("cpu"), "show")
     stages = []
-    for i, stage in enumerate(recipe.config["train"]["stages"]):
+    for i, stage in enumerate(recipe.typed.train.stages):
         apply_stage(model, recipe, i)
-        stages.append({"name": stage["name"], "epochs": stage["epochs"], "max_steps": stage["max_steps"],
+        stages.append({"name": stage.name, "epochs": stage.epochs, "max_steps": stage.max_steps,
                        "params": {"trainable": count_params(model)[1]}})
-    apply_stage(model, recipe, len(recipe.config["train"]["stages"]) - 1)
+    apply_stage(model, recipe, len(recipe.typed.train.stages) - 1)
     total, trainable = count_params(model)
     by_component = {}
     for name, module in model.component_modules().items():

@@ -10,7 +10,7 @@ Everything not selected is frozen.
 from __future__ import annotations
 
 import fnmatch
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from torch import nn
 
@@ -19,6 +19,7 @@ from samfx.model.build import prompt_key
 from samfx.model.roles import group_names, prefix_of
 
 if TYPE_CHECKING:
+    from samfx.config.recipe import Recipe
     from samfx.model.segmentation import SegmentationModel
 
 
@@ -74,9 +75,9 @@ def set_trainable(model: SegmentationModel, entries: list[str], where: str = "tr
     return chosen
 
 
-def apply_stage(model: SegmentationModel, recipe: Any, index: int) -> set[str]:
+def apply_stage(model: SegmentationModel, recipe: Recipe, index: int) -> set[str]:
     """Freeze/unfreeze for stage `index` and switch the model to that stage's prompt generator."""
 
-    stage = recipe.config["train"]["stages"][index]
-    model.use_prompt(prompt_key(recipe, stage.get("prompt")))
-    return set_trainable(model, stage["trainable"], f"train.stages.{index}.trainable")
+    stage = recipe.typed.train.stages[index]
+    model.use_prompt(prompt_key(recipe, stage.prompt))
+    return set_trainable(model, stage.trainable, f"train.stages.{index}.trainable")

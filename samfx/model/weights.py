@@ -10,7 +10,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from torch import Tensor
 
@@ -20,6 +20,7 @@ from samfx.contracts.interfaces import ForeignKeys
 from samfx.model.roles import allowed_missing_from_base, parts
 
 if TYPE_CHECKING:
+    from samfx.config.schema import ModelSection
     from samfx.model.segmentation import SegmentationModel
 
 
@@ -98,16 +99,16 @@ def load_state(model: SegmentationModel, state: dict[str, Tensor], path: str | P
     return {"missing": missing, "loaded": sorted(earlier | set(converted))}
 
 
-def load_recipe_weights(model: SegmentationModel, m: dict[str, Any], state: dict[str, Tensor] | None = None,
+def load_recipe_weights(model: SegmentationModel, m: ModelSection, state: dict[str, Tensor] | None = None,
                         where: str | Path | None = None) -> None:
     """The recipe's ``model.base_checkpoint`` then ``model.checkpoint`` (or `state`, read from `where`,
     in its place); the top file is checked for keys that neither holds."""
-    allow = list(m.get("checkpoint_allow_missing") or [])
-    top = m.get("checkpoint") if state is None else where
+    allow = list(m.checkpoint_allow_missing)
+    top = m.checkpoint if state is None else where
     loaded: list[str] = []
-    if m.get("base_checkpoint"):
+    if m.base_checkpoint:
         base_allow = ["*"] if top else allow
-        loaded = load_weights(model, m["base_checkpoint"], allow_missing=base_allow)["loaded"]
+        loaded = load_weights(model, m.base_checkpoint, allow_missing=base_allow)["loaded"]
     if state is not None and where is not None:
         load_state(model, state, where, allow, loaded)
     elif top:

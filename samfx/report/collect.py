@@ -6,7 +6,7 @@ import csv
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from samfx.contracts.errors import SamfxError, first_line
 from samfx.contracts.plugins import get_registry
@@ -18,6 +18,9 @@ from samfx.engine.run.distributed import DistInfo, resolve_device
 from samfx.engine.run.loaders import collate
 from samfx.model.trainable import apply_stage, count_params
 from samfx.report.stats import rank_images
+
+if TYPE_CHECKING:
+    from samfx.config.recipe import Recipe
 
 RUN_FILES = ("recipe.yaml", rundir.BEST, rundir.LAST, rundir.BEST_SAFETENSORS)
 
@@ -126,7 +129,7 @@ def _from_model(data: RunData, registry: Any, device: str, worst: list[dict[str,
     model, recipe, _ = ckpt.load_model(_checkpoint(data), registry or get_registry(), dev)
     if not data.recipe_text:
         data.recipe_text = recipe.to_yaml()
-    data.class_ids = [int(c) for c in recipe.config["data"]["classes"]]
+    data.class_ids = list(recipe.typed.data.classes)
     data.params = param_counts(model, recipe)
     try:
         segs = segment_records(model, recipe, data.report, worst + best)
@@ -136,20 +139,20 @@ def _from_model(data: RunData, registry: Any, device: str, worst: list[dict[str,
     data.worst, data.best = segs[: len(worst)], segs[len(worst):]
 
 
-def param_counts(model: Any, recipe: Any) -> dict[str, Any]:
+def param_counts(model: Any, recipe: Recipe) -> dict[str, Any]:
     """{total, components: {name: total}, stages: [{name, trainable, by_component: {name: trainable}}]}."""
 
     comps = model.component_modules()
     out: dict[str, Any] = {"total": count_params(model)[0],
                            "components": {n: count_params(m)[0] for n, m in comps.items()}, "stages": []}
-    for i, stage in enumerate(recipe.config["train"]["stages"]):
+    for i, stage in enumerate(recipe.typed.train.stages):
         apply_stage(model, recipe, i)
-        out["stages"].append({"name": stage["name"], "trainable": count_params(model)[1],
+        out["stages"].append({"name": stage.name, "trainable": count_params(model)[1],
                               "by_component": {n: count_params(m)[1] for n, m in comps.items()}})
     return out
 
 
-def segment_records(model: Any, recipe: Any, report: dict[str, Any], records: list[dict[str, Any]]
+def segment_records(model: Any, recipe: Recipe, report: dict[str, Any], records: list[dict[str, Any]]
                     ) -> list[dict[str, Any]]:
     """[{record, image, pred, gt}] for eval image records, re-segmented with the eval's prompt."""
     import torch
@@ -158,12 +161,12 @@ def segment_records(model: Any, recipe: Any, report: dict[str, Any], records: li
         return []
     ds = ImageDataset(report["store"], report["split"], model.image_size)
     dev = next(model.parameters()).device
-    classes = [int(c) for c in recipe.config["data"]["classes"]]
+    classes = list(recipe.typed.data.classes)
     batch = collate([ds[int(r["index"])] for r in records])
     images, label = to_device(batch, dev)
     torch.manual_seed(0)  # simulated clicks, if the eval used them, are drawn the same way each time
     pred = predict_classes(model, images, classes, label, prompt=report["prompt"],
-                           precision=resolve_precision(recipe.config["train"]["precision"], dev)).labels
+                           precision=resolve_precision(recipe.typed.train.precision, dev)).labels
     assert label is not None
     return [{"record": r, "image": images[i, 0].float().cpu().numpy(), "pred": pred[i].cpu().numpy(),
              "gt": label[i].cpu().numpy()} for i, r in enumerate(records)]

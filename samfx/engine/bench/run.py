@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from samfx.config.recipe import load_recipe
+from samfx.config.recipe import Recipe, load_recipe
+from samfx.config.schema import OptimizerSection, StageSection
 from samfx.contracts.errors import SamfxError
 from samfx.contracts.plugins import get_registry
 from samfx.data.files import write_text
@@ -88,8 +89,8 @@ def synthetic_labels(b: int, size: int, classes: list[int], gen: torch.Generator
     return out
 
 
-def _stage_indices(stages: list[dict], wanted: list[str] | None) -> list[int]:
-    names = [s["name"] for s in stages]
+def _stage_indices(stages: list[StageSection], wanted: list[str] | None) -> list[int]:
+    names = [s.name for s in stages]
     if not wanted:
         return list(range(len(stages)))
     out = []
@@ -128,18 +129,18 @@ def run_bench(recipe_path: str, overrides: list[str], device: str = "auto", batc
     dev = resolve_device(device, option="--device ")
     registry = get_registry()
     recipe = load_recipe(recipe_path, overrides, registry)
-    cfg = recipe.config
-    stage_cfgs = cfg["train"]["stages"]
+    cfg = recipe.typed
+    stage_cfgs = cfg.train.stages
     chosen = _stage_indices(stage_cfgs, stages)
-    classes = list(cfg["data"]["classes"])
-    batch = int(cfg["data"]["batch_size"]) if batch is None else batch
+    classes = list(cfg.data.classes)
+    batch = cfg.data.batch_size if batch is None else batch
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
     model = _bench_model(recipe, registry, dev)
     profile_dir = Path(profile_dir) if profile_dir else None
     if profile_dir:
         profile_dir.mkdir(parents=True, exist_ok=True)
-    infer_prompt = prompt_key(recipe, cfg["eval"].get("prompt") or stage_cfgs[-1].get("prompt"))
+    infer_prompt = prompt_key(recipe, cfg.eval.prompt or stage_cfgs[-1].prompt)
     settings = _Settings(dev, steps, warmup, compile_mode, profile_dir)
     info = _info(model, recipe, recipe_path, overrides, chosen, infer_prompt, settings)
     report: dict[str, Any] = {"schema": SCHEMA, "complete": False, "info": info, "results": []}
@@ -181,15 +182,15 @@ def _check_options(batch: int | None, infer_batches: tuple[int, ...], steps: int
         raise SamfxError(f"--threads {threads}: must be >= 1")
 
 
-def _bench_model(recipe: Any, registry: Any, dev: torch.device) -> SegmentationModel:
+def _bench_model(recipe: Recipe, registry: Any, dev: torch.device) -> SegmentationModel:
     """The recipe's model without its checkpoint, on `dev`, with the trainer's channels-last and
     activation-checkpointing settings."""
 
-    cfg = recipe.config
+    train = recipe.typed.train
     model = build_model(recipe, registry, load_checkpoint=False).to(dev)
-    if cfg["train"].get("channels_last"):
+    if train.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    if cfg["train"].get("activation_checkpointing"):
+    if train.activation_checkpointing:
         model.image_encoder.set_activation_checkpointing(True)   # encoders without it refuse
     return model
 
@@ -217,49 +218,49 @@ class _Case:
     batch: int
 
 
-def _info(model: SegmentationModel, recipe: Any, recipe_path: str, overrides: list[str], chosen: list[int],
+def _info(model: SegmentationModel, recipe: Recipe, recipe_path: str, overrides: list[str], chosen: list[int],
           infer_prompt: str, settings: _Settings) -> dict[str, Any]:
     """The report's ``info``: machine, torch, recipe, model and settings (each chosen stage applied once
     to count its trainable parameters)."""
 
     dev, compile_mode, steps, warmup = settings.dev, settings.compile_mode, settings.steps, settings.warmup
-    cfg = recipe.config
-    stage_cfgs = cfg["train"]["stages"]
+    cfg = recipe.typed
+    stage_cfgs = cfg.train.stages
     total, _ = count_params(model)
     stage_info = {}
     for i in chosen:
         apply_stage(model, recipe, i)
-        stage_info[stage_cfgs[i]["name"]] = {"trainable": count_params(model)[1], "prompt": model.active_prompt}
+        stage_info[stage_cfgs[i].name] = {"trainable": count_params(model)[1], "prompt": model.active_prompt}
     return {"device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else
             f"cpu ({platform.processor() or platform.machine()}), {torch.get_num_threads()} threads",
             "device_type": dev.type, "torch": torch.__version__, "cuda": torch.version.cuda,
             "threads": torch.get_num_threads(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
             "load_avg_start": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
             "recipe": recipe_path, "overrides": list(overrides), "image_size": model.image_size,
-            "queries_per_image": len(cfg["data"]["classes"]),
+            "queries_per_image": len(cfg.data.classes),
             "params_total": total, "stages": stage_info, "infer_prompt": infer_prompt,
-            "fast_attention": cfg["model"]["image_encoder"].get("fast_attention"),
+            "fast_attention": cfg.model.image_encoder.get("fast_attention"),
             "rel_pos_mode": _rel_pos_mode(model, dev),
-            "channels_last": bool(cfg["train"].get("channels_last")),
-            "activation_checkpointing": bool(cfg["train"].get("activation_checkpointing")),
+            "channels_last": cfg.train.channels_last,
+            "activation_checkpointing": cfg.train.activation_checkpointing,
             "compile_mode": compile_mode, "float32_matmul_precision": torch.get_float32_matmul_precision(),
             "cudnn_benchmark": torch.backends.cudnn.benchmark, "steps": steps, "warmup": warmup,
             "memory": "cuda max_memory_allocated" if dev.type == "cuda" else "process RSS peak, sampled every 2 ms"}
 
 
-def _step_module(model: SegmentationModel, recipe: Any, registry: Any, mode: str, index: int,
-                 dev: torch.device, infer_prompt: str) -> tuple[nn.Module, str, dict[str, Any] | None]:
+def _step_module(model: SegmentationModel, recipe: Recipe, registry: Any, mode: str, index: int,
+                 dev: torch.device, infer_prompt: str) -> tuple[nn.Module, str, OptimizerSection | None]:
     """(step module, row label, optimizer config) of one configuration: stage `index`'s trainable set,
     loss and optimizer in the trainer's step module (train), or the eval prompt's forward (infer)."""
     from samfx.model.trainable import apply_stage
 
-    classes = list(recipe.config["data"]["classes"])
+    classes = list(recipe.typed.data.classes)
     if mode == "train":
         apply_stage(model, recipe, index)
-        st = recipe.config["train"]["stages"][index]
-        loss_fn = build_extra(model, "loss", st["loss"], f"train.stages.{index}.loss", registry).to(dev)
-        step = ImageStep(model, classes, loss_fn, float(st["object_score_weight"]))   # the trainer's step module
-        return step, st["name"], st["optimizer"]
+        st = recipe.typed.train.stages[index]
+        loss_fn = build_extra(model, "loss", st.loss, f"train.stages.{index}.loss", registry).to(dev)
+        step = ImageStep(model, classes, loss_fn, st.object_score_weight)   # the trainer's step module
+        return step, st.name, st.optimizer
     model.use_prompt(infer_prompt)
     return InferStep(model, classes), infer_prompt, None
 
@@ -270,7 +271,15 @@ def _write(report: dict[str, Any], out: str | Path | None) -> None:
         write_text(Path(out), json.dumps(report, indent=2))
 
 
-def _run_one(model, step_mod, opt_cfg, case: _Case, classes, settings: _Settings) -> BenchResult:
+def _optimizer(model: SegmentationModel, opt_cfg: OptimizerSection | None, label: str) -> torch.optim.Optimizer | None:
+    """The stage's optimizer as the trainer builds it (fused Adam/AdamW on CUDA) over the trainable
+    parameters; None without a config (infer rows) or without trainable parameters."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return build_optimizer(params, opt_cfg, f"stage '{label}' optimizer") if opt_cfg is not None and params else None
+
+
+def _run_one(model, step_mod, opt_cfg: OptimizerSection | None, case: _Case, classes,
+             settings: _Settings) -> BenchResult:
     """The row of `case` (optimizer from `opt_cfg` when training); errors are reported in the row."""
     mode, label, compiled, precision, b = case.mode, case.label, case.compiled, case.precision, case.batch
     dev, steps, warmup, profile_dir = settings.dev, settings.steps, settings.warmup, settings.profile_dir
@@ -280,9 +289,7 @@ def _run_one(model, step_mod, opt_cfg, case: _Case, classes, settings: _Settings
     gen = torch.Generator().manual_seed(0)
     images = torch.rand(b, 3, model.image_size, model.image_size, generator=gen).to(dev)
     labels = synthetic_labels(b, model.image_size, classes, gen).to(dev)
-    params = [p for p in model.parameters() if p.requires_grad]
-    # the stage's optimizer as the trainer builds it (fused Adam/AdamW on CUDA)
-    opt = build_optimizer(params, opt_cfg, f"stage '{label}' optimizer") if mode == "train" and params else None
+    opt = _optimizer(model, opt_cfg if mode == "train" else None, label)
     dtype = torch.bfloat16 if precision == "bf16" else None
     fn, compile_mode = step_mod, settings.compile_mode
     if compiled:

@@ -54,14 +54,14 @@ def parse_data(data: str | None, registry, where: str = "--data") -> Any:
                              registry)
     except SamfxError as exc:
         raise SamfxError(f"{where}: {exc}") from None
-    return recipe.config["data"]["source"]
+    return recipe.typed.data.source
 
 
 def choose_prompt(model, recipe, prompt: str | None, registry, needs_labels_ok: bool, where: str) -> str:
     """The prompt-generator key to use: `prompt`, else eval.prompt, else the last stage's."""
 
     if prompt is None:
-        cfg = recipe.config["eval"].get("prompt") or recipe.config["train"]["stages"][-1].get("prompt")
+        cfg = recipe.typed.eval.prompt or recipe.typed.train.stages[-1].prompt
         key = prompt_key(recipe, cfg)
     elif prompt in model.prompt_generators:
         key = prompt
@@ -99,18 +99,18 @@ def evaluate(target: str | Path, *, split: str | None = None, data: str | None =
     path = rundir.find_checkpoint(target)
     dev = resolve_device(device, DistInfo(), option="--device ")
     model, recipe, obj = ckpt.load_model(path, registry, dev)
-    cfg = recipe.config
-    classes = [int(c) for c in cfg["data"]["classes"]]
-    names = {c: n for c, n in zip(classes, cfg["data"]["class_names"])}
-    split = split or cfg["eval"]["split"]
-    compat = cfg["eval"]["compat_row_hd"] if compat is None else compat
-    source = parse_data(data, registry) or cfg["data"]["source"]
+    cfg = recipe.typed
+    classes = list(cfg.data.classes)
+    names = {c: n for c, n in zip(classes, cfg.data.class_names)}
+    split = split or cfg.eval.split
+    compat = cfg.eval.compat_row_hd if compat is None else compat
+    source = parse_data(data, registry) or cfg.data.source
     store = store_path(source, registry, "--data" if data else "data.source")
     key = choose_prompt(model, recipe, prompt, registry, True, "--prompt")
-    precision = resolve_precision(cfg["train"]["precision"], dev)
+    precision = resolve_precision(cfg.train.precision, dev)
     loader = DataLoader(_split_images(store, split, model.image_size, classes, limit),
-                        batch_size=int(cfg["eval"]["batch_size"]), shuffle=False, collate_fn=collate,
-                        num_workers=int(cfg["data"]["num_workers"]))
+                        batch_size=cfg.eval.batch_size, shuffle=False, collate_fn=collate,
+                        num_workers=cfg.data.num_workers)
     folder = path.parent
     overlay_dir = None
     if write:
@@ -119,7 +119,7 @@ def evaluate(target: str | Path, *, split: str | None = None, data: str | None =
         overlay_dir = folder / "overlays" / f"eval-{rundir.safe_name(split)}"
         clear(overlay_dir)  # this report's overlays only, never mixed with an earlier eval's
     records = _predict_split(model, loader, classes, dev, key, precision, overlay_dir,
-                             cfg["eval"]["overlays"] if overlays is None else overlays)
+                             cfg.eval.overlays if overlays is None else overlays)
     if not records:
         raise SamfxError(f"{store}: split '{split}' has no labeled images to evaluate")
     report = {"schema": SCHEMA, "checkpoint": str(path), "store": str(store), "split": split, "prompt": key,

@@ -42,17 +42,17 @@ def open_split(recipe: Recipe, registry: Registry, split: str, image_size: int, 
     """The dataset of `split`: augmented clips/images for training, plain images otherwise; a
     DataError when the store lacks a class of ``data.classes``."""
 
-    data = recipe.config["data"]
-    path = store or store_path(data["source"], registry)
-    seed = int(recipe.config["train"]["seed"])
-    augment = data["augment"] if train else None
+    data = recipe.typed.data
+    path = store or store_path(data.source, registry)
+    seed = recipe.typed.train.seed
+    augment = data.augment if train else None
     ds: ClipDataset | ImageDataset
-    if train and int(data.get("clip_length") or 0) > 0:
-        ds = ClipDataset(path, split, image_size, int(data["clip_length"]), augment=augment, seed=seed,
-                         labels=data["clip_labels"])
+    if train and data.clip_length > 0:
+        ds = ClipDataset(path, split, image_size, data.clip_length, augment=augment, seed=seed,
+                         labels=data.clip_labels)
     else:
         ds = ImageDataset(path, split, image_size, augment=augment, seed=seed)
-    check_classes(data["classes"], ds.index)
+    check_classes(data.classes, ds.index)
     return ds
 
 
@@ -64,7 +64,7 @@ def open_val_split(recipe: Recipe, registry: Registry, split: str, image_size: i
         if sequences:
             from samfx.data.datasets import SequenceDataset
 
-            return SequenceDataset(store_path(recipe.config["data"]["source"], registry), split, image_size), ""
+            return SequenceDataset(store_path(recipe.typed.data.source, registry), split, image_size), ""
         return open_split(recipe, registry, split, image_size, train=False), ""
     except DataError as exc:
         if "no split" in str(exc) or "has no" in str(exc):

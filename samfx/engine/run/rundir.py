@@ -41,7 +41,7 @@ def new_run_dir(recipe: Recipe) -> Path:
     """Create and return train.out_dir/<recipe name>-<YYYYmmdd-HHMMSS>, or with -2, -3, ... appended
     when that exists: the folder is made exclusively, so runs started in the same second never share it."""
     stem = Path(recipe.path).stem if recipe.path else "run"
-    base = Path(recipe.config["train"]["out_dir"]).expanduser() / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    base = Path(recipe.typed.train.out_dir).expanduser() / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     path, n = base, 1
     try:
         base.parent.mkdir(parents=True, exist_ok=True)

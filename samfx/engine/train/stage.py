@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from samfx.config.recipe import Recipe
+from samfx.config.schema import StageSection
 from samfx.contracts.errors import RecipeError, SamfxError
 from samfx.engine.train.optim import build_optimizer, build_scheduler
 from samfx.model.build import build_extra
@@ -56,22 +57,21 @@ def plan_stage(model: SegmentationModel, recipe: Recipe, registry: Registry, ind
     """Select stage `index`'s trainable set and build what it trains with; `state` (last.pt's
     train_state when resuming inside this stage) restores the optimizer, schedule and scaler."""
 
-    cfg = recipe.config
-    st, where = cfg["train"]["stages"][index], f"train.stages.{index}"
+    train = recipe.typed.train
+    st, where = train.stages[index], f"train.stages.{index}"
     apply_stage(model, recipe, index)
     params = [q for q in model.parameters() if q.requires_grad]
     if not params:
         raise RecipeError(f"{where}.trainable: selects no parameters; name a component (e.g. 'prompt')")
-    loss_fn = build_extra(model, "loss", st["loss"], f"{where}.loss", registry).to(device)
-    opt = build_optimizer(params, st["optimizer"], f"{where}.optimizer")
-    accum = int(cfg["train"]["grad_accum"])
+    loss_fn = build_extra(model, "loss", st.loss, f"{where}.loss", registry).to(device)
+    opt = build_optimizer(params, st.optimizer, f"{where}.optimizer")
+    accum = train.grad_accum
     steps_per_epoch = math.ceil(per_epoch / accum)
-    total = int(st["epochs"]) * steps_per_epoch
-    if st.get("max_steps"):
-        total = min(total, int(st["max_steps"])) if st["epochs"] >= 1 else int(st["max_steps"])
-    epochs = max(1, int(st["epochs"])) if not st.get("max_steps") else max(int(st["epochs"]),
-                                                                           math.ceil(total / steps_per_epoch))
-    sched = build_scheduler(opt, st["schedule"], total, f"{where}.schedule")
+    total = st.epochs * steps_per_epoch
+    if st.max_steps:
+        total = min(total, st.max_steps) if st.epochs >= 1 else st.max_steps
+    epochs = max(1, st.epochs) if not st.max_steps else max(st.epochs, math.ceil(total / steps_per_epoch))
+    sched = build_scheduler(opt, st.schedule, total, f"{where}.schedule")
     scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
     if state is not None and "optimizer" in state:
         opt.load_state_dict(state["optimizer"])
@@ -85,7 +85,7 @@ def plan_stage(model: SegmentationModel, recipe: Recipe, registry: Registry, ind
 class StageRun:
     """A stage being trained: its recipe entry, plan, step module and how batches reach the device."""
     index: int
-    st: dict[str, Any]        # train.stages.N
+    st: StageSection          # train.stages.N
     plan: StagePlan
     step_mod: nn.Module       # samfx.engine.train.steps.build_step: forward + loss (DDP-wrapped under torchrun)
     batch_to_device: Callable[[dict[str, Any], torch.device], tuple[Tensor | None, ...]]
@@ -103,7 +103,7 @@ def apply_gradients(plan: StagePlan, grad_clip: float | None, values: StepValues
     opt, scaler = plan.opt, plan.scaler
     if scaler is not None:
         scaler.unscale_(opt)
-    norm = torch.nn.utils.clip_grad_norm_(plan.params, float(grad_clip) if grad_clip else math.inf)
+    norm = torch.nn.utils.clip_grad_norm_(plan.params, grad_clip if grad_clip else math.inf)
     if scaler is None:
         values.add("gradient norm", norm, epoch, step)
         opt.step()

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, cast
 import torch
 from torch import Tensor, nn
 
+from samfx.config.schema import StageSection
 from samfx.contracts.errors import SamfxError
 from samfx.engine.run import distributed as D
 
@@ -120,14 +121,13 @@ class ClipStep(nn.Module):
         return loss, out.logits, {k: v.detach() for k, v in aux.items()}
 
 
-def build_step(model: SegmentationModel, classes: list[int], loss_fn: nn.Module, stage: dict[str, Any], *, clips: bool,
+def build_step(model: SegmentationModel, classes: list[int], loss_fn: nn.Module, stage: StageSection, *, clips: bool,
                device: torch.device, compile: bool) -> nn.Module:
     """The step module of `stage`, wrapped in DDP when distributed and compiled when asked."""
     if clips:  # temporal hook: clips through model.forward_clip, loss over labeled frames
-        step: nn.Module = ClipStep(model, classes, loss_fn, float(stage["area_change_weight"]),
-                                   float(stage["object_score_weight"]))
+        step: nn.Module = ClipStep(model, classes, loss_fn, stage.area_change_weight, stage.object_score_weight)
     else:
-        step = ImageStep(model, classes, loss_fn, float(stage["object_score_weight"]))
+        step = ImageStep(model, classes, loss_fn, stage.object_score_weight)
     if D.active():
         step = nn.parallel.DistributedDataParallel(
             step, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)

@@ -26,6 +26,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from samfx.config.recipe import Recipe
+from samfx.config.schema import RecipeSchema, StageSection
 from samfx.contracts.attribution import running
 from samfx.contracts.errors import RecipeError
 from samfx.contracts.plugins import get_plugins
@@ -75,15 +76,14 @@ class Trainer:
         self.registry = registry
         self.plugin_versions = plugin_versions or (plugins.versions() if plugins else {})
         self.recipe, self.resume, self.callbacks, self.quiet = recipe, resume, list(callbacks), quiet
-        self.cfg = recipe.config
-        self.train_cfg = self.cfg["train"]
+        self.cfg: RecipeSchema = recipe.typed
         self.info = D.env_info()
-        self.device = D.resolve_device(self.train_cfg["device"], self.info)
+        self.device = D.resolve_device(self.cfg.train.device, self.info)
         self.info = D.setup(self.device)
-        self.precision = resolve_precision(self.train_cfg["precision"], self.device)
-        self.clips = int(self.cfg["data"].get("clip_length") or 0) > 0
-        self.classes = [int(c) for c in self.cfg["data"]["classes"]]
-        self.class_names = list(self.cfg["data"]["class_names"])
+        self.precision = resolve_precision(self.cfg.train.precision, self.device)
+        self.clips = self.cfg.data.clip_length > 0
+        self.classes = list(self.cfg.data.classes)
+        self.class_names = list(self.cfg.data.class_names)
         self._check_recipe()
         self.run_dir = Path(run_dir) if run_dir else None  # None: fit() makes train.out_dir/<recipe>-<time>
         self.main = self.info.is_main
@@ -100,29 +100,29 @@ class Trainer:
 
     def _build(self) -> None:
 
-        seed_everything(int(self.train_cfg["seed"]))
-        set_deterministic(bool(self.train_cfg["deterministic"]))
+        train, data = self.cfg.train, self.cfg.data
+        seed_everything(train.seed)
+        set_deterministic(train.deterministic)
         self.model = build_model(self.recipe, self.registry).to(self.device)
         if self.device.type == "cuda":
             # every batch has the same S x S shape; autotuning may pick different kernels run to run
-            torch.backends.cudnn.benchmark = not self.train_cfg["deterministic"]
-        if self.train_cfg.get("channels_last"):
+            torch.backends.cudnn.benchmark = not train.deterministic
+        if train.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        if self.train_cfg.get("activation_checkpointing"):
+        if train.activation_checkpointing:
             self.model.image_encoder.set_activation_checkpointing(True)   # encoders without it refuse
         image_size = self.model.image_size
         if self._datasets is not None:
             train_ds, val_ds = self._datasets["train"], self._datasets.get("val")
         else:
-            data = self.cfg["data"]
-            train_ds = open_split(self.recipe, self.registry, data["train_split"], image_size, train=True)
-            val_ds, missing = open_val_split(self.recipe, self.registry, data["val_split"], image_size, self.clips)
+            train_ds = open_split(self.recipe, self.registry, data.train_split, image_size, train=True)
+            val_ds, missing = open_val_split(self.recipe, self.registry, data.val_split, image_size, self.clips)
             if missing:
                 self._say(f"note: {missing}; selecting checkpoints by train/loss")
-        self.train_ds = EpochSeeded(train_ds, int(self.train_cfg["seed"]))
+        self.train_ds = EpochSeeded(train_ds, train.seed)
         self.val_ds = val_ds
-        self.sampler = ResumableBatchSampler(len(self.train_ds), int(self.cfg["data"]["batch_size"]),
-                                             int(self.train_cfg["seed"]), shuffle=True, drop_last=True,
+        self.sampler = ResumableBatchSampler(len(self.train_ds), data.batch_size,
+                                             train.seed, shuffle=True, drop_last=True,
                                              rank=self.info.rank, world_size=self.info.world_size)
         check_forward(self.model, self.classes, self.device, "train")  # after the data's own checks, before training
 
@@ -177,7 +177,7 @@ class Trainer:
         self.run.callback(self.log.close)
         if self.progress.finished:
             self._say(f"{self.run_dir}: run already finished; nothing to do")
-        stages = self.train_cfg["stages"]
+        stages = self.cfg.train.stages
         while not self.progress.finished and self.progress.stage < len(stages):
             self._run_stage(self.progress.stage, state)
             state = None
@@ -206,13 +206,13 @@ class Trainer:
         self.stop.deferring = False
         if self.main:
             self.log.curves()
-            if self.val_ds is not None and not self.clips and int(self.cfg["eval"]["overlays"]) > 0:
-                self._overlays(run.st["name"])
+            if self.val_ds is not None and not self.clips and self.cfg.eval.overlays > 0:
+                self._overlays(run.st.name)
 
     def _start_stage(self, index: int, state: dict[str, Any] | None) -> StageRun:
         """Stage `index`'s plan (samfx.engine.train.stage) and step module; `state` (resuming inside the stage)
         also restores this rank's RNG state."""
-        st, model = self.train_cfg["stages"][index], self._built
+        st, model = self.cfg.train.stages[index], self._built
         plan = plan_stage(model, self.recipe, self.registry, index, self.sampler.batches_per_epoch(),
                           self.precision, self.device, state)
         self.optimizer = plan.opt  # for callbacks / inspection
@@ -220,23 +220,22 @@ class Trainer:
             rngs = state["rng"]
             set_rng_state(rngs[self.info.rank] if len(rngs) == self.info.world_size else rngs[0])
         step_mod = build_step(model, self.classes, plan.loss_fn, st, clips=self.clips, device=self.device,
-                              compile=bool(self.train_cfg.get("compile")))
+                              compile=self.cfg.train.compile)
         batch_to_device: Callable[[dict[str, Any], torch.device], tuple[torch.Tensor | None, ...]] = to_device
         if self.clips:
             from samfx.engine.train.steps import clip_batch_to_device as batch_to_device
-        self._say(f"stage {index + 1}/{len(self.train_cfg['stages'])} '{st['name']}': "
+        self._say(f"stage {index + 1}/{len(self.cfg.train.stages)} '{st.name}': "
                   f"{sum(q.numel() for q in plan.params):,} trainable parameters, {plan.epochs} epoch(s), "
                   f"{plan.total} steps, {self.precision} on {self.device}")
         return StageRun(index, st, plan, step_mod, batch_to_device)
 
     def _stage_loader(self, index: int) -> DataLoader[Any]:
         """One loader per stage: workers persist across epochs (the sampler sends each item's epoch)."""
-        workers = int(self.cfg["data"]["num_workers"])
+        workers = self.cfg.data.num_workers
         return DataLoader(self.train_ds, batch_sampler=self.sampler, collate_fn=collate, num_workers=workers,
                           persistent_workers=workers > 0, pin_memory=self.device.type == "cuda",
                           worker_init_fn=ignore_in_worker,
-                          generator=torch.Generator().manual_seed(derive_seed("loader", self.train_cfg["seed"],
-                                                                              index)))
+                          generator=torch.Generator().manual_seed(derive_seed("loader", self.cfg.train.seed, index)))
 
     def _train_epoch(self, run: StageRun, loader: DataLoader[Any], epoch: int) -> None:
         """Epoch `epoch` from the sampler's position (mid-epoch when resuming) until its end or the stage's
@@ -246,7 +245,7 @@ class Trainer:
         self.sampler.set_epoch(epoch, skip=p.batch)
         self._built.train()
         batches = min(len(self.sampler), (run.plan.total - p.step) * run.plan.accum)  # max_steps may end it early
-        with progress_bar(batches, f"{run.st['name']} epoch {epoch + 1}/{run.plan.epochs}", self._interactive(),
+        with progress_bar(batches, f"{run.st.name} epoch {epoch + 1}/{run.plan.epochs}", self._interactive(),
                           show_loss=True, transient=True) as advance:
             values = StepValues()
             read_back = partial(self._read_back, run, values, advance)
@@ -284,7 +283,7 @@ class Trainer:
         if D.active() and not last_in_group:
             sync = run.step_mod.no_sync()  # type: ignore[operator]  # DDP-wrapped when D.active()
         with sync:
-            with autocast(self.precision, self.device), running(f"train.stages.{run.index} '{run.st['name']}'"):
+            with autocast(self.precision, self.device), running(f"train.stages.{run.index} '{run.st.name}'"):
                 loss, _, aux = run.step_mod(*inputs)
             values.add("loss", D.all_reduce_mean(loss.detach()), epoch, p.step + 1)
             for name, value in aux.items():
@@ -298,20 +297,20 @@ class Trainer:
         """The optimizer step closing an accumulation group, then the step log, callbacks and, every
         ``save_every`` steps or on a stop signal, last.pt; True when it was the stage's last step."""
         p, plan = self.progress, run.plan
-        lr = apply_gradients(plan, self.train_cfg.get("grad_clip"), values, epoch, p.step + 1)
+        lr = apply_gradients(plan, self.cfg.train.grad_clip, values, epoch, p.step + 1)
         p.step += 1
         p.global_step += 1
-        if p.step % max(1, int(self.train_cfg["log_every"])) == 0:
+        if p.step % max(1, self.cfg.train.log_every) == 0:
             read_back()
             self.log.log({"train/step_loss": p.window_sum / p.window_count, "train/lr": lr, **p.take_aux()},
-                         p.global_step, run.st["name"], epoch, p.step)
+                         p.global_step, run.st.name, epoch, p.step)
             p.window_sum, p.window_count = 0.0, 0
         for cb in self.callbacks:
             cb(self, "step")
         if run.done(p):
             return True
         signum = self.stop.agreed()
-        save_every = int(self.train_cfg.get("save_every") or 0)
+        save_every = self.cfg.train.save_every
         if signum or (save_every and p.step % save_every == 0):
             read_back()
             self.run.save_last(self._built, p, plan.opt, plan.sched, plan.scaler)
@@ -323,34 +322,34 @@ class Trainer:
         p, st, plan = self.progress, run.st, run.plan
         metrics = {"train/loss": p.loss_sum / max(1, p.loss_count)}
         p.epoch, p.batch, p.loss_sum, p.loss_count = epoch + 1, 0, 0.0, 0
-        val_every = max(1, int(self.train_cfg["val_every"]))
+        val_every = max(1, self.cfg.train.val_every)
         if self.val_ds is not None and ((epoch + 1) % val_every == 0 or epoch + 1 >= plan.epochs or done):
             metrics.update(self.validate(plan.loss_fn))
         self.metrics = metrics
-        self.log.log(metrics, p.global_step, st["name"], epoch, p.step)
+        self.log.log(metrics, p.global_step, st.name, epoch, p.step)
         # without a validation split, val/* selection falls back to train/loss; epochs skipped by
         # val_every leave best.pt alone
-        name = st["select_metric"] if self.val_ds is not None else "train/loss"
+        name = st.select_metric if self.val_ds is not None else "train/loss"
         value = metrics.get(name)
         is_best = value is not None and (p.best is None or SELECT[name](value, p.best["value"]) != p.best["value"])
         if is_best:
             p.best = {"metric": name, "value": value, "epoch": epoch, "step": p.step, "global_step": p.global_step}
             if self.main:
-                obj = ckpt.make(self._built, self.recipe, progress=asdict(p), metric=dict(p.best, stage=st["name"]))
-                best = rundir.best_name(self.recipe.config["train"]["checkpoint_format"])
+                obj = ckpt.make(self._built, self.recipe, progress=asdict(p), metric=dict(p.best, stage=st.name))
+                best = rundir.best_name(self.cfg.train.checkpoint_format)
                 ckpt.save(obj, self._folder / best)
-        p.history = [h for h in p.history if h["stage"] != st["name"]] + [
-            {"stage": st["name"], "index": run.index, "best": p.best, "last": metrics, "epochs_done": p.epoch,
+        p.history = [h for h in p.history if h["stage"] != st.name] + [
+            {"stage": st.name, "index": run.index, "best": p.best, "last": metrics, "epochs_done": p.epoch,
              "steps_done": p.step}]
         self.run.save_last(self._built, p, plan.opt, plan.sched, plan.scaler)
         if self.main:
             self._write_metrics()
         shown = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if "/dice_" not in k)
-        self._say(f"  {st['name']} epoch {epoch + 1}/{plan.epochs} step {p.step}: {shown}"
+        self._say(f"  {st.name} epoch {epoch + 1}/{plan.epochs} step {p.step}: {shown}"
                   + ("  (best)" if is_best else ""))
 
-    def _stop(self, what: str, index: int, st: dict[str, Any], epoch: int, step: int) -> None:
-        raise nonfinite_error(what, f"train.stages.{index} '{st['name']}' epoch {epoch + 1} step {step}",
+    def _stop(self, what: str, index: int, st: StageSection, epoch: int, step: int) -> None:
+        raise nonfinite_error(what, f"train.stages.{index} '{st.name}' epoch {epoch + 1} step {step}",
                               self._folder / rundir.LAST, self.precision)
 
     # -- validation -------------------------------------------------------------------------------------
@@ -362,14 +361,13 @@ class Trainer:
             return validate_sequences(self._built, self.val_ds, self.classes, self.class_names, self.device,
                                       self.precision)
         return validate_images(self._built, self.val_ds, self.classes, self.class_names, self.device,
-                               self.precision, Batching(int(self.cfg["eval"]["batch_size"]),
-                                                        int(self.cfg["data"]["num_workers"])), loss_fn)
+                               self.precision, Batching(self.cfg.eval.batch_size, self.cfg.data.num_workers), loss_fn)
 
     def _overlays(self, stage_name: str) -> None:
 
         assert self.val_ds is not None
         write_overlays(self._built, self.val_ds, self.classes, self._folder / "overlays" / rundir.safe_name(stage_name),
-                       self.device, self.precision, int(self.cfg["eval"]["overlays"]))
+                       self.device, self.precision, self.cfg.eval.overlays)
 
     # -- output -------------------------------------------------------------------------------------------
     def _write_metrics(self) -> dict[str, Any]:
