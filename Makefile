@@ -42,9 +42,10 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest -q -n auto
 
-# The inner loop (under a minute): contracts, layers, recipes, the registry and one tiny train + eval.
-FAST_TESTS := tests/test_layers.py tests/test_registry.py tests/test_recipe.py tests/test_contract_v2.py \
-	tests/test_describe.py tests/test_engine_train.py
+# The inner loop (under a minute): layers, contracts and their pinned numbers, recipes, the registry and
+# plugins, a tiny train and a tiny eval.
+FAST_TESTS := tests/test_layers.py tests/test_contract_v2.py tests/test_contract_pins.py tests/test_recipe.py \
+	tests/test_registry.py tests/test_plugins.py tests/test_describe.py tests/test_engine_train.py tests/test_engine_eval.py
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -n auto $(FAST_TESTS)
 

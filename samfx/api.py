@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from samfx.config.recipe import Recipe
 from samfx.config.recipe import load_recipe as load
 from samfx.contracts.errors import SamfxError
-from samfx.contracts.plugins import get_registry
+from samfx.contracts.plugins import get_plugins, get_registry
 from samfx.deploy.predict import predict as run_predict
 from samfx.deploy.predict import segment_frames
 from samfx.engine.eval.evaluate import choose_prompt
@@ -38,7 +38,6 @@ __all__ = ["Run", "load_recipe", "build_model", "train", "resume", "evaluate", "
            "load_run", "report"]
 
 def _registry(registry: Registry | None) -> Registry:
-
     return registry if registry is not None else get_registry()
 
 
@@ -72,8 +71,6 @@ def _fit(recipe: Recipe, run_dir: str | Path | None, resume: bool, registry: Reg
 
     versions = None
     if registry is None:
-        from samfx.contracts.plugins import get_plugins
-
         plugins = get_plugins()
         registry, versions = plugins.registry, plugins.versions()
     trainer = Trainer(recipe, run_dir, registry=registry, plugin_versions=versions, datasets=datasets,

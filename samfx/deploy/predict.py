@@ -6,7 +6,6 @@ Inputs: 2-D images (PNG/JPEG/BMP/TIFF, any mode -> grayscale), NIfTI (.nii / .ni
 the pixels the importers would store (samfx.data.images: same scaling, NaN refused), samfx HDF5
 stores (every sample and sequence), DICOM files and folders of them (read as ``samfx data dicom``
 imports them: gray, cropped to the ultrasound region, sector kept). Outputs in OUT:
-
     <name>_label.png      uint8 label map (class ids) at the input's own resolution
     <name>_overlay.png    prediction over the image (ground truth contours when the store has them)
     <name>/frame_NNN_label.png, <name>/frame_NNN_overlay.png   per frame of a sequence
@@ -39,7 +38,8 @@ from samfx.data.importers.dicom import collect_dicoms, item_name
 from samfx.data.importers.dicom_read import is_dicom, read_dicom
 from samfx.data.outfile import reason
 from samfx.data.store import open_store, read_frames, read_index, read_sample
-from samfx.deploy.onnx_runtime import is_onnx
+from samfx.deploy.first_mask import check_first_mask, first_frame_labels, first_mask_prompt, read_first_mask
+from samfx.deploy.onnx_runtime import OnnxModel, is_onnx
 from samfx.engine.eval.clinical import analyze_clip
 from samfx.engine.eval.evaluate import choose_prompt
 from samfx.engine.eval.inference import autocast, labels_from_logits, predict_classes, resolve_precision
@@ -94,7 +94,6 @@ def read_image_input(p: Path, stem: str) -> Input:
 
 
 def _read_store(p: Path, stem: str) -> list[Input]:
-
     index = read_index(p)
     out = []
     with open_store(p) as f:
@@ -145,8 +144,6 @@ class Predictor:
     def __init__(self, checkpoint: str | Path, out_dir: str | Path, *, prompt: str | None = None,
                  device: str = "auto", registry=None, engine: str | None = None,
                  first_mask: np.ndarray | None = None):
-        from samfx.deploy.onnx_runtime import OnnxModel, is_onnx
-
         _out_folder(out_dir, create=False)  # before the slow part
         self.engine = check_engine(engine, checkpoint)
         self.onnx: OnnxModel | None = None
@@ -175,8 +172,6 @@ class Predictor:
         if first_mask is None:
             self.prompt = choose_prompt(self.model, self.recipe, prompt, self.registry, False, "--prompt")
         else:
-            from samfx.deploy.first_mask import first_mask_prompt
-
             self.prompt = first_mask_prompt(self.model, self.recipe, prompt, self.registry)
         self.precision = resolve_precision(cfg.train.precision, self.device)
         self.out = _out_folder(out_dir, create=True)
@@ -193,8 +188,6 @@ class Predictor:
 
     def run(self, item: Input) -> dict[str, Any]:
         if self.first_mask is not None:
-            from samfx.deploy.first_mask import check_first_mask
-
             check_first_mask(self.first_mask, item, self.classes)
         pred = self.segment(item.frames, item.sequence)
         rec: dict[str, Any] = {"input": item.source, "name": item.name, "frames": int(pred.shape[0]),
@@ -296,8 +289,6 @@ def predict(checkpoint: str | Path, inputs: list[str], out_dir: str | Path, *, p
     check_engine(engine, checkpoint)
     mask = None
     if first_mask is not None:
-        from samfx.deploy.first_mask import read_first_mask
-
         mask = read_first_mask(first_mask)
     items = [it for p in inputs for it in read_inputs(p)]  # read all first: fail before any work
     if mask is not None and len(items) != 1:
@@ -334,8 +325,6 @@ def segment_frames(model: Any, frames: np.ndarray, classes: list[int], *, prompt
 
     given, labeled = None, None
     if first_mask is not None:
-        from samfx.deploy.first_mask import first_frame_labels
-
         given, labeled = first_frame_labels(first_mask, x.shape[0], model.image_size, device)
     with autocast(precision, device):
         model.forward_clip(x.unsqueeze(0), classes, given, labeled, prompt=prompt, on_frame=on_frame)

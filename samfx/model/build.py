@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import OmegaConf
 
+from samfx.checkpoints.files import lazy_shapes
 from samfx.config.recipe import RESERVED, Recipe
 from samfx.contracts.attribution import building, remember
 from samfx.contracts.errors import RecipeError
@@ -14,6 +15,7 @@ from samfx.contracts.interfaces import BuildContext
 from samfx.contracts.plugins import get_registry
 from samfx.contracts.registry import Component, Registry
 from samfx.model.segmentation import SegmentationModel
+from samfx.model.weights import load_recipe_weights
 
 if TYPE_CHECKING:
     from samfx.model.segmentation import SegmentationModel
@@ -91,7 +93,6 @@ def build_model(recipe: Recipe, registry: Registry | None = None, load_checkpoin
     registry = registry or get_registry()
     m = recipe.typed.model
     if weight_shapes is None and load_checkpoint and m.checkpoint:
-        from samfx.checkpoints.files import lazy_shapes
         weight_shapes = lazy_shapes(m.checkpoint)
     ctx = BuildContext(num_classes=len(recipe.typed.data.classes), load_weights=load_checkpoint,
                        weight_shapes=weight_shapes)
@@ -125,6 +126,5 @@ def build_model(recipe: Recipe, registry: Registry | None = None, load_checkpoin
         temporal = build_component(registry, "temporal_module", m.temporal, ctx, "model.temporal")
     model = SegmentationModel(encoder, prompt_encoder, mask_decoder, prompts, main, adapters, temporal, ctx)
     if load_checkpoint:
-        from samfx.model.weights import load_recipe_weights
         load_recipe_weights(model, m)
     return model

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from samfx.contracts.errors import DataError
-from samfx.data.importers.summary import store_summary
+from samfx.data.importers.summary import store_summary, summary_line
 
 T = TypeVar("T")
 
@@ -52,8 +52,6 @@ class ImportReport:
                 lines.append(f"{len(items)} {what}: " + "; ".join(items[:SHOW]) + more)
         lines += self.notes
         if self.stats:
-            from samfx.data.importers.summary import summary_line
-
             lines.append(summary_line(self.stats))
         return lines
 

@@ -252,8 +252,6 @@ def _step_module(model: SegmentationModel, recipe: Recipe, registry: Any, mode: 
                  dev: torch.device, infer_prompt: str) -> tuple[nn.Module, str, OptimizerSection | None]:
     """(step module, row label, optimizer config) of one configuration: stage `index`'s trainable set,
     loss and optimizer in the trainer's step module (train), or the eval prompt's forward (infer)."""
-    from samfx.model.trainable import apply_stage
-
     classes = list(recipe.typed.data.classes)
     if mode == "train":
         apply_stage(model, recipe, index)

@@ -20,6 +20,7 @@ from samfx.data.datasets import ImageDataset, SequenceDataset
 from samfx.data.files import jsonable, write_json
 from samfx.engine.eval import metrics as M
 from samfx.engine.eval.inference import predict_classes, resolve_precision, to_device
+from samfx.engine.eval.overlays import clear, save_overlay
 from samfx.engine.eval.sequences import SequenceScoring, evaluate_sequences
 from samfx.engine.run import checkpoints as ckpt
 from samfx.engine.run import rundir
@@ -114,8 +115,6 @@ def evaluate(target: str | Path, *, split: str | None = None, data: str | None =
     folder = path.parent
     overlay_dir = None
     if write:
-        from samfx.engine.eval.overlays import clear
-
         overlay_dir = folder / "overlays" / f"eval-{rundir.safe_name(split)}"
         clear(overlay_dir)  # this report's overlays only, never mixed with an earlier eval's
     records = _predict_split(model, loader, classes, dev, key, precision, overlay_dir,
@@ -164,8 +163,6 @@ def _predict_split(model, loader: DataLoader, classes: list[int], dev: torch.dev
                             "_pred": pred[i].cpu().numpy().astype("uint8"),
                             "_gt": label[i].cpu().numpy().astype("uint8")})
             if overlay_dir is not None and len(records) <= n_overlays:
-                from samfx.engine.eval.overlays import save_overlay
-
                 save_overlay(overlay_dir / f"{len(records) - 1:03d}-{rundir.safe_name(records[-1]['id'])}.png",
                              images[i, 0].float().cpu().numpy(), records[-1]["_pred"], records[-1]["_gt"])
     return records

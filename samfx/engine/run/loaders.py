@@ -15,7 +15,7 @@ from samfx.config.recipe import Recipe
 from samfx.contracts.errors import DataError, SamfxError
 from samfx.contracts.registry import Registry
 from samfx.data.cache import cache_dir as resolve
-from samfx.data.datasets import ClipDataset, ImageDataset
+from samfx.data.datasets import ClipDataset, ImageDataset, SequenceDataset
 from samfx.model.build import build_extra
 
 
@@ -62,8 +62,6 @@ def open_val_split(recipe: Recipe, registry: Registry, split: str, image_size: i
     images; (None, the reason) when the store has no such split."""
     try:
         if sequences:
-            from samfx.data.datasets import SequenceDataset
-
             return SequenceDataset(store_path(recipe.typed.data.source, registry), split, image_size), ""
         return open_split(recipe, registry, split, image_size, train=False), ""
     except DataError as exc:

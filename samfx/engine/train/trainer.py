@@ -46,7 +46,7 @@ from samfx.engine.train.sampler import ResumableBatchSampler
 from samfx.engine.train.session import RunSession
 from samfx.engine.train.stage import StageRun, apply_gradients, nonfinite_error, plan_stage
 from samfx.engine.train.stage import TrainingError as TrainingError  # re-exported: what fit() raises on NaN
-from samfx.engine.train.steps import build_step
+from samfx.engine.train.steps import build_step, clip_batch_to_device
 from samfx.engine.train.stepvalues import StepValues
 from samfx.model.build import build_model
 from samfx.model.forward_check import check_forward
@@ -221,9 +221,8 @@ class Trainer:
             set_rng_state(rngs[self.info.rank] if len(rngs) == self.info.world_size else rngs[0])
         step_mod = build_step(model, self.classes, plan.loss_fn, st, clips=self.clips, device=self.device,
                               compile=self.cfg.train.compile)
-        batch_to_device: Callable[[dict[str, Any], torch.device], tuple[torch.Tensor | None, ...]] = to_device
-        if self.clips:
-            from samfx.engine.train.steps import clip_batch_to_device as batch_to_device
+        batch_to_device: Callable[[dict[str, Any], torch.device], tuple[torch.Tensor | None, ...]] = (
+            clip_batch_to_device if self.clips else to_device)
         self._say(f"stage {index + 1}/{len(self.cfg.train.stages)} '{st.name}': "
                   f"{sum(q.numel() for q in plan.params):,} trainable parameters, {plan.epochs} epoch(s), "
                   f"{plan.total} steps, {self.precision} on {self.device}")
