@@ -21,8 +21,36 @@ FORMAT = "samfx"
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` to `path`, atomically."""
-    atomic_write(Path(path), lambda fh: torch.save(obj, fh))
+    """``torch.save`` to `path`, atomically; out of space, ``DiskFull`` names the bytes its tensors need."""
+    atomic_write(Path(path), lambda fh: torch.save(obj, fh), need=tensor_bytes(obj))
+
+
+def tensor_bytes(obj: Any) -> int:
+    """Bytes of the tensors in `obj` (nested dicts, lists, tuples): what a checkpoint of it needs at least."""
+    if isinstance(obj, Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(tensor_bytes(v) for v in obj)
+    return 0
+
+
+def check_values(state: dict[str, Tensor], own: dict[str, Tensor], path: str | Path) -> None:
+    """Refuse weights that would load silently but wrongly: a CheckpointError naming `path` and the first
+    key of `state` (also in the model's `own` state) that is not floating point where the model's is (or
+    the reverse), or that holds NaN or infinity. Another float precision (fp16 file, fp32 model) is cast."""
+    for key, value in state.items():
+        mine = own.get(key)
+        if mine is None:
+            continue
+        if value.is_floating_point() != mine.is_floating_point() or value.is_complex():
+            raise CheckpointError(f"{path}: '{key}' is {str(value.dtype).removeprefix('torch.')}, the model's is "
+                                  f"{str(mine.dtype).removeprefix('torch.')}; the file is damaged or not weights "
+                                  f"for this model")
+        if value.is_floating_point() and value.numel() and not bool(torch.isfinite(value).all()):
+            raise CheckpointError(f"{path}: '{key}' holds NaN or infinite values; the run that saved it diverged "
+                                  f"or the file is damaged: use an earlier checkpoint")
 
 
 SAFETENSORS_META = "samfx"  # metadata key holding a samfx checkpoint's non-tensor fields as JSON
@@ -74,7 +102,7 @@ def save_checkpoint(obj: dict[str, Any], path: str | Path) -> None:
     fields = {k: v for k, v in obj.items() if k != "model"} if "model" in obj else None
     meta = {SAFETENSORS_META: json.dumps(fields, default=str)} if fields is not None else None
     blob = save({k: v.contiguous() for k, v in tensors.items()}, metadata=meta)
-    atomic_write(path, lambda fh: fh.write(blob))
+    atomic_write(path, lambda fh: fh.write(blob), need=len(blob))
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

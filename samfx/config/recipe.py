@@ -288,6 +288,11 @@ def _validate(raw: dict[str, Any], sources: list[tuple[str, dict[str, Any]]],
 
 
 CHECKPOINT_FORMATS = ("pt", "safetensors")
+# Sizes that allocate in proportion to their square (or more) when the model is built: refused with
+# one line before any allocation. Numbers only: a non-number is left to the component's schema.
+SIZE_RANGES: dict[str, Range] = {
+    "model.image_encoder.image_size": Range(ge=1, le=4096, note="SAM uses 1024, SAMUS 256"),
+}
 
 
 def _check_values(cfg: dict[str, Any], v: _Validator) -> None:
@@ -295,6 +300,10 @@ def _check_values(cfg: dict[str, Any], v: _Validator) -> None:
     for pattern, rng in RANGES.items():
         for path, value in at_pattern(cfg, pattern):
             v.in_range(path, value, rng)
+    for pattern, rng in SIZE_RANGES.items():
+        for path, value in at_pattern(cfg, pattern):
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                v.in_range(path, value, rng)
     if cfg["train"]["checkpoint_format"] not in CHECKPOINT_FORMATS:
         raise v.fail("train.checkpoint_format", f"unknown '{cfg['train']['checkpoint_format']}'; use "
                                                 f"{' or '.join(CHECKPOINT_FORMATS)}")

@@ -1,6 +1,8 @@
 """Read one recipe file safely: UTF-8 YAML, no repeated keys, a mapping of recipe sections.
 
 Errors name the file (and line) and never echo the file's content: ``base:`` may point anywhere.
+A file is refused, before any value is built from it, when it nests deeper than :data:`MAX_DEPTH`
+or when its aliases would expand it beyond :data:`MAX_NODES` values ("billion laughs").
 """
 from __future__ import annotations
 
@@ -12,6 +14,50 @@ import yaml
 from samfx.contracts.errors import RecipeError, did_you_mean
 
 SECTIONS = ("model", "data", "train", "eval", "description", "base")
+MAX_DEPTH = 32          # nested mappings / lists; recipes use fewer than 10
+MAX_NODES = 100_000     # values once aliases are expanded; recipes hold a few hundred
+
+
+class _TooBig(Exception):
+    def __init__(self, what: str, line: int):
+        super().__init__(what)
+        self.what, self.line = what, line
+
+
+def _expanded_size(node: yaml.Node, depth: int = 1, memo: dict[int, int] | None = None) -> int:
+    """Values in `node` with every alias expanded (counted without expanding: each node once)."""
+    memo = {} if memo is None else memo
+    if depth > MAX_DEPTH:
+        raise _TooBig(f"nested deeper than {MAX_DEPTH} levels", node.start_mark.line + 1)
+    if id(node) in memo:
+        return memo[id(node)]
+    memo[id(node)] = 1  # a recursive alias counts once here; it fails later in the constructor
+    total = 1
+    if isinstance(node, yaml.MappingNode):
+        total += sum(_expanded_size(k, depth + 1, memo) + _expanded_size(v, depth + 1, memo) for k, v in node.value)
+    elif isinstance(node, yaml.SequenceNode):
+        total += sum(_expanded_size(v, depth + 1, memo) for v in node.value)
+    if total > MAX_NODES:
+        raise _TooBig(f"expands to more than {MAX_NODES} values through its aliases (&name / *name)",
+                      node.start_mark.line + 1)
+    memo[id(node)] = total
+    return total
+
+
+def _load(text: str) -> Any:
+    """Compose `text`, check its size and depth, then build its values."""
+    loader = _StrictLoader(text)
+    try:
+        try:
+            node = loader.get_single_node()
+        except RecursionError:
+            raise _TooBig(f"nested deeper than {MAX_DEPTH} levels", 1) from None
+        if node is None:
+            return None
+        _expanded_size(node)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
 
 
 class _DuplicateKey(Exception):
@@ -51,7 +97,10 @@ def read_yaml(path: Path, where: str) -> dict[str, Any]:
         raise RecipeError(f"{path}: not a UTF-8 text file (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
                           f"a recipe is YAML text: save it as UTF-8") from None
     try:
-        data = yaml.load(text, Loader=_StrictLoader)
+        data = _load(text)
+    except _TooBig as exc:
+        raise RecipeError(f"{path}:{exc.line}: recipe {exc.what}; a recipe is a few nested sections, "
+                          f"write it out plainly") from None
     except _DuplicateKey as exc:
         raise RecipeError(f"{path}:{exc.line}: key '{exc.key}' given twice (first at line {exc.first}); "
                           f"keep one of them") from None

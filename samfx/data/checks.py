@@ -4,6 +4,12 @@ What the writer is given (arrays, label ids, spacing) is checked before it is wr
 read, its structure (groups, attributes, dataset shapes and dtypes) is checked from metadata when it is
 opened, and label values on every read with one vectorised table lookup. h5py's errors on a damaged
 file become one-line DataErrors naming the file and the dataset path.
+
+Declared sizes are bounded before anything is read, so a file that lies about its shapes cannot make
+a reader allocate more than it holds sensibly: an image side at most :data:`MAX_SIDE` pixels, a
+sequence at most :data:`MAX_FRAMES` frames, one item at most :data:`MAX_ITEM_BYTES`, one HDF5 chunk
+(the unit h5py decompresses whole) at most :data:`MAX_CHUNK_BYTES`, a split list at most
+:data:`MAX_LIST` entries.
 """
 from __future__ import annotations
 
@@ -34,13 +40,43 @@ def bad(p: Path, where: str, what: str) -> DataError:
     return DataError(f"{p}: {where} {what}; the file is damaged or not written by samfx, {REMAKE}")
 
 
+MAX_SIDE = 16384
+MAX_FRAMES = 100_000
+MAX_ITEM_BYTES = 4 * 1024**3
+MAX_CHUNK_BYTES = 256 * 1024**2
+MAX_LIST = 10_000_000
+
+
 def _desc(ds) -> str:
     return f"{ds.dtype} {tuple(ds.shape)}"
+
+
+def check_extent(p: Path, where: str, ds, frames: bool = False) -> None:
+    """Refuse dataset `ds` whose declared shape or chunk shape is beyond the bounds above (metadata only)."""
+    shape = tuple(int(n) for n in ds.shape)
+    sides, count = (shape[1:], shape[:1]) if frames else (shape, ())
+    size = int(np.prod(shape, dtype=object)) * ds.dtype.itemsize
+    chunk = int(np.prod(ds.chunks, dtype=object)) * ds.dtype.itemsize if ds.chunks else 0
+    if any(n > MAX_SIDE for n in sides) or any(n > MAX_FRAMES for n in count) or size > MAX_ITEM_BYTES:
+        raise bad(p, where, f"declares shape {shape} ({size:,} bytes), beyond what samfx reads (sides <= "
+                            f"{MAX_SIDE}, frames <= {MAX_FRAMES}, {MAX_ITEM_BYTES:,} bytes per item)")
+    if chunk > MAX_CHUNK_BYTES:
+        raise bad(p, where, f"declares chunks {tuple(ds.chunks)} ({chunk:,} bytes), beyond the "
+                            f"{MAX_CHUNK_BYTES:,} bytes samfx decompresses at once")
+
+
+def read_list(p: Path, where: str, ds) -> set[str]:
+    """The strings of 1-D split list `ds`, after checking its declared length."""
+    if ds.ndim != 1 or ds.shape[0] > MAX_LIST:
+        raise bad(p, where, f"is {_desc(ds)}, expected a list of at most {MAX_LIST:,} names")
+    return {v.decode() if isinstance(v, bytes) else str(v) for v in ds[()]}
 
 
 def check_sample(p: Path, where: str, g) -> tuple[int, ...]:
     """(H,W) of sample group `g`, after checking its datasets' shapes and dtypes (metadata only)."""
     img, lab = g["image"], g["label"]
+    check_extent(p, f"{where}/image", img)
+    check_extent(p, f"{where}/label", lab)
     if img.ndim != 2 or 0 in img.shape or img.dtype != np.uint8:
         raise bad(p, f"{where}/image", f"is {_desc(img)}, expected a non-empty (H,W) uint8 image")
     if lab.shape != img.shape or lab.dtype != np.uint8:
@@ -51,6 +87,8 @@ def check_sample(p: Path, where: str, g) -> tuple[int, ...]:
 def check_sequence(p: Path, where: str, g) -> tuple[tuple[int, ...], tuple[bool, ...]]:
     """((T,H,W), labeled flags) of sequence group `g`, after checking shapes and dtypes."""
     fr, lab, flags = g["frames"], g["labels"], g["labeled"]
+    for name, ds in (("frames", fr), ("labels", lab), ("labeled", flags)):
+        check_extent(p, f"{where}/{name}", ds, frames=True)
     if fr.ndim != 3 or 0 in fr.shape or fr.dtype != np.uint8:
         raise bad(p, f"{where}/frames", f"is {_desc(fr)}, expected non-empty (T,H,W) uint8 frames")
     if lab.shape != fr.shape or lab.dtype != np.uint8:

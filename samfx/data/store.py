@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import re
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,9 +43,11 @@ from samfx.data.checks import (
     check_sample,
     check_sequence,
     check_spacing,
+    read_list,
     reading,
     require,
 )
+from samfx.data.files import disk_full, out_of_space
 from samfx.data.outfile import FORMAT, FORMAT_VERSION
 
 _ID = re.compile(r"^[A-Za-z0-9_.:+=@,()\-]+$")
@@ -112,19 +115,26 @@ class StoreWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        ok = exc_type is None
+        """Rename the partial file on success; on any failure delete it (out of space: DiskFull, one line)."""
+        error = exc
         try:
-            if ok:
+            if exc_type is None:
                 self._write_splits()
-        except BaseException:
-            ok = False
-            raise
-        finally:
             self.file.close()
-            if ok:
+            if exc_type is None:
                 os.replace(self.tmp, self.path)
-            else:
-                self.tmp.unlink(missing_ok=True)
+                return
+        except BaseException as err:
+            error = err
+        size = self.tmp.stat().st_size if self.tmp.exists() else 0
+        with suppress(Exception):
+            self.file.close()
+        self.tmp.unlink(missing_ok=True)
+        full = out_of_space(error)
+        if full is not None:
+            raise disk_full(self.path, size, full) from None
+        if error is not exc and error is not None:
+            raise error
 
     def _new_id(self, item_id: str, where: str) -> None:
         if not _ID.match(item_id):
@@ -318,8 +328,8 @@ def read_index(path: str | Path) -> StoreIndex:
         for name in list(f["splits"]):
             with reading(p, f"/splits/{name}"):
                 g = f["splits"][name]
-                pats = {_str(x) for x in g["patients"][()]} if "patients" in g else set()
-                ids = {_str(x) for x in g["ids"][()]} if "ids" in g else set()
+                pats = read_list(p, f"/splits/{name}/patients", g["patients"]) if "patients" in g else set()
+                ids = read_list(p, f"/splits/{name}/ids", g["ids"]) if "ids" in g else set()
             splits[name] = (pats, ids)
         return StoreIndex(str(p), classes, names, _str(f.attrs.get("source", "")), items, splits)
 

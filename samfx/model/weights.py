@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from torch import Tensor
 
-from samfx.checkpoints.files import model_state, read_checkpoint
+from samfx.checkpoints.files import check_values, model_state, read_checkpoint
 from samfx.contracts.errors import CheckpointError
 from samfx.contracts.interfaces import ForeignKeys
 from samfx.model.roles import allowed_missing_from_base, parts
@@ -61,7 +61,8 @@ def load_weights(model: SegmentationModel, path: str | Path, allow_missing: Sequ
     Each component converts its part (``convert_state_dict``: e.g. rel-pos resizing, key maps).
     Keys the model adds by design (components' ``new_parameter_prefixes``, prompt generators,
     adapters, temporal: ``samfx.model.roles``) may be missing; any other missing, unexpected or mis-shaped key is an
-    error naming the file and the first offenders; keys in `loaded` (filled by an earlier file, e.g.
+    error naming the file and the first offenders, and so is a value of the wrong kind or not finite
+    (``check_values``); keys in `loaded` (filled by an earlier file, e.g.
     ``model.base_checkpoint``) do not count as missing. Returns {"missing": [...], "loaded": [...]}.
     """
     return load_state(model, model_state(read_checkpoint(path), path), path, allow_missing, loaded)
@@ -95,6 +96,7 @@ def load_state(model: SegmentationModel, state: dict[str, Tensor], path: str | P
         raise CheckpointError(f"{path}: {len(bad_missing)} model keys missing from the file, first: "
                               f"{', '.join(bad_missing[:3])}; add patterns to model.checkpoint_allow_missing "
                               f"if that is intended")
+    check_values(converted, own, path)
     model.load_state_dict(converted, strict=False)
     return {"missing": missing, "loaded": sorted(earlier | set(converted))}
 

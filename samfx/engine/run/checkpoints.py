@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 import samfx
-from samfx.checkpoints.files import FORMAT, read_checkpoint, save_checkpoint
+from samfx.checkpoints.files import FORMAT, check_values, read_checkpoint, save_checkpoint
 from samfx.config.recipe import Recipe
 from samfx.contracts.errors import CheckpointError
 from samfx.model.build import build_model
@@ -97,7 +97,8 @@ def load_model(path: str | Path, registry=None, device: str | torch.device = "cp
 
 def restore_weights(model: torch.nn.Module, state: Any, path: str | Path, hint: str) -> None:
     """Load every weight of `state` into `model`; a one-line CheckpointError ending in `hint` when
-    keys or shapes do not fit (a damaged file, or a plugin changed since training)."""
+    keys or shapes do not fit (a damaged file, or a plugin changed since training), or when a value is of
+    the wrong kind or not finite (``check_values``: the file and the first such key)."""
     own = model.state_dict()
     state = state if isinstance(state, dict) else {}
     missing = [k for k in own if k not in state]
@@ -108,4 +109,5 @@ def restore_weights(model: torch.nn.Module, state: Any, path: str | Path, hint: 
         raise CheckpointError(f"{path}: weights do not fit the model rebuilt from its recipe ({len(missing)} missing, "
                               f"{len(unexpected)} unexpected, {len(reshaped)} of another shape, e.g. "
                               f"{', '.join(first)}); {hint}")
+    check_values(state, own, path)
     model.load_state_dict(state)
