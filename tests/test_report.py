@@ -229,7 +229,7 @@ def test_report_renders_in_headless_chromium(report_html, tmp_path):
     tag = root.group(0)  # set by the page's script once every image has decoded (CHECK_JS)
     assert 'data-rendered="ok"' in tag and f'data-images="{n_img}"' in tag and 'data-images-bad="0"' in tag, tag
     assert f'data-tables="{n_tables}"' in tag and n_tables >= 5
-    assert f"<title>samfx report: {report_html.parent.name} (test)</title>" in dom
+    assert f"<title>samfx report: {report_html.parent.name} (test, prompt toy_class)</title>" in dom
     shot = tmp_path / "shot.png"
     _chromium(tmp_path / "profile", f"--screenshot={shot}", "--window-size=1280,2400", report_html.as_uri())
     with Image.open(shot) as im:

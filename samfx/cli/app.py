@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import traceback
 
 import typer
@@ -20,8 +21,12 @@ app.add_typer(data_app, name="data")
 
 
 def fail(err: Exception, code: int = 2) -> None:
+    """Print `err` as one line on stderr and exit with `code`. The line starts with ``error: ``, except
+    when called while handling a KeyboardInterrupt (Ctrl-C or SIGTERM stopping training,
+    samfx.engine.train.interrupt): a requested stop is not an error, so its line is printed as it is."""
     debug_traceback(err)
-    typer.echo(f"error: {err}", err=True)
+    stopped = isinstance(sys.exc_info()[1], KeyboardInterrupt)
+    typer.echo(str(err) if stopped else f"error: {err}", err=True)
     raise typer.Exit(code)
 
 

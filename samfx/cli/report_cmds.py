@@ -12,9 +12,11 @@ from samfx.contracts.errors import SamfxError
 @app.command()
 def report(run: str = typer.Argument(..., help="Run folder that `samfx train` wrote and `samfx eval` evaluated."),
            out: Optional[str] = typer.Option(None, "--out", help="HTML file to write "
-                                             "(default: RUN/report-<split>.html)."),
+                                             "(default: RUN/report-<split>[-<prompt>].html)."),
            split: Optional[str] = typer.Option(None, "--split", help="Which evaluation (eval-<split>.json) to "
                                                "report (default: the only one, else eval.split's)."),
+           prompt: Optional[str] = typer.Option(None, "--prompt", help="Which prompt generator's evaluation "
+                                                "(eval-<split>-<prompt>.json) to report (default: the newest)."),
            device: str = typer.Option("cpu", "--device", help="Where the overlay images are re-segmented.")) -> None:
     """One self-contained HTML page: evaluation with confidence intervals, worst/best images, curves, recipe.
 
@@ -22,7 +24,7 @@ def report(run: str = typer.Argument(..., help="Run folder that `samfx train` wr
     from samfx import api
 
     try:
-        path = api.report(run, split=split, out=out, device=device)
+        path = api.report(run, split=split, out=out, device=device, prompt=prompt)
     except SamfxError as exc:
         fail(exc)
     typer.echo(f"html report: {path}")

@@ -1,5 +1,6 @@
 """Everything the report shows, read from a run folder (docs/report.md): recipe, versions, log.csv,
-an eval-<split>.json, parameter counts and the worst / best test images re-segmented for overlays."""
+an eval-<split>.json (or eval-<split>-<prompt>.json: samfx.engine.eval.evaluate.eval_file), parameter
+counts and the worst / best test images re-segmented for overlays."""
 from __future__ import annotations
 
 import csv
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from samfx.contracts.errors import SamfxError, first_line
 from samfx.contracts.plugins import get_registry
 from samfx.data.datasets import ImageDataset
+from samfx.engine.eval.evaluate import eval_file
 from samfx.engine.eval.inference import predict_classes, resolve_precision, to_device
 from samfx.engine.run import checkpoints as ckpt
 from samfx.engine.run import rundir
@@ -54,19 +56,51 @@ def check_run(run: str | Path) -> Path:
     return path
 
 
-def find_eval(run: Path, split: str | None) -> Path:
-    """RUN/eval-<split>.json: `split`'s, else the only one, else the recipe's eval.split, else the newest."""
-    hint = f"`samfx eval {run}{f' --split {split}' if split else ''} --report`"
-    if split is not None:
-        path = run / f"eval-{rundir.safe_name(split)}.json"
-        if not path.is_file():
-            raise SamfxError(f"{run}: no evaluation of split '{split}' yet ({path.name}); run {hint}")
-        return path
+def find_eval(run: Path, split: str | None, prompt: str | None = None) -> Path:
+    """The evaluation to report: among RUN's eval-<split>.json and eval-<split>-<prompt>.json files, those
+    of `split` (default: the only file, else the recipe's eval.split's, else all) and of prompt generator
+    `prompt` (default: any), the newest; a one-line error when none matches."""
+    hint = (f"`samfx eval {run}{f' --split {split}' if split else ''}{f' --prompt {prompt}' if prompt else ''} "
+            f"--report`")
     found = sorted(run.glob("eval-*.json"), key=lambda p: p.stat().st_mtime)
-    if not found:
-        raise SamfxError(f"{run}: no evaluation yet (no eval-<split>.json); run {hint}")
-    preferred = run / f"eval-{rundir.safe_name(_recipe_split(run))}.json"
-    return preferred if len(found) > 1 and preferred in found else found[-1]
+    if split is None and prompt is None:
+        if not found:
+            raise SamfxError(f"{run}: no evaluation yet (no eval-<split>.json); run {hint}")
+        preferred = _of_split(found, _recipe_split(run), None)
+        return preferred[-1] if len(found) > 1 and preferred else found[-1]
+    matches = _of_split(found, split, prompt) if split is not None else [
+        p for p in found if _fields(p).get("prompt") == prompt]
+    if not matches:
+        what = " and ".join(w for w in (f"split '{split}'" if split is not None else "",
+                                        f"prompt '{prompt}'" if prompt is not None else "") if w)
+        raise SamfxError(f"{run}: no evaluation of {what} yet ({eval_file(split or '<split>', prompt)}); run {hint}")
+    return matches[-1]
+
+
+def _of_split(found: list[Path], split: str, prompt: str | None) -> list[Path]:
+    """The files of `found` (in order) that evaluate `split` (with `prompt`, when given): named
+    eval-<split>.json or eval-<split>-*.json and saying so inside (a split's name may contain '-')."""
+    plain = eval_file(split)
+    out = []
+    for path in found:
+        if path.name != plain and not path.name.startswith(plain[: -len(".json")] + "-"):
+            continue
+        if path.name == plain and prompt is None:
+            out.append(path)
+            continue
+        fields = _fields(path)
+        if fields.get("split") == split and (prompt is None or fields.get("prompt") == prompt):
+            out.append(path)
+    return out
+
+
+def _fields(path: Path) -> dict[str, Any]:
+    """An eval file's JSON ({} when unreadable: read_eval says why if it is the one chosen)."""
+    try:
+        obj = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return obj if isinstance(obj, dict) else {}
 
 
 def _recipe_split(run: Path) -> str:
@@ -97,11 +131,12 @@ def read_log(run: Path) -> list[dict[str, str]]:
 
 
 def collect(run: str | Path, split: str | None = None, *, registry: Any = None, device: str = "cpu",
-            k: int = 5) -> RunData:
-    """Read a run folder for the report; the model is loaded for parameter counts and overlays."""
+            k: int = 5, prompt: str | None = None) -> RunData:
+    """Read a run folder for the report (the evaluation :func:`find_eval` picks); the model is loaded
+    for parameter counts and overlays."""
 
     folder = check_run(run)
-    eval_path = find_eval(folder, split)
+    eval_path = find_eval(folder, split, prompt)
     data = RunData(run=folder, eval_path=eval_path, report=read_eval(eval_path))
     recipe_file = folder / "recipe.yaml"
     data.recipe_text = recipe_file.read_text() if recipe_file.is_file() else ""

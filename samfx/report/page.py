@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from samfx.engine.eval.clinical import detect_ed_es
+from samfx.engine.eval.evaluate import eval_file
 from samfx.report import figures as F
 from samfx.report.collect import RunData
 from samfx.report.html import cell, esc, img, num, page, table
@@ -21,7 +22,7 @@ SECTIONS = [("eval", "Evaluation"), ("images", "Worst / best images"), ("patient
 def render(data: RunData) -> str:
     """The whole page."""
     rep = data.report
-    title = f"samfx report: {data.run.name} ({rep['split']})"
+    title = f"samfx report: {data.run.name} ({rep['split']}, prompt {rep['prompt']})"
     sections = [header(data, title), eval_section(data), images_section(data), patients_section(data),
                 sequences_section(data), curves_section(data), params_section(data), recipe_section(data)]
     return page(title, "\n".join(s for s in sections if s))
@@ -31,7 +32,7 @@ def header(data: RunData, title: str) -> str:
     rep = data.report
     facts = [("run folder", str(data.run)), ("checkpoint", rep["checkpoint"]), ("data", rep["store"]),
              ("split", rep["split"]), ("images / patients", f"{rep['n_images']} / {rep['n_patients']}"),
-             ("prompt", rep["prompt"]), ("image size", f"{rep['image_size']}²"),
+             ("prompt", _prompt_fact(data)), ("image size", f"{rep['image_size']}²"),
              ("distances in", rep["distance_unit"]), ("evaluation file", data.eval_path.name),
              ("written", time.strftime("%Y-%m-%d %H:%M %Z"))]
     rows = [[cell(esc(k), cls="l"), cell(esc(v), cls="l")] for k, v in facts]
@@ -40,6 +41,15 @@ def header(data: RunData, title: str) -> str:
     notes = "".join(f'<p class="note bad">{esc(n)}</p>' for n in data.notes)
     return (f"<header><h1>{esc(title)}</h1><nav>{links}</nav></header>\n"
             f'{table(["", ""], rows, cls="facts")}{notes}')
+
+
+def _prompt_fact(data: RunData) -> str:
+    """The evaluated prompt generator, and whether it was the checkpoint's default or chosen with --prompt
+    (the evaluation file's name says: samfx.engine.eval.evaluate.eval_file)."""
+    rep = data.report
+    default = data.eval_path.name == eval_file(str(rep["split"]))
+    how = "the checkpoint's default" if default else "chosen with --prompt"
+    return f"{rep['prompt']} ({how})"
 
 
 def _ci_text(s: dict[str, Any], scale: float) -> str:

@@ -11,18 +11,22 @@ from samfx.report.collect import collect
 from samfx.report.page import render
 
 
-def default_out(run: Path, split: str) -> Path:
+def default_out(run: Path, split: str, eval_path: Path | None = None) -> Path:
+    """RUN/report-<split>.html, or for an evaluation file eval-<name>.json RUN/report-<name>.html (so the
+    report of eval-val-clicks.json is report-val-clicks.html)."""
+    if eval_path is not None and eval_path.stem.startswith("eval-"):
+        return run / f"report-{eval_path.stem[len('eval-'):]}.html"
     return run / f"report-{safe_name(split)}.html"
 
 
 def write_report(run: str | Path, *, split: str | None = None, out: str | Path | None = None,
-                 registry: Any = None, device: str = "cpu") -> Path:
-    """Write the report of run folder `run` (its eval-<split>.json) to `out` (default
-    RUN/report-<split>.html); returns the path written."""
-    data = collect(run, split, registry=registry, device=device)
-    path = Path(out).expanduser() if out else default_out(data.run, data.report["split"])
+                 registry: Any = None, device: str = "cpu", prompt: str | None = None) -> Path:
+    """Write the report of run folder `run` (the evaluation samfx.report.collect.find_eval picks for
+    `split` and `prompt`) to `out` (default: :func:`default_out`); returns the path written."""
+    data = collect(run, split, registry=registry, device=device, prompt=prompt)
+    path = Path(out).expanduser() if out else default_out(data.run, data.report["split"], data.eval_path)
     if path.is_dir():
-        path = path / default_out(data.run, data.report["split"]).name
+        path = path / default_out(data.run, data.report["split"], data.eval_path).name
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_text(path, render(data))

@@ -1,8 +1,10 @@
 """Mask value -> class id mapping for the bring-your-own-data importers (`--labels`, `--class-names`).
 
 ``--labels 255=1`` or ``--labels 0,128,255=0,1,2`` (repeatable) maps raw mask values to class ids;
-values not in the mapping are *unexpected* and reported per file. Without ``--labels`` the mapping
-is the identity on 0..K (K = number of classes), plus 255 -> 1 for a binary store (0/255 masks).
+values not in the mapping are *unexpected* and reported per file. Mask value 0 is background (class 0)
+unless ``--labels`` maps it to another class, so ``--labels 255=1`` imports 0/255 masks. Without
+``--labels`` the mapping is the identity on 0..K (K = number of classes), plus 255 -> 1 for a binary
+store (0/255 masks).
 The declared classes are 1..K: K from ``--class-names`` when given, else the largest class id of
 ``--labels``, else 1 (binary).
 """
@@ -70,6 +72,7 @@ def build_label_map(specs: list[str] | None, class_names: list[str] | None) -> L
                                                    [f"class{k}" for k in range(1, top + 1)])
     table = np.full(256, -1, np.int16)
     if mapping:
+        table[0] = 0  # background, unless the mapping says otherwise just below
         for s, d in mapping.items():
             table[s] = d
     else:

@@ -3,6 +3,9 @@
 The model is rebuilt from the checkpoint's stored recipe. Metrics are computed on label maps at
 the model's input resolution S×S, with the dataset's spacing (mm per pixel after resizing);
 distances are in mm when every image has a known spacing, else in pixels for all images.
+The report is written next to the checkpoint as ``eval-<split>.json`` with the checkpoint's default
+prompt, or ``eval-<split>-<prompt>.json`` with another one (:func:`eval_file`), so evaluations of one
+split with different prompts never overwrite each other.
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from samfx.config.recipe import load_recipe
+from samfx.contracts.attribution import running
 from samfx.contracts.errors import DataError, SamfxError
 from samfx.contracts.plugins import get_registry
 from samfx.data.datasets import ImageDataset, SequenceDataset
@@ -58,12 +62,23 @@ def parse_data(data: str | None, registry, where: str = "--data") -> Any:
     return recipe.typed.data.source
 
 
+def default_prompt(recipe) -> str:
+    """The checkpoint's default prompt-generator key: eval.prompt's, else the last stage's."""
+    return prompt_key(recipe, recipe.typed.eval.prompt or recipe.typed.train.stages[-1].prompt)
+
+
+def eval_file(split: str, prompt: str | None = None) -> str:
+    """The file name of an evaluation of `split`: ``eval-<split>.json`` with the checkpoint's default
+    prompt (`prompt` None), else ``eval-<split>-<prompt>.json`` (both through rundir.safe_name)."""
+    tail = "" if prompt is None else f"-{rundir.safe_name(prompt)}"
+    return f"eval-{rundir.safe_name(split)}{tail}.json"
+
+
 def choose_prompt(model, recipe, prompt: str | None, registry, needs_labels_ok: bool, where: str) -> str:
     """The prompt-generator key to use: `prompt`, else eval.prompt, else the last stage's."""
 
     if prompt is None:
-        cfg = recipe.typed.eval.prompt or recipe.typed.train.stages[-1].prompt
-        key = prompt_key(recipe, cfg)
+        key = default_prompt(recipe)
     elif prompt in model.prompt_generators:
         key = prompt
     elif "/" in prompt and (keys := _keys_of(recipe, registry, prompt, where)):
@@ -94,7 +109,10 @@ def _keys_of(recipe, registry, name: str, where: str) -> list[str]:
 def evaluate(target: str | Path, *, split: str | None = None, data: str | None = None, prompt: str | None = None,  # noqa: PLR0913  (mirrors samfx eval's options)
              device: str = "auto", registry=None, compat: bool | None = None, overlays: int | None = None,
              write: bool = True, limit: int | None = None) -> dict[str, Any]:
-    """Evaluate a run folder (best.pt, else last.pt) or a checkpoint file; returns the report."""
+    """Evaluate a run folder (best.pt, else last.pt) or a checkpoint file; returns the report, written
+    (when `write`) as :func:`eval_file` next to the checkpoint, its overlays in ``overlays/<that stem>``.
+    A plugin's exception while predicting is one line naming the plugin and component
+    (samfx.contracts.attribution.running)."""
 
     registry = registry or get_registry()
     path = rundir.find_checkpoint(target)
@@ -113,22 +131,25 @@ def evaluate(target: str | Path, *, split: str | None = None, data: str | None =
                         batch_size=cfg.eval.batch_size, shuffle=False, collate_fn=collate,
                         num_workers=cfg.data.num_workers)
     folder = path.parent
+    name = eval_file(split, None if key == default_prompt(recipe) else key)
     overlay_dir = None
     if write:
-        overlay_dir = folder / "overlays" / f"eval-{rundir.safe_name(split)}"
+        overlay_dir = folder / "overlays" / Path(name).stem
         clear(overlay_dir)  # this report's overlays only, never mixed with an earlier eval's
-    records = _predict_split(model, loader, classes, dev, key, precision, overlay_dir,
-                             cfg.eval.overlays if overlays is None else overlays)
+    with running(f"eval '{split}' prompt '{key}'"):
+        records = _predict_split(model, loader, classes, dev, key, precision, overlay_dir,
+                                 cfg.eval.overlays if overlays is None else overlays)
     if not records:
         raise SamfxError(f"{store}: split '{split}' has no labeled images to evaluate")
     report = {"schema": SCHEMA, "checkpoint": str(path), "store": str(store), "split": split, "prompt": key,
               "image_size": model.image_size, **_score(records, classes, names, compat)}
     if getattr(model, "temporal", None) is not None:  # temporal models: whole sequences too
         run = _Run(dev, key, precision, limit)
-        report["sequences"] = _sequences(model, store, split, classes, names, run)
+        with running(f"eval '{split}' sequences prompt '{key}'"):
+            report["sequences"] = _sequences(model, store, split, classes, names, run)
     report = jsonable(report)
     if write:
-        out = folder / f"eval-{rundir.safe_name(split)}.json"
+        out = folder / name
         write_json(out, report)
         report["written"] = str(out)
     return report

@@ -1,4 +1,8 @@
-"""Validation during training (sharded over DDP ranks, gathered on all) and stage-end overlays."""
+"""Validation during training (sharded over DDP ranks, gathered on all) and stage-end overlays.
+
+A plugin's exception in a forward here is one line naming the plugin and component, as in a training
+step (samfx.contracts.attribution.running): "validation: plugin 'p', prompt_generator 'p/x' failed
+while running: ..." (or "stage-end overlays: ...")."""
 from __future__ import annotations
 
 import math
@@ -10,6 +14,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from samfx.contracts.attribution import running
 from samfx.engine.eval.inference import predict_classes, to_device
 from samfx.engine.eval.metrics import dice
 from samfx.engine.eval.overlays import clear, save_overlay
@@ -56,8 +61,9 @@ def validate_images(model: SegmentationModel, ds: Dataset, classes: list[int], n
     for batch in loader:
         images, label = to_device(batch, device)
         assert label is not None  # validation splits are labeled
-        p = predict_classes(model, images, classes, label, precision=precision)
-        loss = float(loss_fn(p.out.logits.float(), p.targets)) if loss_fn is not None else math.nan
+        with running("validation"):
+            p = predict_classes(model, images, classes, label, precision=precision)
+            loss = float(loss_fn(p.out.logits.float(), p.targets)) if loss_fn is not None else math.nan
         pred = p.labels.cpu().numpy()
         gt = label.cpu().numpy()
         for i in range(images.shape[0]):
@@ -76,8 +82,9 @@ def validate_sequences(model: SegmentationModel, ds: Dataset, classes: list[int]
     per-sequence mean Dice on labeled frames (no val/loss)."""
 
     was_training = model.training
-    rows = evaluate_sequences(model, _shard(ds), classes, device, precision=precision,
-                              scoring=SequenceScoring(hd95=False))["sequences"]
+    with running("validation"):
+        rows = evaluate_sequences(model, _shard(ds), classes, device, precision=precision,
+                                  scoring=SequenceScoring(hd95=False))["sequences"]
     rows = D.gather_lists(rows)
     model.train(was_training)
     per_class = []
@@ -100,7 +107,8 @@ def write_overlays(model: SegmentationModel, ds: Dataset, classes: list[int], fo
         item: dict[str, Any] = ds[i]
         images, label = to_device(collate([item]), device)
         assert label is not None
-        pred = predict_classes(model, images, classes, label, precision=precision).labels[0]
+        with running("stage-end overlays"):
+            pred = predict_classes(model, images, classes, label, precision=precision).labels[0]
         save_overlay(folder / f"{i:03d}-{safe_name(item.get('id', item.get('index', i)))}.png",
                      images[0, 0].float().cpu().numpy(), pred.cpu().numpy(), label[0].cpu().numpy())
     model.train(was_training)

@@ -1,4 +1,5 @@
-"""Scalar logging of a run: CSV (the record), TensorBoard, and a curves PNG drawn from the CSV.
+"""Scalar logging of a run: CSV (the record), TensorBoard, a curves PNG drawn from the CSV, and the
+progress line of training on the console (:func:`train_bar`, with the whole run's ETA).
 
 Resuming truncates rows logged after the checkpoint's global step (they will be logged again), so
 the CSV of a resumed run equals that of an uninterrupted one.
@@ -6,6 +7,11 @@ the CSV of a resumed run equals that of an uninterrupted one.
 from __future__ import annotations
 
 import csv
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -98,3 +104,86 @@ class RunLog:
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+
+
+def stage_steps(epochs: int, max_steps: int | None, per_epoch: int, accum: int) -> int:
+    """A stage's optimizer steps: `epochs` epochs of `per_epoch` micro-batches in groups of `accum`, or
+    `max_steps` when smaller (or when `epochs` is 0); the same count as samfx.engine.train.stage's plan."""
+    steps_per_epoch = math.ceil(per_epoch / accum)
+    total = epochs * steps_per_epoch
+    if max_steps:
+        total = min(total, max_steps) if epochs >= 1 else max_steps
+    return total
+
+
+def run_steps(stages: Sequence[Any], per_epoch: int, accum: int) -> int:
+    """The whole run's optimizer steps: :func:`stage_steps` summed over the recipe's train.stages."""
+    return sum(stage_steps(st.epochs, st.max_steps, per_epoch, accum) for st in stages)
+
+
+@dataclass
+class RunClock:
+    """The whole run's ETA: `total` optimizer steps over all stages, `start` of them done when this
+    process began (resuming: the checkpoint's global step); the rate is that of the steps since."""
+
+    total: int
+    start: int = 0
+    began: float = field(default_factory=time.monotonic)
+
+    def eta(self, step: int, now: float | None = None) -> float | None:
+        """Seconds left at global step `step` (None until this process has made a step)."""
+        done = step - self.start
+        if done <= 0:
+            return None
+        elapsed = (time.monotonic() if now is None else now) - self.began
+        return max(0, self.total - step) * elapsed / done
+
+    def text(self, step: int, now: float | None = None) -> str:
+        """``run 12/300 steps, ETA 0:04:31`` (``ETA -:--:--`` before the first step)."""
+        eta = self.eta(step, now)
+        left = "-:--:--" if eta is None else _hms(eta)
+        return f"run {step}/{self.total} steps, ETA {left}"
+
+
+def _hms(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+def loss_text(loss: float | None) -> str:
+    """The progress line's loss: blank until the first loss is known (never ``loss nan``)."""
+    return "" if loss is None else f"loss {loss:.4f}"
+
+
+@contextmanager
+def train_bar(total: int, description: str, enabled: bool, clock: RunClock, step: Callable[[], int],
+              console: Any = None) -> Iterator[Callable[..., None]]:
+    """Yield ``advance(n=1, loss=None)`` for an epoch of `total` micro-batches: a transient rich bar (on
+    stderr, or `console`) with the epoch's count, elapsed time and ETA, the last loss given
+    (:func:`loss_text`) and the whole run's steps and ETA (`clock` at global step ``step()``); a no-op
+    when not `enabled`."""
+    if not enabled:
+        yield lambda n=1, loss=None: None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[loss]}"),
+               TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[run]}")]
+    with Progress(*columns, console=console or Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(description, total=total, loss=loss_text(None), run=clock.text(step()))
+
+        def advance(n: int = 1, loss: float | None = None) -> None:
+            fields: dict[str, Any] = {"run": clock.text(step())}
+            if loss is not None:
+                fields["loss"] = loss_text(loss)
+            bar.update(task, advance=n, **fields)
+
+        yield advance

@@ -31,7 +31,6 @@ from samfx.contracts.attribution import running
 from samfx.contracts.errors import RecipeError
 from samfx.contracts.plugins import get_plugins
 from samfx.data.files import write_json
-from samfx.data.progress import progress_bar
 from samfx.engine.eval.inference import autocast, resolve_precision, to_device
 from samfx.engine.eval.validation import Batching, validate_images, validate_sequences, write_overlays
 from samfx.engine.run import checkpoints as ckpt
@@ -39,7 +38,7 @@ from samfx.engine.run import distributed as D
 from samfx.engine.run import rundir
 from samfx.engine.run.checkpoints import Progress
 from samfx.engine.run.loaders import collate, open_split, open_val_split
-from samfx.engine.run.log import RunLog
+from samfx.engine.run.log import RunClock, RunLog, run_steps, train_bar
 from samfx.engine.run.seeding import EpochSeeded, derive_seed, seed_everything, set_deterministic, set_rng_state
 from samfx.engine.train.interrupt import Interrupted, ignore_in_worker
 from samfx.engine.train.sampler import ResumableBatchSampler
@@ -175,6 +174,8 @@ class Trainer:
         self.log = RunLog(self.run_dir if self.main else None,
                           resume_step=self.progress.global_step if self.resume else None)
         self.run.callback(self.log.close)
+        total = run_steps(self.cfg.train.stages, self.sampler.batches_per_epoch(), self.cfg.train.grad_accum)
+        self.clock = RunClock(total, self.progress.global_step)  # the progress line's whole-run ETA
         if self.progress.finished:
             self._say(f"{self.run_dir}: run already finished; nothing to do")
         stages = self.cfg.train.stages
@@ -244,8 +245,8 @@ class Trainer:
         self.sampler.set_epoch(epoch, skip=p.batch)
         self._built.train()
         batches = min(len(self.sampler), (run.plan.total - p.step) * run.plan.accum)  # max_steps may end it early
-        with progress_bar(batches, f"{run.st.name} epoch {epoch + 1}/{run.plan.epochs}", self._interactive(),
-                          show_loss=True, transient=True) as advance:
+        with train_bar(batches, f"{run.st.name} epoch {epoch + 1}/{run.plan.epochs}", self._interactive(),
+                       self.clock, lambda: p.global_step) as advance:
             values = StepValues()
             read_back = partial(self._read_back, run, values, advance)
             for batch in loader:
