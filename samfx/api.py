@@ -113,25 +113,29 @@ def evaluate(target: str | Path, *, split: str | None = None, data: str | None =
                     compat=compat_row_hd, limit=limit, write=write)
 
 
-def predict(checkpoint: str | Path, inputs: Sequence[str | Path], out_dir: str | Path, *,
+def predict(checkpoint: str | Path, inputs: Sequence[str | Path], out_dir: str | Path, *,  # noqa: PLR0913  (mirrors samfx predict's options)
             prompt: str | None = None, device: str = "auto", registry: Registry | None = None,
-            engine: str | None = None, first_mask: str | Path | None = None) -> dict[str, Any]:
+            engine: str | None = None, first_mask: str | Path | None = None,
+            any_modality: bool = False) -> dict[str, Any]:
     """Segment image / NIfTI / .h5 / DICOM files into `out_dir` (label maps, overlays, LV area curves and
     EF for sequences, predictions.json); returns predictions.json's content. `engine`: ``"torch"`` (a run
     folder or checkpoint) or ``"onnx"`` (a file from ``samfx export``, run by onnxruntime); None: onnx
     for a .onnx path, else torch. `first_mask`: a label-map PNG of frame 0 of the one sequence input,
-    carried through the sequence by the model's temporal module (semi-supervised)."""
+    carried through the sequence by the model's temporal module (semi-supervised). DICOMs whose Modality
+    is not US are refused unless `any_modality`. EF, volumes and ED/ES are None with a ``withheld`` reason
+    when the sequence fails the plausibility rules (docs/temporal.md); ``model`` is the model's provenance."""
 
     return run_predict(checkpoint, [str(p) for p in inputs], out_dir, prompt=prompt, device=device,
-                       registry=registry, engine=engine, first_mask=first_mask)
+                       registry=registry, engine=engine, first_mask=first_mask, any_modality=any_modality)
 
 
 def report(run_dir: str | Path, *, split: str | None = None, out: str | Path | None = None,
-           device: str = "cpu", registry: Registry | None = None) -> Path:
-    """Write the self-contained HTML report of an evaluated run folder (its eval-<split>.json; docs/report.md)
-    to `out` (default ``RUN/report-<split>.html``) and return its path."""
+           device: str = "cpu", registry: Registry | None = None, prompt: str | None = None) -> Path:
+    """Write the self-contained HTML report of an evaluated run folder (its eval-<split>[-<prompt>].json;
+    `prompt` None: the newest evaluation of the split; docs/report.md) to `out` (default
+    ``RUN/report-<split>[-<prompt>].html``) and return its path."""
 
-    return write_report(run_dir, split=split, out=out, registry=registry, device=device)
+    return write_report(run_dir, split=split, out=out, registry=registry, device=device, prompt=prompt)
 
 
 @dataclass

@@ -71,7 +71,7 @@ def test_predict_on_a_dicom_folder_gives_ef_from_the_predicted_lv(cli, toy_run, 
     assert cine["ef_estimate"] == pytest.approx(truth.ef, abs=0.01) and 30 < cine["ef_estimate"] < 80
     assert cine["edv_ml"] == pytest.approx(truth.edv, abs=1e-3) and cine["ef_method"] == "single-plane area-length"
     line = next(x for x in r.stdout.splitlines() if x.startswith(f"{export.name}-loops_IM_0001: 5 frame(s) -> "))
-    assert line.endswith(f"_lv_area.csv; EF {truth.ef:.1f} % (ED 0, ES 2)")
+    assert line.endswith(f"_lv_area.csv; EF {truth.ef:.1f} % (single-plane area-length; ED 0, ES 2)")
     rows = list(csv.DictReader(open(out / f"{export.name}-loops_IM_0001_lv_area.csv", newline="")))
     assert [float(x["lv_area_mm2"]) for x in rows] == pytest.approx(truth.areas.tolist(), abs=1e-3)
     assert by_name[f"{export.name}-still"]["frames"] == 1 and "ef_estimate" not in by_name[f"{export.name}-still"]
@@ -90,6 +90,9 @@ def test_predict_real_model_on_dicom_file_and_imported_store(plugins, toy_run, e
         labels = np.stack([np.asarray(Image.open(out / rec["name"] / f"frame_{t:03d}_label.png")) for t in range(5)])
         assert labels.shape == (5, 64, 80)
         c = analyze_clip(labels, (0.3, 0.25))          # the EF of the masks it wrote
+        if rec.get("withheld"):  # a barely trained model's masks fail the plausibility rules: no numbers
+            assert (rec["ed"], rec["es"], rec["ef_estimate"], rec["edv_ml"]) == (None, None, None, None)
+            continue
         assert (rec["ed"], rec["es"]) == (c.ed, c.es)
         assert rec["ef_estimate"] == (None if np.isnan(c.ef) else pytest.approx(c.ef, abs=0.01))
     assert report["results"][2]["frames"] == 1 and "ef_estimate" not in report["results"][2]  # one frame: no EF

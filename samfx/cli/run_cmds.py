@@ -93,7 +93,7 @@ def eval_cmd(target: str = typer.Argument(..., help="Run folder (uses best.pt, e
                                                 "row-Hamming 'HD' (not a distance)."),
              limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N images."),
              html: bool = typer.Option(False, "--report", help="Then write the HTML run report (docs/report.md), "
-                                                             "RUN/report-<split>.html unless --report-out."),
+                                                             "RUN/report-<split>[-<prompt>].html unless --report-out."),
              html_out: Optional[str] = typer.Option(None, "--report-out", help="Where --report writes (implies it)."),
              as_json: bool = typer.Option(False, "--json", help="Print the JSON report (docs/metrics.md).")) -> None:
     """Dice, IoU, HD and HD95 per class, per image and per patient; writes eval-<split>.json."""
@@ -105,7 +105,7 @@ def eval_cmd(target: str = typer.Argument(..., help="Run folder (uses best.pt, e
                               compat_row_hd=True if compat_row_hd else None, limit=limit)
         if html or html_out:
             report["html_report"] = str(api.report(Path(report["written"]).parent, split=report["split"],
-                                                   out=html_out, device=device))
+                                                   out=html_out, device=device, prompt=prompt))
     except SamfxError as exc:
         fail(exc)
     if as_json:
@@ -131,20 +131,29 @@ def predict(checkpoint: str = typer.Argument(..., help="Run folder, checkpoint f
             first_mask: Optional[str] = typer.Option(None, "--first-mask", help="Frame 0's label map (PNG of "
                                                      "class ids) of the one sequence input: a temporal model "
                                                      "carries it through the sequence (semi-supervised)."),
+            any_modality: bool = typer.Option(False, "--any-modality", help="Also segment DICOMs whose Modality "
+                                              "is not US (refused by default)."),
             as_json: bool = typer.Option(False, "--json", help="Print predictions.json.")) -> None:
-    """Label maps + overlays per image; per-frame masks, the LV area curve, ED/ES and an EF estimate per sequence."""
+    """Label maps + overlays per image; per-frame masks, the LV area curve, ED/ES and an EF estimate per sequence
+    (withheld when the sequence fails the plausibility rules of docs/temporal.md)."""
     from samfx import api
+    from samfx.deploy.caveats import provenance_line
 
     try:
         report = api.predict(checkpoint, inputs, out, prompt=prompt, device=device, engine=engine,
-                             first_mask=first_mask)
+                             first_mask=first_mask, any_modality=any_modality)
     except SamfxError as exc:
         fail(exc)
     if as_json:
         emit_json(report)
         return
+    typer.echo(provenance_line(report["model"]))
     for r in report["results"]:
         what = r.get("label") or r.get("lv_area_csv")
-        ef = f"; EF {r['ef_estimate']:.1f} % (ED {r['ed']}, ES {r['es']})" if r.get("ef_estimate") is not None else ""
+        ef = ""
+        if r.get("withheld"):
+            ef = f"; EF, volumes, ED/ES withheld: {r['withheld']}"
+        elif r.get("ef_estimate") is not None:
+            ef = f"; EF {r['ef_estimate']:.1f} % ({r['ef_method']}; ED {r['ed']}, ES {r['es']})"
         typer.echo(f"{r['name']}: {r['frames']} frame(s) -> {what}{ef}")
     typer.echo(f"written to {report['out']} (predictions.json)")

@@ -7,7 +7,9 @@ gives the same pixels in both.
   scaled to 0..255 and rounded. Empty arrays and NaN/inf values are a DataError naming the file.
 - :func:`to_label`: label ids as uint8; non-integer, negative or >255 values are a DataError.
 - :func:`read_png`: PNG (8- and 16-bit), JPEG, BMP, TIFF as a 2-D uint8 array; 16-bit and float
-  images go through :func:`to_uint8`, every other mode through PIL's grayscale conversion.
+  images go through :func:`to_uint8`, every other mode (palette colour included: its colours, not
+  its indices) through PIL's grayscale conversion. A multi-page TIFF (or any file of several
+  frames) is a DataError: it is never silently read as its first page.
 - :func:`read_nifti`: a 2-D or 3-D NIfTI as (rows, cols) or (t, rows, cols), with its spacing.
 - :func:`read_image`: any of the above by extension, as uint8 (or label ids) plus the NIfTI spacing.
 
@@ -58,6 +60,10 @@ def read_png(path: Path, *, label: bool = False) -> np.ndarray:
         with Image.open(path) as im:
             im.load()
             mode = im.mode
+            pages = int(getattr(im, "n_frames", 1) or 1)
+            if pages > 1:
+                raise DataError(f"{path}: holds {pages} pages/frames; samfx reads one image per file, not page 1 "
+                                f"of many: save each page as its own file, or the loop as DICOM or NIfTI")
             if label:
                 a = np.asarray(im)
                 if a.ndim == 3:

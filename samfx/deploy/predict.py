@@ -9,9 +9,13 @@ imports them: gray, cropped to the ultrasound region, sector kept). Outputs in O
     <name>_label.png      uint8 label map (class ids) at the input's own resolution
     <name>_overlay.png    prediction over the image (ground truth contours when the store has them)
     <name>/frame_NNN_label.png, <name>/frame_NNN_overlay.png   per frame of a sequence
-    <name>_lv_area.csv / .png   LV area per frame (mm² when the spacing is known, else px²)
+    <name>_lv_area.csv / .png   LV area per frame: px, and mm² when the spacing is known
     predictions.json      what was written, per input; per sequence also ED/ES and an EF estimate
-                          (single-plane area-length on the predicted LV)
+                          (single-plane area-length on the predicted LV), null with a ``withheld``
+                          reason when the sequence fails the plausibility rules; ``model``: the
+                          model's provenance (samfx.deploy.caveats, docs/temporal.md)
+<name> is the input's name, made unique among the inputs (samfx.deploy.caveats.unique_names). DICOMs
+whose Modality is not US are refused unless ``any_modality``.
 
 The prompt must be automatic (any generator with ``needs_targets`` false, e.g. ``apg``, ``none``):
 simulated clicks and boxes need ground truth, which unlabeled inputs do not have. The exception is
@@ -20,7 +24,6 @@ through the ``masks`` prompt (samfx.deploy.first_mask).
 """
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,9 +41,9 @@ from samfx.data.importers.dicom import collect_dicoms, item_name
 from samfx.data.importers.dicom_read import is_dicom, read_dicom
 from samfx.data.outfile import reason
 from samfx.data.store import open_store, read_frames, read_index, read_sample
+from samfx.deploy.caveats import check_modality, clinical_readout, provenance, unique_names, write_area_csv
 from samfx.deploy.first_mask import check_first_mask, first_frame_labels, first_mask_prompt, read_first_mask
 from samfx.deploy.onnx_runtime import OnnxModel, is_onnx
-from samfx.engine.eval.clinical import analyze_clip
 from samfx.engine.eval.evaluate import choose_prompt
 from samfx.engine.eval.inference import autocast, labels_from_logits, predict_classes, resolve_precision
 from samfx.engine.eval.overlays import save_overlay
@@ -62,13 +65,14 @@ class Input:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def read_inputs(path: str | Path) -> list[Input]:
-    """The images / sequences in one input file; a SamfxError naming the file when it is unreadable."""
+def read_inputs(path: str | Path, *, any_modality: bool = False) -> list[Input]:
+    """The images / sequences in one input file; a SamfxError naming the file when it is unreadable, or a
+    DICOM that is not ultrasound (Modality other than US) unless `any_modality`."""
     p = Path(path).expanduser()
     if not p.exists():
         raise SamfxError(f"{p}: input not found")
     if p.is_dir() or is_dicom(p) or p.name.lower().endswith(".dcm"):
-        return _read_dicom(p)
+        return _read_dicom(p, any_modality)
     name = p.name
     for suffix in (".nii.gz", ".nii", ".h5", ".hdf5", *IMAGE_EXT):
         if name.lower().endswith(suffix):
@@ -107,17 +111,18 @@ def _read_store(p: Path, stem: str) -> list[Input]:
                 frames, labels = read_frames(f, item.id)
                 labels = np.where(np.asarray(item.labeled)[:, None, None], labels, 0)
                 out.append(Input(f"{stem}-{item.id}", frames, spacing, True, labels, str(p),
-                                 {"ed": item.ed, "es": item.es}))
+                                 {"ed": item.ed, "es": item.es, "fps": float(item.attrs.get("fps", "nan"))}))
     return out
 
 
-def _read_dicom(p: Path) -> list[Input]:
-    """A DICOM file, or every DICOM file under a folder, as it would be imported (samfx data dicom)."""
-
+def _read_dicom(p: Path, any_modality: bool) -> list[Input]:
+    """A DICOM file, or every DICOM file under a folder, as it would be imported (samfx data dicom); only
+    ultrasound (Modality US) unless `any_modality`."""
     prefix = f"{p.name}-" if p.is_dir() else ""
     out = []
     for path, rel in collect_dicoms([p]):
         cine = read_dicom(path)
+        check_modality(cine.modality, path, any_modality)
         out.append(Input(prefix + item_name(rel), cine.frames, cine.spacing, cine.frames.shape[0] > 1,
                          source=str(path), extra={"fps": cine.fps}))
     return out
@@ -156,7 +161,7 @@ class Predictor:
                 raise SamfxError("--prompt: an exported ONNX model has its prompt built in; leave --prompt out")
             self.onnx = OnnxModel.load(checkpoint)
             self.path, self.classes, self.names = self.onnx.path, self.onnx.classes, self.onnx.class_names
-            self.prompt, self.precision = self.onnx.prompt, "fp32"
+            self.prompt, self.precision, self.provenance = self.onnx.prompt, "fp32", provenance(None)
             self.out = _out_folder(out_dir, create=True)
             self.lv = self.classes[self.names.index("LV")] if "LV" in self.names else self.classes[0]
             return
@@ -165,7 +170,8 @@ class Predictor:
         self.registry = registry or get_registry()
         self.path = rundir.find_checkpoint(checkpoint)
         self.device = resolve_device(device, DistInfo(), option="--device ")
-        self.model, self.recipe, _ = ckpt.load_model(self.path, self.registry, self.device)
+        self.model, self.recipe, obj = ckpt.load_model(self.path, self.registry, self.device)
+        self.provenance = provenance(obj)
         cfg = self.recipe.typed
         self.classes = list(cfg.data.classes)
         self.names = list(cfg.data.class_names)
@@ -209,32 +215,18 @@ class Predictor:
             save_overlay(folder / f"frame_{t:03d}_overlay.png", item.frames[t] / 255.0, pred[t], gt)
         area_px = (pred == self.lv).reshape(pred.shape[0], -1).sum(1)
         unit = "mm2" if item.spacing else "px2"
-        scale = item.spacing[0] * item.spacing[1] if item.spacing else 1.0
-        areas = area_px * scale
+        areas = area_px * (item.spacing[0] * item.spacing[1] if item.spacing else 1.0)
         csv_path = self.out / f"{item.name}_lv_area.csv"
-        with csv_path.open("w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(["frame", "lv_area_px", f"lv_area_{unit}"])
-            for t in range(pred.shape[0]):
-                w.writerow([t, int(area_px[t]), f"{float(areas[t]):.4f}"])
-        clinical = self._clinical(item, pred) if pred.shape[0] > 1 else {}  # no EF from one frame
-        png_path = self._plot_area(item, areas, unit, clinical.get("ed", -1), clinical.get("es", -1))
+        write_area_csv(csv_path, area_px, item.spacing)
+        clinical = {}
+        if pred.shape[0] > 1:  # no EF from one frame
+            clinical = clinical_readout(pred, self.lv, item.spacing, item.extra, item.frames)
+            clinical["clinical_use"] = self.provenance["clinical_use"]
+        ed, es = (-1 if clinical.get(k) is None else clinical[k] for k in ("ed", "es"))
+        png_path = self._plot_area(item, areas, unit, ed, es)
         rec.update(folder=str(folder), lv_area_csv=str(csv_path), lv_area_png=str(png_path),
                    lv_area_max=float(areas.max()), lv_area_min=float(areas.min()), area_unit=unit, **clinical)
         return rec
-
-    def _clinical(self, item: Input, pred: np.ndarray) -> dict[str, Any]:
-        """ED/ES (the input's when known, else max/min LV area) and the single-plane area-length EF of
-        the predicted LV; with unknown spacing square pixels are assumed (EF does not depend on scale)."""
-        c = analyze_clip(pred, item.spacing or (1.0, 1.0), label=self.lv, ed=item.extra.get("ed", -1),
-                         es=item.extra.get("es", -1))
-        out: dict[str, Any] = {"ed": c.ed, "es": c.es, "ef_method": "single-plane area-length",
-                               "ef_estimate": round(c.ef, 2) if math.isfinite(c.ef) else None}
-        if item.spacing:
-            out.update(edv_ml=round(c.edv, 3), esv_ml=round(c.esv, 3))
-        else:
-            out["ef_note"] = "pixel spacing unknown: square pixels assumed, volumes not reported"
-        return out
 
     def _plot_area(self, item: Input, areas: np.ndarray, unit: str, ed: int, es: int) -> Path:
         import matplotlib
@@ -278,19 +270,23 @@ def check_engine(engine: str | None, target: str | Path) -> str:
     return engine
 
 
-def predict(checkpoint: str | Path, inputs: list[str], out_dir: str | Path, *, prompt: str | None = None,
+def predict(checkpoint: str | Path, inputs: list[str], out_dir: str | Path, *, prompt: str | None = None,  # noqa: PLR0913  (the command's options)
             device: str = "auto", registry=None, engine: str | None = None,
-            first_mask: str | Path | None = None) -> dict[str, Any]:
+            first_mask: str | Path | None = None, any_modality: bool = False) -> dict[str, Any]:
     """Segment every input; write files and predictions.json; return its content. `engine`: torch (a run
     folder or checkpoint) or onnx (an exported .onnx file, run with onnxruntime); None: from the path.
-    `first_mask`: frame 0's label map of the one sequence input (semi-supervised, temporal models)."""
+    `first_mask`: frame 0's label map of the one sequence input (semi-supervised, temporal models).
+    `any_modality`: also DICOMs whose Modality is not US. Output names are unique per input
+    (samfx.deploy.caveats.unique_names); the report's ``model`` is the model's provenance."""
     if not inputs:
         raise SamfxError("predict: no inputs; pass image, NIfTI or .h5 files")
     check_engine(engine, checkpoint)
     mask = None
     if first_mask is not None:
         mask = read_first_mask(first_mask)
-    items = [it for p in inputs for it in read_inputs(p)]  # read all first: fail before any work
+    items = [it for p in inputs for it in read_inputs(p, any_modality=any_modality)]  # fail before any work
+    for it, name in zip(items, unique_names([it.name for it in items], [it.source for it in items])):
+        it.name = name
     if mask is not None and len(items) != 1:
         raise SamfxError(f"--first-mask: the mask is frame 0 of one sequence, but the inputs hold {len(items)} "
                          f"images/sequences; run one sequence per call")
@@ -299,7 +295,8 @@ def predict(checkpoint: str | Path, inputs: list[str], out_dir: str | Path, *, p
     results = [predictor.run(it) for it in items]
     report = {"checkpoint": str(predictor.path), "engine": predictor.engine, "prompt": predictor.prompt,
               "first_mask": None if first_mask is None else str(first_mask), "out": str(predictor.out),
-              "classes": dict(zip(predictor.names, predictor.classes)), "results": results}
+              "classes": dict(zip(predictor.names, predictor.classes)), "model": predictor.provenance,
+              "results": results}
     write_json(predictor.out / "predictions.json", report)
     return report
 

@@ -1,7 +1,8 @@
 """Read one ultrasound DICOM file (single frame or multi-frame cine) into gray frames and metadata.
 
-- Pixels: pydicom (JPEG transfer syntaxes through pylibjpeg / pylibjpeg-libjpeg); RGB and YBR are
-  converted to gray (ITU-R 601 luma), MONOCHROME1 is inverted, >8-bit data is scaled to 0..255.
+- Pixels: pydicom (JPEG transfer syntaxes through pylibjpeg / pylibjpeg-libjpeg); RGB, YBR and
+  PALETTE COLOR (through its lookup tables) are converted to gray (ITU-R 601 luma), MONOCHROME1 is
+  inverted, >8-bit data is scaled to 0..255.
 - Spacing: the Sequence of Ultrasound Regions (0018,6011): the largest 2-D region
   (RegionSpatialFormat 1, tissue data preferred) whose PhysicalUnitsX/YDirection are cm (code 3)
   gives (PhysicalDeltaY, PhysicalDeltaX) x 10 mm per pixel, and the frames are cropped to its
@@ -46,6 +47,7 @@ class DicomCine:
     study: str
     attrs: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    modality: str = ""      # Modality (0008,0060), e.g. US; "" when absent
 
 
 def is_dicom(path: Path) -> bool:
@@ -97,7 +99,7 @@ def read_dicom(path: Path, *, keep_ids: bool = False, salt: str = "", crop: bool
     patient, study = str(ds.get("PatientID", "") or ""), str(ds.get("StudyInstanceUID", "") or "")
     if not keep_ids:
         patient, study = (hash_id(v, salt) if v else "" for v in (patient, study))
-    return DicomCine(gray, spacing, fps, patient, study, attrs, notes)
+    return DicomCine(gray, spacing, fps, patient, study, attrs, notes, str(ds.get("Modality", "") or ""))
 
 
 def _open(path: Path) -> Any:
@@ -138,15 +140,14 @@ def _frames(ds: Any, path: Path) -> Iterator[np.ndarray]:
 def _gray_frames(ds: Any, path: Path) -> tuple[np.ndarray, np.ndarray]:
     """(T,H,W) uint8 gray frames and an (H,W) mask of pixels coloured in any frame (overlays, Doppler)."""
     photometric = str(ds.PhotometricInterpretation)
-    if photometric == "PALETTE COLOR":
-        raise DataError(f"{path}: PhotometricInterpretation (0028,0004) PALETTE COLOR is not supported; "
-                        f"export the loop as RGB or grayscale")
     luma = np.array([0.299, 0.587, 0.114], np.float32)
     frames: list[np.ndarray] = []
     coloured = np.zeros((int(ds.Rows), int(ds.Columns)), bool)
     with warnings.catch_warnings():  # pydicom warns (to stderr) on excess frames: checked below instead
         warnings.simplefilter("ignore")
         for frame in _frames(ds, path):
+            if photometric == "PALETTE COLOR":
+                frame = _palette_rgb(ds, frame, path)
             if frame.ndim == 3:  # RGB (pydicom converts YBR to RGB)
                 rgb = to_uint8(frame, str(path))
                 coloured |= rgb.max(-1).astype(np.int16) - rgb.min(-1) > 16
@@ -159,6 +160,21 @@ def _gray_frames(ds: Any, path: Path) -> tuple[np.ndarray, np.ndarray]:
                         f"Rows x Columns = {coloured.shape}; the file is inconsistent")
     gray = to_uint8(np.stack(frames), str(path))  # >8-bit gray: one scaling for the whole loop
     return (255 - gray if photometric == "MONOCHROME1" else gray), coloured
+
+
+def _palette_rgb(ds: Any, frame: np.ndarray, path: Path) -> np.ndarray:
+    """A PALETTE COLOR frame's indices through its Red/Green/Blue Palette Color Lookup Tables as RGB
+    uint8 (16-bit table entries scaled by 1/257)."""
+    from pydicom.pixels import apply_color_lut
+
+    try:
+        rgb = np.asarray(apply_color_lut(frame, ds))
+    except Exception as exc:  # missing or inconsistent lookup tables
+        raise DataError(f"{path}: PALETTE COLOR frames cannot be converted ({type(exc).__name__}: "
+                        f"{first_line(exc)}); the Palette Color Lookup Tables (0028,1101..1203) are missing "
+                        f"or damaged") from None
+    bits = int(ds.RedPaletteColorLookupTableDescriptor[2])
+    return (np.round(rgb / 257.0) if bits > 8 else rgb).astype(np.uint8)
 
 
 def _region(ds: Any, path: Path, hw: tuple[int, ...], notes: list[str]

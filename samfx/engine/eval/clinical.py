@@ -13,6 +13,9 @@ Method (docs/temporal.md, "Clinical output"):
 - Area tracking: least-squares fit A_pred ~ gain * A_true + offset over a sequence. gain < 1 means
   the predicted curve follows only part of the true motion (damping, which biases EF low); the
   jitter left around the fit is the noise part of ``area_jitter``.
+Plausibility (:func:`withhold_reasons`, :func:`edge_frames`): when a sequence's EF must not be reported
+(LV lost, no cardiac cycle, frame rate unknown, LV at the image / sector edge); docs/temporal.md,
+"What the clinical numbers mean and when they are withheld".
 Empty LV: area 0, length 0, volume 0; EF is NaN when EDV is 0 (undefined) and ``ef_errors`` counts
 such cases instead of dropping them. numpy arrays or torch tensors are accepted.
 """
@@ -195,3 +198,61 @@ def area_jitter(pred_areas: Any, true_areas: Any | None = None) -> float:
             raise ClinicalError(f"area_jitter: {a.size} predicted areas but {t.size} true areas")
         return float(np.abs(np.diff(a) - np.diff(t)).mean()) if a.size > 1 else 0.0
     return float(np.abs(np.diff(a, 2)).mean()) if a.size > 2 else 0.0
+
+
+MIN_CYCLE = 0.10        # (max - min) / max of the LV area below this: no cardiac cycle
+MAX_EDGE_FRAMES = 0.25  # share of frames whose LV mask reaches the field of view's edge above this: withheld
+OUTSIDE_SECTOR = 0.02   # share of a frame's LV pixels outside the scan sector that counts as reaching its edge
+
+
+def edge_frames(masks: Any, field_of_view: Any | None = None, label: int = 1) -> np.ndarray:
+    """(T,) bool: whether each frame's LV mask reaches the edge of what was imaged: an LV pixel on the
+    image's first or last row or column, or (with `field_of_view`, an (H,W) bool mask of the scan
+    sector) more than ``OUTSIDE_SECTOR`` of its LV pixels outside the sector."""
+    lv = _lv_masks(masks, label, "edge_frames")
+    border = lv[:, 0].any(1) | lv[:, -1].any(1) | lv[:, :, 0].any(1) | lv[:, :, -1].any(1)
+    if field_of_view is None:
+        return np.asarray(border, bool)
+    fov = _np(field_of_view).astype(bool)
+    if fov.shape != lv.shape[1:]:
+        raise ClinicalError(f"edge_frames: field of view {fov.shape} differs from the masks' {lv.shape[1:]}")
+    outside = (lv & ~fov).sum((1, 2)) > OUTSIDE_SECTOR * np.maximum(lv.sum((1, 2)), 1)
+    return np.asarray(border | outside, bool)
+
+
+def withhold_reasons(areas: Any, fps: float | None, at_edge: Any = None) -> list[str]:
+    """Why EF, volumes and ED/ES of a sequence must not be reported; empty when it passes every rule.
+
+    `areas`: the LV area per frame (any unit), `fps`: frames per second (None / NaN: unknown),
+    `at_edge`: per frame, whether the LV mask reaches the image or sector edge (:func:`edge_frames`).
+    Rules, each adding one reason:
+
+    - fewer than 2 frames: no sequence to measure.
+    - LV area 0 on some frame: the LV was lost, so EF would be meaningless (100 % when it vanishes at ES).
+    - no cardiac cycle: (max - min) / max of the LV area below ``MIN_CYCLE`` (10 %); a beating LV
+      changes its area by roughly 20-50 % between ED and ES, a still or a test pattern barely at all.
+    - frame rate unknown (None, NaN or <= 0): the frames cannot be placed in time, so whether they
+      span a heartbeat cannot be told.
+    - LV mask at the edge on more than ``MAX_EDGE_FRAMES`` (25 %) of the frames: the LV is cut off by
+      the field of view, or the mask spills over other structures (e.g. both ventricles).
+    """
+    a = _np(areas).astype(np.float64).reshape(-1)
+    if a.size < 2:
+        return ["fewer than 2 frames: no sequence to measure"]
+    reasons = []
+    empty = np.flatnonzero(~(a > 0))
+    if empty.size:
+        shown = ", ".join(str(int(t)) for t in empty[:5]) + (", ..." if empty.size > 5 else "")
+        reasons.append(f"LV area is 0 on {empty.size} frame(s) ({shown})")
+    top = float(a.max())
+    swing = (top - float(a.min())) / top if top > 0 else 0.0
+    if swing < MIN_CYCLE:
+        reasons.append(f"no cardiac cycle: the LV area changes by {100 * swing:.1f} % (< {100 * MIN_CYCLE:.0f} %)")
+    if fps is None or not (math.isfinite(fps) and fps > 0):
+        reasons.append("frame rate unknown")
+    if at_edge is not None:
+        edge = _np(at_edge).astype(bool).reshape(-1)
+        if edge.size and edge.mean() > MAX_EDGE_FRAMES:
+            reasons.append(f"LV mask reaches the image or sector edge on {int(edge.sum())} of {edge.size} frames "
+                           f"(> {100 * MAX_EDGE_FRAMES:.0f} %)")
+    return reasons
