@@ -20,8 +20,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
+import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -254,18 +256,41 @@ def export_model(model: Any, recipe: Any, out: str | Path, *, part: str = "all",
         raise SamfxError(f"export: {why}")
     model.float().eval()
     module, args, ins, outs = _graph_module(model, part, classes, key)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    meta = _metadata(recipe, model, classes, names, part, key, source)
+
+    def write(tmp: Path) -> None:
+        _export(module, args, tmp, ins, outs)
+        _stamp(tmp, meta)
+
+    _write_atomically(out, write)
+    return ExportResult(out, part, OPSET, meta, "torch.onnx.export(dynamo=True)")
+
+
+def _write_atomically(out: Path, write: Callable[[Path], None]) -> None:
+    """``write(tmp)`` the whole graph (export, then metadata) to a temp file next to `out`, then rename it
+    over `out`: a failed or killed export leaves the previous `out` (or none), never a partial graph.
+    An unwritable folder is one line naming `out`."""
     try:
-        _export(module, args, out, ins, outs)
-    except Exception as exc:  # the exporter's errors are long; one line, traceback under SAMFX_DEBUG
-        out.unlink(missing_ok=True)
-        if isinstance(exc, SamfxError):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+        os.close(fd)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(name, 0o666 & ~umask)  # mkstemp makes 0600; the graph is an ordinary file
+    except OSError as exc:
+        raise SamfxError(f"--out {out}: cannot write there ({exc.strerror}); choose another --out") from None
+    tmp = Path(name)
+    try:
+        write(tmp)
+        os.replace(tmp, out)
+    except BaseException as exc:  # the exporter's errors are long; one line, traceback under SAMFX_DEBUG
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, SamfxError) or not isinstance(exc, Exception):
             raise
+        if isinstance(exc, OSError) and exc.filename is not None:
+            raise SamfxError(f"--out {out}: cannot write it ({exc.strerror}); choose another --out") from None
         raise SamfxError(f"export: torch.onnx.export failed ({first_line(exc)[:300]}); SAMFX_DEBUG=1 shows "
                          f"the traceback") from exc
-    meta = _metadata(recipe, model, classes, names, part, key, source)
-    _stamp(out, meta)
-    return ExportResult(out, part, OPSET, meta, "torch.onnx.export(dynamo=True)")
 
 
 def _graph_module(model: Any, part: str, classes: list[int],

@@ -9,6 +9,8 @@ split with different prompts never overwrite each other.
 """
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,7 +137,8 @@ def evaluate(target: str | Path, *, split: str | None = None, data: str | None =
     overlay_dir = None
     if write:
         overlay_dir = folder / "overlays" / Path(name).stem
-        clear(overlay_dir)  # this report's overlays only, never mixed with an earlier eval's
+        with _writing(overlay_dir):
+            clear(overlay_dir)  # this report's overlays only, never mixed with an earlier eval's
     with running(f"eval '{split}' prompt '{key}'"):
         records = _predict_split(model, loader, classes, dev, key, precision, overlay_dir,
                                  cfg.eval.overlays if overlays is None else overlays)
@@ -150,9 +153,22 @@ def evaluate(target: str | Path, *, split: str | None = None, data: str | None =
     report = jsonable(report)
     if write:
         out = folder / name
-        write_json(out, report)
+        with _writing(out):
+            write_json(out, report)
         report["written"] = str(out)
     return report
+
+
+@contextlib.contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """An OSError while writing the evaluation `path` (the JSON report or its overlays) as one line naming
+    the file; the JSON is replaced atomically, so a failed write leaves the previous report."""
+    try:
+        yield
+    except OSError as exc:
+        where = exc.filename or path
+        raise SamfxError(f"{where}: cannot write the evaluation ({exc.strerror}); the run folder must be "
+                         f"writable: evaluate a copy of the run in a writable folder") from None
 
 
 def _split_images(store: Path, split: str, image_size: int, classes: list[int], limit: int | None) -> Any:

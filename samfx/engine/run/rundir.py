@@ -12,6 +12,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import platform
 import re
@@ -88,6 +89,12 @@ def claim(run_dir: Path | None, recipe: Recipe, resume: bool) -> tuple[Path, Any
         lock.release()
         raise
     return run_dir, lock, obj
+
+
+def remove_if_empty(run_dir: Path) -> None:
+    """Remove `run_dir` when it holds nothing (a run that failed before its first write); else keep it."""
+    with contextlib.suppress(OSError):
+        run_dir.rmdir()
 
 
 def load_last(run_dir: Path) -> dict[str, Any]:

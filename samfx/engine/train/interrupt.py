@@ -1,22 +1,27 @@
-"""Ctrl-C (SIGINT) and SIGTERM (Slurm, Kubernetes) during training: stop at a step, resumable.
+"""Ctrl-C (SIGINT), SIGTERM (Slurm, Kubernetes) and SIGHUP (a closed terminal or SSH session) during
+training: stop at a step, resumable.
 
-While ``Trainer.fit`` runs, :class:`StopSignals` handles both signals. Inside a stage's epoch
+While ``Trainer.fit`` runs, :class:`StopSignals` handles the three signals alike. Inside a stage's epoch
 loop (``deferring``) the first signal only records the stop: the trainer finishes the optimizer
 step, writes ``last.pt`` at that step boundary (during validation or at a stage's last step: after
 the validation, which writes it anyway) and raises :class:`Interrupted`; the resumed run then ends
 with the same weights as an uninterrupted one. Elsewhere (building the model and data, between
 stages) and on a second Ctrl-C, :class:`Interrupted` is raised at once and ``last.pt`` is the
-last one written. Repeated SIGTERMs do not escalate (torchrun forwards a Ctrl-C as SIGTERM).
+last one written. Repeated SIGTERMs do not escalate (torchrun forwards a Ctrl-C as SIGTERM). While a checkpoint is
+being written (:meth:`StopSignals.shielded`) every signal is only recorded: the write completes, and
+a second Ctrl-C received meanwhile raises :class:`Interrupted` right after it.
 Under DDP the ranks agree: a signal seen by any rank stops every rank at the same step.
 """
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -53,6 +58,8 @@ class StopSignals:
     def __init__(self) -> None:
         self.pending = 0        # the first stop signal received, 0: none
         self.deferring = False
+        self._shielding = False
+        self._escalated = False  # a signal that would have raised came while shielded
         self._previous: dict[int, Any] = {}
         self._group = None
 
@@ -67,12 +74,30 @@ class StopSignals:
             signal.signal(s, handler)
         self._previous.clear()
 
+    @contextlib.contextmanager
+    def shielded(self) -> Iterator[None]:
+        """Signals received inside are recorded, never raised: the block (a checkpoint write) completes.
+        On leaving, a signal that would have raised inside (a second Ctrl-C; any stop signal while not
+        deferring) raises :class:`Interrupted`."""
+        outer = self._shielding
+        self._shielding = True
+        try:
+            yield
+        finally:
+            self._shielding = outer
+        if not outer and self._escalated:
+            self._escalated = False
+            raise Interrupted(self.pending)
+
     def _handle(self, signum: int, frame) -> None:
         if not self.pending:
             self.pending = signum
             if self.deferring:
                 return
         elif signum != signal.SIGINT:
+            return
+        if self._shielding:
+            self._escalated = True
             return
         raise Interrupted(self.pending)
 

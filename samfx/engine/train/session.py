@@ -36,9 +36,14 @@ class RunSession(contextlib.ExitStack):
 
     def claim(self) -> dict[str, Any] | None:
         """Lock and check the folder (a new one under train.out_dir when none was named); resuming,
-        last.pt's content on every rank."""
+        last.pt's content on every rank. A folder this call created is removed when fit leaves it
+        empty (e.g. the model failed to build)."""
+        existed = self.run_dir is not None and self.run_dir.exists()
+
         def claim() -> dict[str, Any] | None:
             self.run_dir, lock, obj = rundir.claim(self.run_dir, self.recipe, self.resume)
+            if not existed:  # a folder this run made is removed again when nothing was written in it
+                self.callback(rundir.remove_if_empty, self.run_dir)
             self.callback(lock.release)
             return obj
 
@@ -68,7 +73,8 @@ class RunSession(contextlib.ExitStack):
             train_state.update(optimizer=opt.state_dict(), scheduler=sched.state_dict(),
                                scaler=scaler.state_dict() if scaler is not None else None)
         obj = ckpt.make(model, self.recipe, progress=asdict(progress), train_state=train_state)
-        ckpt.save(obj, self.folder / rundir.LAST)
+        with self.stop.shielded():
+            ckpt.save(obj, self.folder / rundir.LAST)
 
     def on_main(self, fn: Callable[[], Any]) -> Any:
         """`fn()` on rank 0 only; its SamfxError is raised on every rank."""
