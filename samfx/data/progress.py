@@ -7,10 +7,12 @@ from typing import Any
 
 
 @contextmanager
-def progress_bar(total: int, description: str, enabled: bool = True, *, show_loss: bool = False,
-                 transient: bool = False) -> Iterator[Callable[..., None]]:
-    """Yield ``advance(n=1, loss=None)``; draws a bar with a rate and ETA when `enabled`, plus the
-    last ``loss`` given when `show_loss`."""
+def progress_bar(total: int, description: str, enabled: bool = True, *,
+                 status: Callable[[float | None], tuple[str, str]] | None = None, transient: bool = False,
+                 console: Any = None) -> Iterator[Callable[..., None]]:
+    """Yield ``advance(n=1, loss=None)``; draws a bar with a count, elapsed time and ETA when `enabled`
+    (on stderr, or `console`). ``status(loss)`` gives two texts, shown before and after the timers and
+    updated at each advance (training: its last loss and the whole run's ETA)."""
     if not enabled:
         yield lambda n=1, loss=None: None
         return
@@ -24,15 +26,16 @@ def progress_bar(total: int, description: str, enabled: bool = True, *, show_los
         TimeRemainingColumn,
     )
 
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn()]
-    if show_loss:
-        columns.append(TextColumn("loss {task.fields[loss]:.4f}"))
-    columns += [TimeElapsedColumn(), TimeRemainingColumn()]
-    with Progress(*columns, console=Console(stderr=True), transient=transient) as bar:
-        task = bar.add_task(description, total=total, loss=float("nan"))
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[left]}"),
+               TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[right]}")]
+    left, right = status(None) if status is not None else ("", "")
+    with Progress(*columns, console=console or Console(stderr=True), transient=transient) as bar:
+        task = bar.add_task(description, total=total, left=left, right=right)
 
         def advance(n: int = 1, loss: float | None = None) -> None:
-            fields: dict[str, Any] = {} if loss is None else {"loss": loss}
+            fields: dict[str, Any] = {}
+            if status is not None:
+                fields["left"], fields["right"] = status(loss)
             bar.update(task, advance=n, **fields)
 
         yield advance

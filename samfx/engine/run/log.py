@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from samfx.data.progress import progress_bar
+
 FIELDS = ["global_step", "stage", "epoch", "step", "key", "value"]
 
 
@@ -158,32 +160,15 @@ def loss_text(loss: float | None) -> str:
 @contextmanager
 def train_bar(total: int, description: str, enabled: bool, clock: RunClock, step: Callable[[], int],
               console: Any = None) -> Iterator[Callable[..., None]]:
-    """Yield ``advance(n=1, loss=None)`` for an epoch of `total` micro-batches: a transient rich bar (on
-    stderr, or `console`) with the epoch's count, elapsed time and ETA, the last loss given
-    (:func:`loss_text`) and the whole run's steps and ETA (`clock` at global step ``step()``); a no-op
-    when not `enabled`."""
-    if not enabled:
-        yield lambda n=1, loss=None: None
-        return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    """Yield ``advance(n=1, loss=None)`` for an epoch of `total` micro-batches: a transient progress bar
+    with the epoch's count, elapsed time and ETA, the last loss given (:func:`loss_text`) and the whole
+    run's steps and ETA (`clock` at global step ``step()``); a no-op when not `enabled`."""
+    last: list[float | None] = [None]
 
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[loss]}"),
-               TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[run]}")]
-    with Progress(*columns, console=console or Console(stderr=True), transient=True) as bar:
-        task = bar.add_task(description, total=total, loss=loss_text(None), run=clock.text(step()))
+    def status(loss: float | None) -> tuple[str, str]:
+        if loss is not None:
+            last[0] = loss
+        return loss_text(last[0]), clock.text(step())
 
-        def advance(n: int = 1, loss: float | None = None) -> None:
-            fields: dict[str, Any] = {"run": clock.text(step())}
-            if loss is not None:
-                fields["loss"] = loss_text(loss)
-            bar.update(task, advance=n, **fields)
-
+    with progress_bar(total, description, enabled, status=status, transient=True, console=console) as advance:
         yield advance
