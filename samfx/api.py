@@ -116,17 +116,21 @@ def evaluate(target: str | Path, *, split: str | None = None, data: str | None =
 def predict(checkpoint: str | Path, inputs: Sequence[str | Path], out_dir: str | Path, *,  # noqa: PLR0913  (mirrors samfx predict's options)
             prompt: str | None = None, device: str = "auto", registry: Registry | None = None,
             engine: str | None = None, first_mask: str | Path | None = None,
-            any_modality: bool = False) -> dict[str, Any]:
-    """Segment image / NIfTI / .h5 / DICOM files into `out_dir` (label maps, overlays, LV area curves and
-    EF for sequences, predictions.json); returns predictions.json's content. `engine`: ``"torch"`` (a run
+            any_modality: bool = False, skip_bad: bool = False) -> dict[str, Any]:
+    """Segment image / NIfTI / .h5 / DICOM / MP4-AVI files into `out_dir` (label maps, overlays, LV area curves
+    and EF for sequences, predictions.json); returns predictions.json's content. `engine`: ``"torch"`` (a run
     folder or checkpoint) or ``"onnx"`` (a file from ``samfx export``, run by onnxruntime); None: onnx
     for a .onnx path, else torch. `first_mask`: a label-map PNG of frame 0 of the one sequence input,
     carried through the sequence by the model's temporal module (semi-supervised). DICOMs whose Modality
-    is not US are refused unless `any_modality`. EF, volumes and ED/ES are None with a ``withheld`` reason
-    when the sequence fails the plausibility rules (docs/temporal.md); ``model`` is the model's provenance."""
+    is not US are refused unless `any_modality`. Every input is checked before the model runs: the first bad
+    file is an error, or with `skip_bad` left out and reported in ``skipped``. EF, volumes and ED/ES are None
+    with a ``withheld`` reason when the sequence fails the plausibility rules (docs/temporal.md); ``model`` is
+    the model's provenance; each result's ``warnings`` flag a doubtful input (e.g. a scan sector under 5 %
+    of the image)."""
 
     return run_predict(checkpoint, [str(p) for p in inputs], out_dir, prompt=prompt, device=device,
-                       registry=registry, engine=engine, first_mask=first_mask, any_modality=any_modality)
+                       registry=registry, engine=engine, first_mask=first_mask, any_modality=any_modality,
+                       skip_bad=skip_bad)
 
 
 def report(run_dir: str | Path, *, split: str | None = None, out: str | Path | None = None,

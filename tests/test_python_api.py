@@ -30,8 +30,8 @@ SIGNATURES = {
                 "-> 'dict[str, Any]'",
     "predict": "(checkpoint: 'str | Path', inputs: 'Sequence[str | Path]', out_dir: 'str | Path', *, "
                "prompt: 'str | None' = None, device: 'str' = 'auto', registry: 'Registry | None' = None, "
-               "engine: 'str | None' = None, first_mask: 'str | Path | None' = None, any_modality: 'bool' = False) "
-               "-> 'dict[str, Any]'",
+               "engine: 'str | None' = None, first_mask: 'str | Path | None' = None, any_modality: 'bool' = False, "
+               "skip_bad: 'bool' = False) -> 'dict[str, Any]'",
     "load_run": "(target: 'str | Path', *, prompt: 'str | None' = None, device: 'str' = 'auto', "
                 "registry: 'Registry | None' = None) -> 'Run'",
     "predict_arrays": "(run: 'Run | str | Path', images: 'np.ndarray', *, sequence: 'bool' = False, "

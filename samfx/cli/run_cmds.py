@@ -120,7 +120,8 @@ def eval_cmd(target: str = typer.Argument(..., help="Run folder (uses best.pt, e
 @app.command()
 def predict(checkpoint: str = typer.Argument(..., help="Run folder, checkpoint file or exported .onnx file."),
             inputs: list[str] = typer.Argument(..., help="PNG/JPEG/TIFF images, NIfTI (.nii/.nii.gz), "
-                                                         "samfx .h5 stores, DICOM files or folders of them."),
+                                                         "samfx .h5 stores, DICOM files or folders of them, "
+                                                         "MP4/AVI videos."),
             out: str = typer.Option(..., "--out", help="Output folder."),
             prompt: Optional[str] = typer.Option(None, "--prompt", help="Automatic prompt generator to use "
                                                                         "(clicks/boxes need ground truth)."),
@@ -133,6 +134,8 @@ def predict(checkpoint: str = typer.Argument(..., help="Run folder, checkpoint f
                                                      "carries it through the sequence (semi-supervised)."),
             any_modality: bool = typer.Option(False, "--any-modality", help="Also segment DICOMs whose Modality "
                                               "is not US (refused by default)."),
+            skip_bad: bool = typer.Option(False, "--skip-bad", help="Report a bad input file in one line and "
+                                          "predict the rest (default: the first bad file stops the command)."),
             as_json: bool = typer.Option(False, "--json", help="Print predictions.json.")) -> None:
     """Label maps + overlays per image; per-frame masks, the LV area curve, ED/ES and an EF estimate per sequence
     (withheld when the sequence fails the plausibility rules of docs/temporal.md)."""
@@ -141,13 +144,15 @@ def predict(checkpoint: str = typer.Argument(..., help="Run folder, checkpoint f
 
     try:
         report = api.predict(checkpoint, inputs, out, prompt=prompt, device=device, engine=engine,
-                             first_mask=first_mask, any_modality=any_modality)
+                             first_mask=first_mask, any_modality=any_modality, skip_bad=skip_bad)
     except SamfxError as exc:
         fail(exc)
     if as_json:
         emit_json(report)
         return
     typer.echo(provenance_line(report["model"]))
+    for line in report["skipped"]:
+        typer.echo(f"skipped (bad): {line}")
     for r in report["results"]:
         what = r.get("label") or r.get("lv_area_csv")
         ef = ""
@@ -156,4 +161,6 @@ def predict(checkpoint: str = typer.Argument(..., help="Run folder, checkpoint f
         elif r.get("ef_estimate") is not None:
             ef = f"; EF {r['ef_estimate']:.1f} % ({r['ef_method']}; ED {r['ed']}, ES {r['es']})"
         typer.echo(f"{r['name']}: {r['frames']} frame(s) -> {what}{ef}")
+        for warning in r["warnings"]:
+            typer.echo(f"{r['name']}: warning: {warning}")
     typer.echo(f"written to {report['out']} (predictions.json)")

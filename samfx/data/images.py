@@ -10,21 +10,30 @@ gives the same pixels in both.
   images go through :func:`to_uint8`, every other mode (palette colour included: its colours, not
   its indices) through PIL's grayscale conversion. A multi-page TIFF (or any file of several
   frames) is a DataError: it is never silently read as its first page.
-- :func:`read_nifti`: a 2-D or 3-D NIfTI as (rows, cols) or (t, rows, cols), with its spacing.
+- :func:`read_nifti`: a 2-D or 3-D NIfTI as (rows, cols) or (t, rows, cols), with its spacing; a
+  spacing that is not positive and finite is dropped (None) with a UserWarning naming the file.
+- Bounds, checked from the header before any pixel buffer exists: an image (or NIfTI frame) of more
+  than :data:`MAX_PIXELS` pixels is a DataError whatever Pillow's own ``MAX_IMAGE_PIXELS``; a NIfTI
+  whose declared shape needs more bytes than the file can hold (uncompressed: its size; gzip: 1032x
+  its size) is a DataError.
 - :func:`read_image`: any of the above by extension, as uint8 (or label ids) plus the NIfTI spacing.
 
 Every unreadable file is a DataError whose message is one line starting with the file's path.
 """
 from __future__ import annotations
 
+import math
+import warnings
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 
 from samfx.contracts.errors import DataError
 
 NIFTI_EXT = (".nii", ".nii.gz")
+MAX_PIXELS = 89_478_485   # pixels per image or frame samfx reads (Pillow's default bomb limit)
+GZIP_MAX_RATIO = 1032     # deflate cannot expand data more than this
 
 
 def to_uint8(arr: np.ndarray, where: str) -> np.ndarray:
@@ -57,7 +66,14 @@ def read_png(path: Path, *, label: bool = False) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings():  # Pillow's bomb warning: samfx's own bound below decides
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
+        with im:
+            width, height = im.size
+            if width * height > MAX_PIXELS:
+                raise DataError(f"{path}: declares {width}x{height} = {width * height} pixels, more than the "
+                                f"{MAX_PIXELS} samfx reads; a decompression bomb or not an ultrasound image")
             im.load()
             mode = im.mode
             pages = int(getattr(im, "n_frames", 1) or 1)
@@ -79,16 +95,19 @@ def read_png(path: Path, *, label: bool = False) -> np.ndarray:
                         f"not an image") from None
 
 
-def read_nifti(path: Path) -> tuple[np.ndarray, tuple[float, float]]:
+def read_nifti(path: Path) -> tuple[np.ndarray, tuple[float, float] | None]:
     """(array in (rows, cols) or (frames, rows, cols) order, spacing (row_mm, col_mm)) of a NIfTI file
     stored as (x, y[, t]) (the CAMUS convention); trailing axes of size 1 beyond the third are dropped.
-    The values are the file's (not yet converted to uint8)."""
+    The values are the file's (not yet converted to uint8). Bounds and spacing: module docstring."""
     import nibabel as nib
 
     try:
         img = cast("nib.Nifti1Image", nib.load(str(path)))
+        _check_nifti_size(path, img.header)
         data = np.asanyarray(img.dataobj)
-        zooms, shape = img.header.get_zooms(), tuple(img.shape)
+        zooms, shape = _raw_zooms(path, img), tuple(img.shape)
+    except DataError:
+        raise
     except Exception as exc:  # nibabel raises many types for truncated / foreign files
         raise DataError(f"{path}: cannot read NIfTI ({type(exc).__name__}: {exc}); the file is truncated "
                         f"or not NIfTI, download it again") from None
@@ -100,7 +119,33 @@ def read_nifti(path: Path) -> tuple[np.ndarray, tuple[float, float]]:
     if data.ndim not in (2, 3):
         raise DataError(f"{path}: expected a 2-D image or a 3-D (x, y, t) sequence, got shape {data.shape}")
     data = data.T if data.ndim == 2 else data.transpose(2, 1, 0)  # -> (rows, cols) / (t, rows, cols)
-    return data, (float(zooms[1]), float(zooms[0]))
+    spacing = (float(zooms[1]), float(zooms[0]))
+    if not all(v > 0 and math.isfinite(v) for v in spacing):
+        warnings.warn(f"{path}: pixel spacing {spacing} mm is not positive and finite; ignored (spacing unknown)",
+                      UserWarning, stacklevel=2)
+        return data, None
+    return data, spacing
+
+
+def _raw_zooms(path: Path, img: Any) -> tuple[float, ...]:
+    """The header's zooms as written: nibabel's load turns negative ones positive and zeros into 1."""
+    from nibabel.openers import ImageOpener
+
+    with ImageOpener(str(path)) as fh:
+        header = type(img.header).from_fileobj(fh, check=False)
+    return tuple(float(z) for z in header.get_zooms())
+
+
+def _check_nifti_size(path: Path, header: Any) -> None:
+    """DataError when the header's shape cannot be this file's: more than MAX_PIXELS per frame, or more bytes
+    than the file can hold."""
+    shape = tuple(int(s) for s in header.get_data_shape())
+    needed = math.prod(shape) * np.dtype(header.get_data_dtype()).itemsize
+    size = path.stat().st_size
+    room = size * GZIP_MAX_RATIO if path.name.lower().endswith(".gz") else size - int(header.get_data_offset())
+    if (len(shape) >= 2 and shape[0] * shape[1] > MAX_PIXELS) or needed > room:
+        raise DataError(f"{path}: header declares shape {shape} ({needed} bytes), but the file of {size} bytes "
+                        f"can hold at most {max(room, 0)}; the header is damaged or the file truncated")
 
 
 def is_nifti(path: Path) -> bool:

@@ -1,6 +1,6 @@
 """What ``samfx predict`` says alongside its clinical numbers (docs/temporal.md, "What the clinical numbers
 mean and when they are withheld"): the model's provenance, the EF method, the plausibility rules that
-withhold EF / volumes / ED / ES, input checks (DICOM modality) and unique output names."""
+withhold EF / volumes / ED / ES, input checks (DICOM modality, scan sector size) and unique output names."""
 from __future__ import annotations
 
 import csv
@@ -90,6 +90,26 @@ def write_area_csv(path: Path, area_px: np.ndarray, spacing: tuple[float, ...] |
         for t, a in enumerate(area_px):
             mm = [f"{float(a) * spacing[0] * spacing[1]:.4f}"] if spacing else []
             w.writerow([t, int(a), *mm])
+
+
+MIN_SECTOR = 0.05   # a scan sector under this fraction of the image is flagged
+
+
+def sector_warnings(frames: np.ndarray, fraction: float | None = None) -> list[str]:
+    """Warnings about the scan sector of gray frames (T,H,W) uint8: none found
+    (:func:`samfx.data.sector.sector_mask` finds none), or one covering under :data:`MIN_SECTOR` of the
+    image. `fraction`: the sector's share when the reader measured it already (a DICOM's)."""
+    from samfx.data.sector import sector_mask
+
+    if fraction is None:
+        mask = sector_mask(np.asarray(frames))
+        if mask is None:
+            return ["no scan sector found (blank image?)"]
+        fraction = float(mask.mean())
+    if fraction < MIN_SECTOR:
+        return [f"scan sector covers {100 * fraction:.1f} % of the image (< {100 * MIN_SECTOR:.0f} %): the input "
+                f"may be mostly screen, not ultrasound; check it before trusting the result"]
+    return []
 
 
 def check_modality(modality: str, path: Path, any_modality: bool) -> None:

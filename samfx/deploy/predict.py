@@ -5,7 +5,10 @@ Inputs: 2-D images (PNG/JPEG/BMP/TIFF, any mode -> grayscale), NIfTI (.nii / .ni
 3-D = a sequence of frames on the last axis; axes (x, y[, t]) as CAMUS stores them), both read into
 the pixels the importers would store (samfx.data.images: same scaling, NaN refused), samfx HDF5
 stores (every sample and sequence), DICOM files and folders of them (read as ``samfx data dicom``
-imports them: gray, cropped to the ultrasound region, sector kept). Outputs in OUT:
+imports them: gray, cropped to the ultrasound region, sector kept), videos (.mp4/.avi/.mov/.mkv, read
+as ``samfx data video`` reads them: gray, the container's frame rate, spacing unknown). Every input is
+read and checked before the model loads or anything is written: the first bad file stops the command,
+or with ``skip_bad`` is reported in one line (predictions.json ``skipped``) and left out. Outputs in OUT:
     <name>_label.png      uint8 label map (class ids) at the input's own resolution
     <name>_overlay.png    prediction over the image (ground truth contours when the store has them)
     <name>/frame_NNN_label.png, <name>/frame_NNN_overlay.png   per frame of a sequence
@@ -13,7 +16,10 @@ imports them: gray, cropped to the ultrasound region, sector kept). Outputs in O
     predictions.json      what was written, per input; per sequence also ED/ES and an EF estimate
                           (single-plane area-length on the predicted LV), null with a ``withheld``
                           reason when the sequence fails the plausibility rules; ``model``: the
-                          model's provenance (samfx.deploy.caveats, docs/temporal.md)
+                          model's provenance (samfx.deploy.caveats, docs/temporal.md); per input
+                          ``warnings``: what makes its result doubtful (a scan sector under 5 % of
+                          the image or none found, samfx.deploy.caveats.sector_warnings; a NIfTI
+                          spacing dropped as unusable)
 <name> is the input's name, made unique among the inputs (samfx.deploy.caveats.unique_names). DICOMs
 whose Modality is not US are refused unless ``any_modality``.
 
@@ -39,9 +45,17 @@ from samfx.data.files import write_json
 from samfx.data.images import read_image
 from samfx.data.importers.dicom import collect_dicoms, item_name
 from samfx.data.importers.dicom_read import is_dicom, read_dicom
+from samfx.data.importers.video import read_video
 from samfx.data.outfile import reason
 from samfx.data.store import open_store, read_frames, read_index, read_sample
-from samfx.deploy.caveats import check_modality, clinical_readout, provenance, unique_names, write_area_csv
+from samfx.deploy.caveats import (
+    check_modality,
+    clinical_readout,
+    provenance,
+    sector_warnings,
+    unique_names,
+    write_area_csv,
+)
 from samfx.deploy.first_mask import check_first_mask, first_frame_labels, first_mask_prompt, read_first_mask
 from samfx.deploy.onnx_runtime import OnnxModel, is_onnx
 from samfx.engine.eval.evaluate import choose_prompt
@@ -52,6 +66,7 @@ from samfx.engine.run import rundir
 from samfx.engine.run.distributed import DistInfo, resolve_device
 
 IMAGE_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+VIDEO_EXT = (".mp4", ".avi", ".mov", ".mkv")
 
 
 @dataclass
@@ -63,38 +78,65 @@ class Input:
     labels: np.ndarray | None = None    # (T,H,W) ground truth when known (overlays only)
     source: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)   # found while reading (predictions.json ``warnings``)
 
 
-def read_inputs(path: str | Path, *, any_modality: bool = False) -> list[Input]:
+def read_inputs(path: str | Path, *, any_modality: bool = False, skipped: list[str] | None = None) -> list[Input]:
     """The images / sequences in one input file; a SamfxError naming the file when it is unreadable, or a
-    DICOM that is not ultrasound (Modality other than US) unless `any_modality`."""
+    DICOM that is not ultrasound (Modality other than US) unless `any_modality`. With a `skipped` list, such
+    a file's one-line error is appended there and the file left out (each DICOM of a folder on its own); an
+    input that does not exist is an error either way."""
     p = Path(path).expanduser()
     if not p.exists():
         raise SamfxError(f"{p}: input not found")
     if p.is_dir() or is_dicom(p) or p.name.lower().endswith(".dcm"):
-        return _read_dicom(p, any_modality)
+        return _read_dicom(p, any_modality, skipped)
+    return _attempt(skipped, lambda: _read_file(p))
+
+
+def _attempt(skipped: list[str] | None, read: Any) -> list[Input]:
+    """``read()``; its SamfxError is raised, or with a `skipped` list recorded there (no inputs)."""
+    try:
+        return list(read())
+    except SamfxError as exc:
+        if skipped is None:
+            raise
+        skipped.append(str(exc))
+        return []
+
+
+def _read_file(p: Path) -> list[Input]:
     name = p.name
-    for suffix in (".nii.gz", ".nii", ".h5", ".hdf5", *IMAGE_EXT):
+    for suffix in (".nii.gz", ".nii", ".h5", ".hdf5", *IMAGE_EXT, *VIDEO_EXT):
         if name.lower().endswith(suffix):
             stem = name[: -len(suffix)]
             break
     else:
         raise SamfxError(f"{p}: unsupported input type; use PNG/JPEG/TIFF images, NIfTI (.nii, .nii.gz), a "
-                         f"samfx HDF5 store (.h5), DICOM files or a folder of DICOM files")
+                         f"samfx HDF5 store (.h5), DICOM files or a folder of DICOM files, MP4/AVI videos")
     if name.lower().endswith((".h5", ".hdf5")):
         return _read_store(p, stem)
+    if name.lower().endswith(VIDEO_EXT):
+        frames, fps = read_video(p)
+        return [Input(stem, frames, None, frames.shape[0] > 1, source=str(p), extra={"fps": fps})]
     return [read_image_input(p, stem)]
 
 
 def read_image_input(p: Path, stem: str) -> Input:
     """An image or NIfTI file as the Input predict segments: the pixels (T,H,W) uint8 exactly as the importers
     store them (samfx.data.images.read_image), T=1 for a 2-D image; a NIfTI of two or more frames is a
-    sequence, its spacing kept when positive. A DataError naming the file when it cannot be used."""
-    arr, spacing = read_image(p)
+    sequence, its spacing kept when positive and finite (else dropped, with the reader's warning kept in
+    ``warnings``). A DataError naming the file when it cannot be used."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        arr, spacing = read_image(p)
     frames = arr if arr.ndim == 3 else arr[None]
-    if spacing is not None and min(spacing) <= 0:
+    if spacing is not None and not all(v > 0 and math.isfinite(v) for v in spacing):
         spacing = None
-    return Input(stem, frames, spacing, frames.shape[0] > 1, source=str(p))
+    notes = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+    return Input(stem, frames, spacing, frames.shape[0] > 1, source=str(p), warnings=notes)
 
 
 def _read_store(p: Path, stem: str) -> list[Input]:
@@ -115,17 +157,18 @@ def _read_store(p: Path, stem: str) -> list[Input]:
     return out
 
 
-def _read_dicom(p: Path, any_modality: bool) -> list[Input]:
+def _read_dicom(p: Path, any_modality: bool, skipped: list[str] | None = None) -> list[Input]:
     """A DICOM file, or every DICOM file under a folder, as it would be imported (samfx data dicom); only
-    ultrasound (Modality US) unless `any_modality`."""
+    ultrasound (Modality US) unless `any_modality`; bad files recorded in `skipped` (read_inputs)."""
     prefix = f"{p.name}-" if p.is_dir() else ""
-    out = []
-    for path, rel in collect_dicoms([p]):
+
+    def one(path: Path, rel: str) -> list[Input]:
         cine = read_dicom(path)
         check_modality(cine.modality, path, any_modality)
-        out.append(Input(prefix + item_name(rel), cine.frames, cine.spacing, cine.frames.shape[0] > 1,
-                         source=str(path), extra={"fps": cine.fps}))
-    return out
+        return [Input(prefix + item_name(rel), cine.frames, cine.spacing, cine.frames.shape[0] > 1,
+                      source=str(path), extra={"fps": cine.fps, "sector_fraction": cine.attrs.get("sector_fraction")})]
+
+    return [it for path, rel in collect_dicoms([p]) for it in _attempt(skipped, lambda: one(path, rel))]
 
 
 def _out_folder(out: str | Path, create: bool) -> Path:
@@ -197,7 +240,9 @@ class Predictor:
             check_first_mask(self.first_mask, item, self.classes)
         pred = self.segment(item.frames, item.sequence)
         rec: dict[str, Any] = {"input": item.source, "name": item.name, "frames": int(pred.shape[0]),
-                               "spacing": list(item.spacing) if item.spacing else None}
+                               "spacing": list(item.spacing) if item.spacing else None,
+                               "warnings": item.warnings + sector_warnings(item.frames,
+                                                                           item.extra.get("sector_fraction"))}
         from PIL import Image
 
         if not item.sequence:
@@ -224,8 +269,10 @@ class Predictor:
             clinical["clinical_use"] = self.provenance["clinical_use"]
         ed, es = (-1 if clinical.get(k) is None else clinical[k] for k in ("ed", "es"))
         png_path = self._plot_area(item, areas, unit, ed, es)
-        rec.update(folder=str(folder), lv_area_csv=str(csv_path), lv_area_png=str(png_path),
-                   lv_area_max=float(areas.max()), lv_area_min=float(areas.min()), area_unit=unit, **clinical)
+        fps = item.extra.get("fps")
+        rec.update(fps=fps if fps is not None and math.isfinite(fps) else None, folder=str(folder),
+                   lv_area_csv=str(csv_path), lv_area_png=str(png_path), lv_area_max=float(areas.max()),
+                   lv_area_min=float(areas.min()), area_unit=unit, **clinical)
         return rec
 
     def _plot_area(self, item: Input, areas: np.ndarray, unit: str, ed: int, es: int) -> Path:
@@ -272,11 +319,13 @@ def check_engine(engine: str | None, target: str | Path) -> str:
 
 def predict(checkpoint: str | Path, inputs: list[str], out_dir: str | Path, *, prompt: str | None = None,  # noqa: PLR0913  (the command's options)
             device: str = "auto", registry=None, engine: str | None = None,
-            first_mask: str | Path | None = None, any_modality: bool = False) -> dict[str, Any]:
+            first_mask: str | Path | None = None, any_modality: bool = False,
+            skip_bad: bool = False) -> dict[str, Any]:
     """Segment every input; write files and predictions.json; return its content. `engine`: torch (a run
     folder or checkpoint) or onnx (an exported .onnx file, run with onnxruntime); None: from the path.
     `first_mask`: frame 0's label map of the one sequence input (semi-supervised, temporal models).
-    `any_modality`: also DICOMs whose Modality is not US. Output names are unique per input
+    `any_modality`: also DICOMs whose Modality is not US. `skip_bad`: a bad input file is left out, its
+    one-line error in the report's ``skipped`` (all bad: an error). Output names are unique per input
     (samfx.deploy.caveats.unique_names); the report's ``model`` is the model's provenance."""
     if not inputs:
         raise SamfxError("predict: no inputs; pass image, NIfTI or .h5 files")
@@ -284,7 +333,11 @@ def predict(checkpoint: str | Path, inputs: list[str], out_dir: str | Path, *, p
     mask = None
     if first_mask is not None:
         mask = read_first_mask(first_mask)
-    items = [it for p in inputs for it in read_inputs(p, any_modality=any_modality)]  # fail before any work
+    skipped: list[str] = []
+    items = [it for p in inputs for it in read_inputs(p, any_modality=any_modality,  # fail before any work
+                                                      skipped=skipped if skip_bad else None)]
+    if not items:
+        raise SamfxError(f"{skipped[0]} (every input was skipped as bad)")
     for it, name in zip(items, unique_names([it.name for it in items], [it.source for it in items])):
         it.name = name
     if mask is not None and len(items) != 1:
@@ -296,7 +349,7 @@ def predict(checkpoint: str | Path, inputs: list[str], out_dir: str | Path, *, p
     report = {"checkpoint": str(predictor.path), "engine": predictor.engine, "prompt": predictor.prompt,
               "first_mask": None if first_mask is None else str(first_mask), "out": str(predictor.out),
               "classes": dict(zip(predictor.names, predictor.classes)), "model": predictor.provenance,
-              "results": results}
+              "results": results, "skipped": skipped}
     write_json(predictor.out / "predictions.json", report)
     return report
 

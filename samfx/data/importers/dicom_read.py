@@ -8,6 +8,10 @@
   gives (PhysicalDeltaY, PhysicalDeltaX) x 10 mm per pixel, and the frames are cropped to its
   bounds (RegionLocationMinX0 .. MaxX1, MinY0 .. MaxY1, inclusive). Else PixelSpacing (0028,0030),
   else unknown.
+- Size: the header must fit the pixel data before anything is decoded: NumberOfFrames >= 1, Rows x
+  Columns at most :data:`samfx.data.images.MAX_PIXELS`, native Pixel Data at least NumberOfFrames x
+  Rows x Columns x SamplesPerPixel x BitsAllocated bits long, encapsulated Pixel Data holding at least
+  one fragment per frame; otherwise a DataError naming the file and the attributes.
 - Frame rate: FrameTime (0018,1063, ms), FrameTimeVector (0018,1065), CineRate (0018,0040) or
   RecommendedDisplayFrameRate (0008,2144); NaN when none is present.
 - PatientID and StudyInstanceUID are hashed (sha256 of salt + value, 16 hex digits) unless
@@ -26,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from samfx.contracts.errors import DataError, first_line
-from samfx.data.images import to_uint8
+from samfx.data.images import MAX_PIXELS, to_uint8
 from samfx.data.sector import sector_mask
 
 REQUIRED = (("Rows", "(0028,0010)"), ("Columns", "(0028,0011)"), ("SamplesPerPixel", "(0028,0002)"),
@@ -77,6 +81,7 @@ def read_dicom(path: Path, *, keep_ids: bool = False, salt: str = "", crop: bool
         if name not in ds:
             raise DataError(f"{path}: missing attribute {name} {tag}; not an image DICOM or an incomplete "
                             f"export, export the loop again as an image")
+    _check_size(ds, path)
     gray, coloured = _gray_frames(ds, path)
     notes: list[str] = []
     region, spacing = _region(ds, path, gray.shape[1:], notes)
@@ -121,6 +126,41 @@ def _open(path: Path) -> Any:
         raise DataError(f"{path}: the file ends early ({early[0].split(' in file ')[0]}); it is truncated, "
                         f"copy or export it again")
     return ds
+
+
+def _check_size(ds: Any, path: Path) -> None:
+    """Refuse a header that claims more pixels than the Pixel Data can hold (module docstring), before any
+    buffer of the claimed size exists."""
+    declared = ds.get("NumberOfFrames", None)
+    frames = 1 if declared is None or str(declared).strip() == "" else int(declared)
+    rows, cols = int(ds.Rows), int(ds.Columns)
+    if frames < 1:
+        raise DataError(f"{path}: NumberOfFrames (0028,0008) = {frames}; the file declares no frame, export the "
+                        f"loop again")
+    if rows < 1 or cols < 1 or rows * cols > MAX_PIXELS:
+        raise DataError(f"{path}: Rows x Columns (0028,0010/0011) = {rows} x {cols} is not an image samfx reads "
+                        f"(1 to {MAX_PIXELS} pixels per frame); the header is damaged")
+    data = ds.PixelData
+    if ds.file_meta.get("TransferSyntaxUID", None) is not None and ds.file_meta.TransferSyntaxUID.is_compressed:
+        from pydicom.encaps import parse_fragments
+
+        try:
+            fragments = parse_fragments(data)[0]
+        except Exception:  # a damaged item structure: reported by the decoder with its own reason
+            return
+        if fragments < frames:
+            name = getattr(ds.file_meta.TransferSyntaxUID, "name", "")
+            raise DataError(f"{path}: Pixel Data (7FE0,0010) cannot be decoded (transfer syntax {name}; it holds "
+                            f"{fragments} compressed fragment(s), but NumberOfFrames (0028,0008) = {frames}); the "
+                            f"file is truncated or its header is wrong")
+        return
+    spp, bits = int(ds.SamplesPerPixel), int(ds.BitsAllocated)
+    needed = (frames * rows * cols * spp * bits + 7) // 8
+    if len(data) < needed:
+        raise DataError(f"{path}: Pixel Data (7FE0,0010) cannot be decoded: it holds {len(data)} bytes, but "
+                        f"NumberOfFrames (0028,0008) "
+                        f"= {frames} x Rows {rows} x Columns {cols} x SamplesPerPixel {spp} x {bits} bits need "
+                        f"{needed}; the file is truncated or its header is wrong")
 
 
 def _frames(ds: Any, path: Path) -> Iterator[np.ndarray]:
