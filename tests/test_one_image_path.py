@@ -13,7 +13,8 @@ from PIL import Image
 from samfx.contracts.errors import SamfxError
 from samfx.data.datasets import ImageDataset
 from samfx.data.store import open_store, read_frames, read_index, read_sample
-from samfx.deploy.predict import model_input, read_inputs
+from samfx.deploy.inputs import read_inputs
+from samfx.deploy.predict import model_input
 from tests.cli_inprocess import cli, one_line
 
 H, W, T = 24, 36, 3

@@ -11,7 +11,8 @@ from PIL import Image
 
 from samfx import api
 from samfx.contracts.errors import SamfxError
-from samfx.deploy.predict import predict, read_inputs
+from samfx.deploy.inputs import read_inputs
+from samfx.deploy.predict import predict
 from samfx.engine.run import checkpoints as ckpt
 
 ROOT = Path(__file__).resolve().parents[1]
