@@ -4,6 +4,7 @@ withhold EF / volumes / ED / ES, input checks (DICOM modality, scan sector size)
 from __future__ import annotations
 
 import csv
+import io
 import math
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from samfx.contracts.errors import SamfxError
+from samfx.data.files import write_text
 from samfx.engine.eval.clinical import analyze_clip, edge_frames, withhold_reasons
 
 EF_METHOD = "single-plane area-length"
@@ -49,15 +51,16 @@ def provenance_line(prov: dict[str, Any]) -> str:
 
 
 def clinical_readout(pred: np.ndarray, lv: int, spacing: tuple[float, ...] | None, extra: dict[str, Any],
-                     frames: np.ndarray) -> dict[str, Any]:
+                     frames: np.ndarray, confidence: dict[str, float | None] | None = None) -> dict[str, Any]:
     """ED/ES (the input's when known, else max/min LV area), EDV/ESV (mm spacing only) and the
     single-plane area-length EF of the predicted LV (T >= 2 frames), or all of them None with
     ``withheld`` (the reasons, '; '-joined) when :func:`samfx.engine.eval.clinical.withhold_reasons`
     finds any. `extra`: the input's ``ed``, ``es``, ``fps``; the scan sector is the pixels non-zero in
-    some frame (holes filled)."""
+    some frame (holes filled). `confidence`: the model's own confidence in its LV
+    (:func:`samfx.engine.eval.clinical.confidence_summary`; None: not reported, that rule is skipped)."""
     c = analyze_clip(pred, spacing or (1.0, 1.0), label=lv, ed=extra.get("ed", -1), es=extra.get("es", -1))
     edge = edge_frames(pred, scan_sector(frames), label=lv)
-    reasons = withhold_reasons(c.areas, extra.get("fps"), edge)
+    reasons = withhold_reasons(c.areas, extra.get("fps"), edge, confidence)
     out: dict[str, Any] = {"ed": c.ed, "es": c.es, "ef_method": EF_METHOD,
                            "ef_estimate": round(c.ef, 2) if math.isfinite(c.ef) else None}
     if spacing:
@@ -83,13 +86,15 @@ def scan_sector(frames: np.ndarray) -> np.ndarray | None:
 
 
 def write_area_csv(path: Path, area_px: np.ndarray, spacing: tuple[float, ...] | None) -> None:
-    """frame, lv_area_px and, with a known spacing, lv_area_mm2 (no duplicate pixel column without one)."""
-    with path.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["frame", "lv_area_px"] + (["lv_area_mm2"] if spacing else []))
-        for t, a in enumerate(area_px):
-            mm = [f"{float(a) * spacing[0] * spacing[1]:.4f}"] if spacing else []
-            w.writerow([t, int(a), *mm])
+    """frame, lv_area_px and, with a known spacing, lv_area_mm2 (no duplicate pixel column without one),
+    replacing `path` atomically (samfx.data.files.write_text: a failed write leaves the old file)."""
+    fh = io.StringIO(newline="")
+    w = csv.writer(fh)
+    w.writerow(["frame", "lv_area_px"] + (["lv_area_mm2"] if spacing else []))
+    for t, a in enumerate(area_px):
+        mm = [f"{float(a) * spacing[0] * spacing[1]:.4f}"] if spacing else []
+        w.writerow([t, int(a), *mm])
+    write_text(path, fh.getvalue())
 
 
 MIN_SECTOR = 0.05   # a scan sector under this fraction of the image is flagged

@@ -19,7 +19,11 @@ or with ``skip_bad`` is reported in one line (predictions.json ``skipped``) and 
                           model's provenance (samfx.deploy.caveats, docs/temporal.md); per input
                           ``warnings``: what makes its result doubtful (a scan sector under 5 % of
                           the image or none found, samfx.deploy.caveats.sector_warnings; a NIfTI
-                          spacing dropped as unusable)
+                          spacing dropped as unusable); per input ``confidence``: the model's
+                          median predicted IoU and object-present share for the LV (null from the
+                          onnx engine), a low one withholding EF
+predictions.json is written last and atomically (so is the CSV); a file that cannot be written is one
+line naming it, and the previous predictions.json is then left as it was.
 <name> is the input's name, made unique among the inputs (samfx.deploy.caveats.unique_names). DICOMs
 whose Modality is not US are refused unless ``any_modality``.
 
@@ -30,7 +34,9 @@ through the ``masks`` prompt (samfx.deploy.first_mask).
 """
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +58,15 @@ from samfx.deploy.caveats import (
 from samfx.deploy.first_mask import check_first_mask, first_frame_labels, first_mask_prompt, read_first_mask
 from samfx.deploy.inputs import Input, read_inputs
 from samfx.deploy.onnx_runtime import OnnxModel, is_onnx
+from samfx.engine.eval.clinical import confidence_summary
 from samfx.engine.eval.evaluate import choose_prompt
-from samfx.engine.eval.inference import autocast, labels_from_logits, predict_classes, resolve_precision
+from samfx.engine.eval.inference import (
+    QueryConfidence,
+    autocast,
+    labels_from_logits,
+    predict_classes,
+    resolve_precision,
+)
 from samfx.engine.eval.overlays import save_overlay
 from samfx.engine.run import checkpoints as ckpt
 from samfx.engine.run import rundir
@@ -82,6 +95,7 @@ class Predictor:
                  device: str = "auto", registry=None, engine: str | None = None,
                  first_mask: np.ndarray | None = None):
         _out_folder(out_dir, create=False)  # before the slow part
+        self.confidence: dict[str, float | None] | None = None
         self.engine = check_engine(engine, checkpoint)
         self.onnx: OnnxModel | None = None
         self.first_mask = first_mask
@@ -118,43 +132,59 @@ class Predictor:
     @torch.no_grad()
     def segment(self, frames: np.ndarray, sequence: bool) -> np.ndarray:
         """(T,H,W) uint8 -> label maps (T,H,W); sequences go through forward_clip frame by frame (the
-        onnx engine: every frame on its own, as a model without temporal module does)."""
+        onnx engine: every frame on its own, as a model without temporal module does). Sets
+        ``self.confidence``: the model's confidence in its LV over the frames
+        (samfx.engine.eval.clinical.confidence_summary), None from the onnx engine (it reports none)."""
+        self.confidence = None
         if self.onnx is not None:
             return segment_frames_onnx(self.onnx, frames)
-        return segment_frames(self.model, frames, self.classes, prompt=self.prompt, precision=self.precision,
-                              sequence=sequence, first_mask=self.first_mask)
+        conf = QueryConfidence(self.classes.index(self.lv))
+        pred = segment_frames(self.model, frames, self.classes, prompt=self.prompt, precision=self.precision,
+                              sequence=sequence, first_mask=self.first_mask, confidence=conf)
+        self.confidence = confidence_summary(conf.iou, conf.object_score)
+        return pred
 
     def run(self, item: Input) -> dict[str, Any]:
+        """Segment `item` and write its files; its predictions.json record. A file that cannot be written
+        (disk full, no permission) is a SamfxError naming it."""
         if self.first_mask is not None:
             check_first_mask(self.first_mask, item, self.classes)
+        self.confidence = None
         pred = self.segment(item.frames, item.sequence)
         rec: dict[str, Any] = {"input": item.source, "name": item.name, "frames": int(pred.shape[0]),
                                "spacing": list(item.spacing) if item.spacing else None,
+                               "confidence": self.confidence,
                                "warnings": item.warnings + sector_warnings(item.frames,
                                                                            item.extra.get("sector_fraction"))}
         from PIL import Image
 
         if not item.sequence:
             label_path = self.out / f"{item.name}_label.png"
-            Image.fromarray(pred[0]).save(label_path)
+            with writing(label_path):
+                Image.fromarray(pred[0]).save(label_path)
             gt = item.labels[0] if item.labels is not None else None
-            ov = save_overlay(self.out / f"{item.name}_overlay.png", item.frames[0] / 255.0, pred[0], gt)
+            with writing(ov := self.out / f"{item.name}_overlay.png"):
+                save_overlay(ov, item.frames[0] / 255.0, pred[0], gt)
             rec.update(label=str(label_path), overlay=str(ov))
             return rec
         folder = self.out / item.name
-        folder.mkdir(parents=True, exist_ok=True)
+        with writing(folder):
+            folder.mkdir(parents=True, exist_ok=True)
         for t in range(pred.shape[0]):
-            Image.fromarray(pred[t]).save(folder / f"frame_{t:03d}_label.png")
+            with writing(path := folder / f"frame_{t:03d}_label.png"):
+                Image.fromarray(pred[t]).save(path)
             gt = item.labels[t] if item.labels is not None and item.labels[t].any() else None
-            save_overlay(folder / f"frame_{t:03d}_overlay.png", item.frames[t] / 255.0, pred[t], gt)
+            with writing(path := folder / f"frame_{t:03d}_overlay.png"):
+                save_overlay(path, item.frames[t] / 255.0, pred[t], gt)
         area_px = (pred == self.lv).reshape(pred.shape[0], -1).sum(1)
         unit = "mm2" if item.spacing else "px2"
         areas = area_px * (item.spacing[0] * item.spacing[1] if item.spacing else 1.0)
         csv_path = self.out / f"{item.name}_lv_area.csv"
-        write_area_csv(csv_path, area_px, item.spacing)
+        with writing(csv_path):
+            write_area_csv(csv_path, area_px, item.spacing)
         clinical = {}
         if pred.shape[0] > 1:  # no EF from one frame
-            clinical = clinical_readout(pred, self.lv, item.spacing, item.extra, item.frames)
+            clinical = clinical_readout(pred, self.lv, item.spacing, item.extra, item.frames, self.confidence)
             clinical["clinical_use"] = self.provenance["clinical_use"]
         ed, es = (-1 if clinical.get(k) is None else clinical[k] for k in ("ed", "es"))
         png_path = self._plot_area(item, areas, unit, ed, es)
@@ -181,8 +211,11 @@ class Predictor:
         ax.grid(alpha=0.3)
         fig.tight_layout()
         path = self.out / f"{item.name}_lv_area.png"
-        fig.savefig(path, dpi=90)
-        plt.close(fig)
+        try:
+            with writing(path):
+                fig.savefig(path, dpi=90)
+        finally:
+            plt.close(fig)
         return path
 
 
@@ -239,28 +272,45 @@ def predict(checkpoint: str | Path, inputs: list[str], out_dir: str | Path, *, p
               "first_mask": None if first_mask is None else str(first_mask), "out": str(predictor.out),
               "classes": dict(zip(predictor.names, predictor.classes)), "model": predictor.provenance,
               "results": results, "skipped": skipped}
-    write_json(predictor.out / "predictions.json", report)
+    with writing(predictor.out / "predictions.json"):
+        write_json(predictor.out / "predictions.json", report)  # last and atomic: it names only files written
     return report
+
+
+@contextlib.contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """Turn an OSError while writing `path` (disk full, no permission, ...) into a SamfxError: one line
+    naming `path` and the OS's reason. predictions.json, written last, is then left as it was."""
+    try:
+        yield
+    except OSError as exc:
+        raise SamfxError(f"{path}: cannot write ({reason(exc)}); predict stopped, predictions.json not "
+                         f"updated; free space or choose a writable --out") from None
 
 
 @torch.no_grad()
 def segment_frames(model: Any, frames: np.ndarray, classes: list[int], *, prompt: str | None = None,
                    precision: str = "fp32", sequence: bool = False,
-                   first_mask: np.ndarray | None = None) -> np.ndarray:
+                   first_mask: np.ndarray | None = None, confidence: QueryConfidence | None = None) -> np.ndarray:
     """Gray frames (T,H,W) uint8 -> label maps (T,H,W) uint8 at their own resolution, on the model's
     device; ``sequence`` sends them through ``forward_clip`` as one clip (temporal models), with
-    ``first_mask`` (H,W) class ids as frame 0's labels for a prompt that gives masks."""
+    ``first_mask`` (H,W) class ids as frame 0's labels for a prompt that gives masks. `confidence`
+    collects, per frame, the predicted IoU / object score of its query; the label maps do not change."""
     device = next(model.parameters()).device
     hw = (int(frames.shape[1]), int(frames.shape[2]))
     x = model_input(frames, model.image_size, device)
 
     if not sequence:
-        pred = predict_classes(model, x, classes, prompt=prompt, precision=precision, size=hw).labels
-        return pred.cpu().numpy().astype(np.uint8)
+        res = predict_classes(model, x, classes, prompt=prompt, precision=precision, size=hw)
+        if confidence is not None:
+            confidence.add(res.out, x.shape[0], len(classes))
+        return res.labels.cpu().numpy().astype(np.uint8)
     labels: list[np.ndarray] = []
 
     def on_frame(t: int, out: Any) -> None:  # one frame's B*K = K queries -> its label map at (H,W)
         labels.append(labels_from_logits(out.logits, 1, classes, hw)[0][0].cpu().numpy().astype(np.uint8))
+        if confidence is not None:
+            confidence.add(out, 1, len(classes))
 
     given, labeled = None, None
     if first_mask is not None:

@@ -14,7 +14,8 @@ Method (docs/temporal.md, "Clinical output"):
   the predicted curve follows only part of the true motion (damping, which biases EF low); the
   jitter left around the fit is the noise part of ``area_jitter``.
 Plausibility (:func:`withhold_reasons`, :func:`edge_frames`): when a sequence's EF must not be reported
-(LV lost, no cardiac cycle, frame rate unknown, LV at the image / sector edge); docs/temporal.md,
+(LV lost, no cardiac cycle, frame rate unknown, LV at the image / sector edge, the model unsure of its
+LV: :func:`confidence_summary`); docs/temporal.md,
 "What the clinical numbers mean and when they are withheld".
 Empty LV: area 0, length 0, volume 0; EF is NaN when EDV is 0 (undefined) and ``ef_errors`` counts
 such cases instead of dropping them. numpy arrays or torch tensors are accepted.
@@ -203,6 +204,22 @@ def area_jitter(pred_areas: Any, true_areas: Any | None = None) -> float:
 MIN_CYCLE = 0.10        # (max - min) / max of the LV area below this: no cardiac cycle
 MAX_EDGE_FRAMES = 0.25  # share of frames whose LV mask reaches the field of view's edge above this: withheld
 OUTSIDE_SECTOR = 0.02   # share of a frame's LV pixels outside the scan sector that counts as reaching its edge
+MIN_IOU = 0.5           # median over frames of the LV query's predicted IoU below this: withheld
+MAX_ABSENT_FRAMES = 0.25  # share of frames whose LV object score says absent (logit < 0) above this: withheld
+
+
+def confidence_summary(iou: Any = None, object_score: Any = None) -> dict[str, float | None] | None:
+    """What the model says of its own LV mask over a sequence: ``iou_median`` (median over frames of the
+    LV query's predicted IoU) and ``object_present_share`` (share of frames whose object-score logit is
+    >= 0, i.e. not "absent"), each None when the model reports no such value (`iou` / `object_score`
+    None or empty: e.g. decoders without an object score). None when it reports neither (an ONNX model).
+    Non-finite values count as unsure: a NaN IoU as 0, a NaN object score as absent."""
+    ious = None if iou is None else np.nan_to_num(_np(iou).astype(np.float64).reshape(-1), nan=0.0)
+    scores = None if object_score is None else _np(object_score).astype(np.float64).reshape(-1)
+    if (ious is None or not ious.size) and (scores is None or not scores.size):
+        return None
+    return {"iou_median": float(np.median(ious)) if ious is not None and ious.size else None,
+            "object_present_share": float((scores >= 0).mean()) if scores is not None and scores.size else None}
 
 
 def edge_frames(masks: Any, field_of_view: Any | None = None, label: int = 1) -> np.ndarray:
@@ -220,12 +237,14 @@ def edge_frames(masks: Any, field_of_view: Any | None = None, label: int = 1) ->
     return np.asarray(border | outside, bool)
 
 
-def withhold_reasons(areas: Any, fps: float | None, at_edge: Any = None) -> list[str]:
+def withhold_reasons(areas: Any, fps: float | None, at_edge: Any = None,
+                     confidence: dict[str, float | None] | None = None) -> list[str]:
     """Why EF, volumes and ED/ES of a sequence must not be reported; empty when it passes every rule.
 
     `areas`: the LV area per frame (any unit), `fps`: frames per second (None / NaN: unknown),
-    `at_edge`: per frame, whether the LV mask reaches the image or sector edge (:func:`edge_frames`).
-    Rules, each adding one reason:
+    `at_edge`: per frame, whether the LV mask reaches the image or sector edge (:func:`edge_frames`),
+    `confidence`: the model's own confidence in its LV (:func:`confidence_summary`; None, or a None
+    entry: not reported, that rule does not apply). Rules, each adding one reason:
 
     - fewer than 2 frames: no sequence to measure.
     - LV area 0 on some frame: the LV was lost, so EF would be meaningless (100 % when it vanishes at ES).
@@ -235,6 +254,8 @@ def withhold_reasons(areas: Any, fps: float | None, at_edge: Any = None) -> list
       span a heartbeat cannot be told.
     - LV mask at the edge on more than ``MAX_EDGE_FRAMES`` (25 %) of the frames: the LV is cut off by
       the field of view, or the mask spills over other structures (e.g. both ventricles).
+    - low model confidence: the median predicted IoU of the LV under ``MIN_IOU`` (0.5), or its object
+      score "absent" (logit < 0) on more than ``MAX_ABSENT_FRAMES`` (25 %) of the frames.
     """
     a = _np(areas).astype(np.float64).reshape(-1)
     if a.size < 2:
@@ -255,4 +276,15 @@ def withhold_reasons(areas: Any, fps: float | None, at_edge: Any = None) -> list
         if edge.size and edge.mean() > MAX_EDGE_FRAMES:
             reasons.append(f"LV mask reaches the image or sector edge on {int(edge.sum())} of {edge.size} frames "
                            f"(> {100 * MAX_EDGE_FRAMES:.0f} %)")
+    return reasons + _confidence_reasons(confidence or {})
+
+
+def _confidence_reasons(confidence: dict[str, float | None]) -> list[str]:
+    iou, present = confidence.get("iou_median"), confidence.get("object_present_share")
+    reasons = []
+    if iou is not None and iou < MIN_IOU:
+        reasons.append(f"low model confidence: median predicted IoU of the LV {iou:.2f} (< {MIN_IOU:.2f})")
+    if present is not None and 1.0 - present > MAX_ABSENT_FRAMES:
+        reasons.append(f"low model confidence: the model says the LV is absent on {100 * (1.0 - present):.0f} % "
+                       f"of the frames (> {100 * MAX_ABSENT_FRAMES:.0f} %)")
     return reasons

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -90,3 +90,26 @@ def predict_classes(model: Any, images: Tensor, classes: list[int], label: Tenso
         targets, out = model.forward_classes(images, classes, label, prompt=prompt)
     labels, logits = labels_from_logits(out.logits, images.shape[0], classes, size)
     return ClassPrediction(labels, logits, targets, out)
+
+
+@dataclass
+class QueryConfidence:
+    """Collects, frame by frame, what the model says of one query's mask: its predicted IoU and (SAM2)
+    its object-score logit. ``query``: the query's index among the K per image (the class's index in
+    ``classes``). ``object_score`` becomes None once a frame comes without one (the decoder has none)."""
+
+    query: int
+    iou: list[float] = field(default_factory=list)
+    object_score: list[float] | None = field(default_factory=list)
+
+    def add(self, out: Any, batch_size: int, n_classes: int) -> None:
+        """Record the `batch_size` frames of a SegOutput over B*K image-major queries (iou (B*K,M): the
+        first mask's; ``decoded.object_score`` (B*K,1) or None)."""
+        iou = out.iou.detach().float().reshape(batch_size, n_classes, -1)[:, self.query, 0]
+        self.iou.extend(iou.cpu().tolist())
+        score = getattr(getattr(out, "decoded", None), "object_score", None)
+        if score is None or self.object_score is None:
+            self.object_score = None
+            return
+        self.object_score.extend(score.detach().float().reshape(batch_size, n_classes, -1)[:, self.query, 0]
+                                 .cpu().tolist())
