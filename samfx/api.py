@@ -134,10 +134,13 @@ def predict(checkpoint: str | Path, inputs: Sequence[str | Path], out_dir: str |
 
 
 def report(run_dir: str | Path, *, split: str | None = None, out: str | Path | None = None,
-           device: str = "cpu", registry: Registry | None = None, prompt: str | None = None) -> Path:
+           device: str = "cpu", registry: Registry | None = None,
+           prompt: str | Sequence[str] | None = None) -> Path:
     """Write the self-contained HTML report of an evaluated run folder (its eval-<split>[-<prompt>].json;
-    `prompt` None: the newest evaluation of the split; docs/report.md) to `out` (default
-    ``RUN/report-<split>[-<prompt>].html``) and return its path."""
+    `prompt` None: the newest evaluation of the split; several prompts, or ``"all"`` for every evaluation
+    of the split: one page comparing them per class ahead of the first one's sections; docs/report.md)
+    to `out` (default ``RUN/report-<split>[-<prompt>].html``, ``RUN/report-<split>-<a>+<b>.html`` for
+    several) and return its path."""
 
     return write_report(run_dir, split=split, out=out, registry=registry, device=device, prompt=prompt)
 

@@ -37,7 +37,8 @@ SIGNATURES = {
     "predict_arrays": "(run: 'Run | str | Path', images: 'np.ndarray', *, sequence: 'bool' = False, "
                       "prompt: 'str | None' = None, device: 'str' = 'auto') -> 'np.ndarray'",
     "report": "(run_dir: 'str | Path', *, split: 'str | None' = None, out: 'str | Path | None' = None, "
-              "device: 'str' = 'cpu', registry: 'Registry | None' = None, prompt: 'str | None' = None) -> 'Path'",
+              "device: 'str' = 'cpu', registry: 'Registry | None' = None, prompt: 'str | Sequence[str] | None' = None) "
+              "-> 'Path'",
 }
 
 

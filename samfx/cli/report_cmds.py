@@ -15,8 +15,10 @@ def report(run: str = typer.Argument(..., help="Run folder that `samfx train` wr
                                              "(default: RUN/report-<split>[-<prompt>].html)."),
            split: Optional[str] = typer.Option(None, "--split", help="Which evaluation (eval-<split>.json) to "
                                                "report (default: the only one, else eval.split's)."),
-           prompt: Optional[str] = typer.Option(None, "--prompt", help="Which prompt generator's evaluation "
-                                                "(eval-<split>-<prompt>.json) to report (default: the newest)."),
+           prompt: Optional[list[str]] = typer.Option(None, "--prompt", help="Which prompt generator's "
+                                                      "evaluation (eval-<split>-<prompt>.json) to report (default: "
+                                                      "the newest); repeat it, or `all`, for one page comparing "
+                                                      "several."),
            device: str = typer.Option("cpu", "--device", help="Where the overlay images are re-segmented.")) -> None:
     """One self-contained HTML page: evaluation with confidence intervals, worst/best images, curves, recipe.
 
@@ -24,7 +26,7 @@ def report(run: str = typer.Argument(..., help="Run folder that `samfx train` wr
     from samfx import api
 
     try:
-        path = api.report(run, split=split, out=out, device=device, prompt=prompt)
+        path = api.report(run, split=split, out=out, device=device, prompt=prompt or None)
     except SamfxError as exc:
         fail(exc)
     typer.echo(f"html report: {path}")

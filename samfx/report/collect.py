@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,7 +30,8 @@ RUN_FILES = ("recipe.yaml", rundir.BEST, rundir.LAST, rundir.BEST_SAFETENSORS)
 
 @dataclass
 class RunData:
-    """The report's inputs; ``notes`` says what could not be shown and why."""
+    """The report's inputs; ``notes`` says what could not be shown and why. ``compared``: for a page of
+    several prompts, every (eval file, report) in page order, the first being ``eval_path``; else empty."""
 
     run: Path
     eval_path: Path
@@ -42,6 +44,7 @@ class RunData:
     best: list[dict[str, Any]] = field(default_factory=list)
     class_ids: list[int] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    compared: list[tuple[Path, dict[str, Any]]] = field(default_factory=list)
 
 
 def check_run(run: str | Path) -> Path:
@@ -75,6 +78,28 @@ def find_eval(run: Path, split: str | None, prompt: str | None = None) -> Path:
                                         f"prompt '{prompt}'" if prompt is not None else "") if w)
         raise SamfxError(f"{run}: no evaluation of {what} yet ({eval_file(split or '<split>', prompt)}); run {hint}")
     return matches[-1]
+
+
+def prompt_list(prompt: str | Sequence[str] | None) -> list[str]:
+    """`prompt` as a list without repeats (None: [], a string: [it]), in the order given."""
+    items = [prompt] if isinstance(prompt, str) else list(prompt or [])
+    return list(dict.fromkeys(str(p) for p in items))
+
+
+def find_evals(run: Path, split: str | None, prompts: Sequence[str]) -> list[Path]:
+    """The evaluations of a page of several prompts: each of `prompts` by :func:`find_eval`, all of one
+    split (`split`, else the first one's); ``all`` among them stands for every evaluation of that split
+    (the newest per prompt, the checkpoint's default first). A one-line error when one is missing."""
+    named = [p for p in prompts if p != "all"]
+    first = find_eval(run, split, named[0] if named else None)
+    split = split or str(read_eval(first).get("split"))
+    paths = [find_eval(run, split, p) for p in named]
+    if "all" in prompts:
+        found = sorted(run.glob("eval-*.json"), key=lambda p: p.stat().st_mtime)
+        newest = {str(_fields(p).get("prompt")): p for p in _of_split(found, split, None)}
+        default = run / eval_file(split)
+        paths += sorted(newest.values(), key=lambda p: (p != default, p.name))
+    return list(dict.fromkeys(paths))
 
 
 def _of_split(found: list[Path], split: str, prompt: str | None) -> list[Path]:
@@ -131,13 +156,21 @@ def read_log(run: Path) -> list[dict[str, str]]:
 
 
 def collect(run: str | Path, split: str | None = None, *, registry: Any = None, device: str = "cpu",
-            k: int = 5, prompt: str | None = None) -> RunData:
-    """Read a run folder for the report (the evaluation :func:`find_eval` picks); the model is loaded
-    for parameter counts and overlays."""
+            k: int = 5, prompt: str | Sequence[str] | None = None) -> RunData:
+    """Read a run folder for the report (the evaluation :func:`find_eval` picks; for several prompts, or
+    ``all``, those :func:`find_evals` picks, the first one's in ``report``); the model is loaded for
+    parameter counts and overlays."""
 
     folder = check_run(run)
-    eval_path = find_eval(folder, split, prompt)
+    prompts = prompt_list(prompt)
+    if len(prompts) > 1 or "all" in prompts:
+        paths = find_evals(folder, split, prompts)
+    else:
+        paths = [find_eval(folder, split, prompts[0] if prompts else None)]
+    eval_path = paths[0]
     data = RunData(run=folder, eval_path=eval_path, report=read_eval(eval_path))
+    if len(paths) > 1:
+        data.compared = [(eval_path, data.report)] + [(p, read_eval(p)) for p in paths[1:]]
     recipe_file = folder / "recipe.yaml"
     data.recipe_text = recipe_file.read_text() if recipe_file.is_file() else ""
     if (folder / "versions.json").is_file():

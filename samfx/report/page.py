@@ -9,6 +9,7 @@ from samfx.engine.eval.clinical import detect_ed_es
 from samfx.engine.eval.evaluate import eval_file
 from samfx.report import figures as F
 from samfx.report.collect import RunData
+from samfx.report.compare import ci_text, comparison_section, prompts_of
 from samfx.report.html import cell, esc, img, num, page, table
 from samfx.report.stats import CI_METHOD, bland_altman, class_table, image_score
 
@@ -20,11 +21,14 @@ SECTIONS = [("eval", "Evaluation"), ("images", "Worst / best images"), ("patient
 
 
 def render(data: RunData) -> str:
-    """The whole page."""
+    """The whole page; with several prompts (``data.compared``) the title names them all and their
+    comparison comes before the sections of the first one."""
     rep = data.report
-    title = f"samfx report: {data.run.name} ({rep['split']}, prompt {rep['prompt']})"
-    sections = [header(data, title), eval_section(data), images_section(data), patients_section(data),
-                sequences_section(data), curves_section(data), params_section(data), recipe_section(data)]
+    shown = f"prompts {', '.join(prompts_of(data))}" if data.compared else f"prompt {rep['prompt']}"
+    title = f"samfx report: {data.run.name} ({rep['split']}, {shown})"
+    sections = [header(data, title), comparison_section(data), eval_section(data), images_section(data),
+                patients_section(data), sequences_section(data), curves_section(data), params_section(data),
+                recipe_section(data)]
     return page(title, "\n".join(s for s in sections if s))
 
 
@@ -37,7 +41,8 @@ def header(data: RunData, title: str) -> str:
              ("written", time.strftime("%Y-%m-%d %H:%M %Z"))]
     rows = [[cell(esc(k), cls="l"), cell(esc(v), cls="l")] for k, v in facts]
     has_seq = bool((rep.get("sequences") or {}).get("sequences"))
-    links = " ".join(f'<a href="#{i}">{esc(t)}</a>' for i, t in SECTIONS if i != "sequences" or has_seq)
+    shown = [("compare", "Prompt comparison")] * bool(data.compared) + SECTIONS
+    links = " ".join(f'<a href="#{i}">{esc(t)}</a>' for i, t in shown if i != "sequences" or has_seq)
     notes = "".join(f'<p class="note bad">{esc(n)}</p>' for n in data.notes)
     return (f"<header><h1>{esc(title)}</h1><nav>{links}</nav></header>\n"
             f'{table(["", ""], rows, cls="facts")}{notes}')
@@ -52,18 +57,6 @@ def _prompt_fact(data: RunData) -> str:
     return f"{rep['prompt']} ({how})"
 
 
-def _ci_text(s: dict[str, Any], scale: float) -> str:
-    if s["mean"] is None:
-        return "n/a"
-    digits = 1 if scale == 100.0 else 2
-    text = f"<b>{num(s['mean'], digits, scale)}</b>"
-    if s["lo"] is not None:
-        text += f' <span class="muted">[{num(s["lo"], digits, scale)}, {num(s["hi"], digits, scale)}]</span>'
-    if s["n_inf"]:
-        text += f' <span class="bad">({s["n_inf"]} inf)</span>'
-    return text
-
-
 def eval_section(data: RunData) -> str:
     """Per class: mean over patients with its 95 % interval, and the image-level mean ± SD."""
     rep, unit = data.report, data.report["distance_unit"]
@@ -73,7 +66,7 @@ def eval_section(data: RunData) -> str:
     rows = []
     for name in rep["classes"]:
         row = [cell(esc(name), cls="l"), cell(ci[name]["dice"]["n"] + ci[name]["dice"]["n_inf"])]
-        row += [cell(_ci_text(ci[name][m], PCT[m]), ci[name][m]["mean"]) for m in METRIC_LABELS]
+        row += [cell(ci_text(ci[name][m], PCT[m]), ci[name][m]["mean"]) for m in METRIC_LABELS]
         rows.append(row)
     img_rows = []
     for name in rep["classes"]:

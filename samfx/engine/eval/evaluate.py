@@ -26,7 +26,7 @@ from samfx.data.datasets import ImageDataset, SequenceDataset
 from samfx.data.files import jsonable, write_json
 from samfx.engine.eval import metrics as M
 from samfx.engine.eval.inference import predict_classes, resolve_precision, to_device
-from samfx.engine.eval.overlays import clear, save_overlay
+from samfx.engine.eval.overlays import clear, save_overlay, write_error
 from samfx.engine.eval.sequences import SequenceScoring, evaluate_sequences
 from samfx.engine.run import checkpoints as ckpt
 from samfx.engine.run import rundir
@@ -161,14 +161,13 @@ def evaluate(target: str | Path, *, split: str | None = None, data: str | None =
 
 @contextlib.contextmanager
 def _writing(path: Path) -> Iterator[None]:
-    """An OSError while writing the evaluation `path` (the JSON report or its overlays) as one line naming
-    the file; the JSON is replaced atomically, so a failed write leaves the previous report."""
+    """An OSError while writing the evaluation `path` (the JSON report or one overlay PNG) as one line
+    naming the file and the reason (samfx.engine.eval.overlays.write_error); the JSON is replaced
+    atomically, so a failed write leaves the previous report."""
     try:
         yield
     except OSError as exc:
-        where = exc.filename or path
-        raise SamfxError(f"{where}: cannot write the evaluation ({exc.strerror}); the run folder must be "
-                         f"writable: evaluate a copy of the run in a writable folder") from None
+        raise SamfxError(write_error(exc, path, "cannot write the evaluation")) from None
 
 
 def _split_images(store: Path, split: str, image_size: int, classes: list[int], limit: int | None) -> Any:
@@ -200,8 +199,9 @@ def _predict_split(model, loader: DataLoader, classes: list[int], dev: torch.dev
                             "_pred": pred[i].cpu().numpy().astype("uint8"),
                             "_gt": label[i].cpu().numpy().astype("uint8")})
             if overlay_dir is not None and len(records) <= n_overlays:
-                save_overlay(overlay_dir / f"{len(records) - 1:03d}-{rundir.safe_name(records[-1]['id'])}.png",
-                             images[i, 0].float().cpu().numpy(), records[-1]["_pred"], records[-1]["_gt"])
+                png = overlay_dir / f"{len(records) - 1:03d}-{rundir.safe_name(records[-1]['id'])}.png"
+                with _writing(png):  # the writing only: an OSError reading the data stays a read error
+                    save_overlay(png, images[i, 0].float().cpu().numpy(), records[-1]["_pred"], records[-1]["_gt"])
     return records
 
 
