@@ -20,7 +20,7 @@ from samfx.engine.eval.metrics import dice
 from samfx.engine.eval.overlays import clear, save_overlay
 from samfx.engine.eval.sequences import SequenceScoring, evaluate_sequences
 from samfx.engine.run import distributed as D
-from samfx.engine.run.loaders import collate
+from samfx.engine.run.loaders import collate, ignore_in_worker, start_workers
 from samfx.engine.run.rundir import safe_name
 
 if TYPE_CHECKING:
@@ -51,14 +51,16 @@ class Batching:
 def validate_images(model: SegmentationModel, ds: Dataset, classes: list[int], names: list[str], device: torch.device,
                     precision: str, batching: Batching, loss_fn: nn.Module | None = None) -> dict[str, float]:
     """val/loss (the stage's loss, image-weighted), val/dice (mean over classes of per-image Dice
-    means) and val/dice_<class>, with the model's active prompt generator, loaded as `batching` says."""
+    means) and val/dice_<class>, with the model's active prompt generator, loaded as `batching` says.
+    The loader's workers ignore stop signals (SIGINT, SIGTERM, SIGHUP): the training process finishes
+    the validation and then stops (samfx.engine.train.interrupt)."""
 
     was_training = model.training
     model.eval()
     loader = DataLoader(_shard(ds), batch_size=batching.batch_size, shuffle=False, collate_fn=collate,
-                        num_workers=batching.num_workers)
+                        num_workers=batching.num_workers, worker_init_fn=ignore_in_worker)
     records: list[tuple[float, list[float]]] = []
-    for batch in loader:
+    for batch in start_workers(loader):
         images, label = to_device(batch, device)
         assert label is not None  # validation splits are labeled
         with running("validation"):

@@ -6,6 +6,8 @@ Temporal hook: with ``data.clip_length > 0`` the training split is a :class:`Cli
 """
 from __future__ import annotations
 
+import signal
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,29 @@ from samfx.contracts.registry import Registry
 from samfx.data.cache import cache_dir as resolve
 from samfx.data.datasets import ClipDataset, ImageDataset, SequenceDataset
 from samfx.model.build import build_extra
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def ignore_in_worker(_worker_id: int) -> None:
+    """DataLoader ``worker_init_fn`` for every loader of a training (its own and validation's): a
+    Ctrl-C or SIGTERM reaches the whole process group, but the training process decides when to
+    stop; a worker dying first would fail the step or validation being finished. Unblocks the
+    signals :func:`start_workers` blocked (a signal pending meanwhile is discarded)."""
+    for s in STOP_SIGNALS:
+        signal.signal(s, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
+def start_workers(loader: Iterable[Any]) -> Iterator[Any]:
+    """``iter(loader)`` with the stop signals blocked while its workers start: a worker is born
+    blocking them until :func:`ignore_in_worker` ignores them, so a signal to the process group
+    in between cannot kill it. The caller's signals are delivered once its workers have started."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        return iter(loader)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def cache_dir() -> str:

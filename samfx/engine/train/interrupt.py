@@ -21,7 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+from samfx.engine.run.loaders import STOP_SIGNALS as STOP_SIGNALS  # re-exported
+from samfx.engine.run.loaders import ignore_in_worker as ignore_in_worker  # re-exported: the loaders' worker_init_fn
 
 
 class Interrupted(KeyboardInterrupt):
@@ -114,9 +115,3 @@ class StopSignals:
         dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=self._group)
         return int(flag.item())
 
-
-def ignore_in_worker(_worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: a Ctrl-C reaches the whole process group, but the training
-    process decides when to stop; a worker dying first would fail the step being finished."""
-    for s in STOP_SIGNALS:
-        signal.signal(s, signal.SIG_IGN)

@@ -37,9 +37,10 @@ from samfx.engine.run import checkpoints as ckpt
 from samfx.engine.run import distributed as D
 from samfx.engine.run import rundir
 from samfx.engine.run.checkpoints import Progress
-from samfx.engine.run.loaders import collate, open_split, open_val_split
+from samfx.engine.run.loaders import collate, open_split, open_val_split, start_workers
 from samfx.engine.run.log import RunClock, RunLog, run_steps, train_bar
 from samfx.engine.run.seeding import EpochSeeded, derive_seed, seed_everything, set_deterministic, set_rng_state
+from samfx.engine.train.estimate import RunEstimate
 from samfx.engine.train.interrupt import Interrupted, ignore_in_worker
 from samfx.engine.train.sampler import ResumableBatchSampler
 from samfx.engine.train.session import RunSession
@@ -176,6 +177,7 @@ class Trainer:
         self.run.callback(self.log.close)
         total = run_steps(self.cfg.train.stages, self.sampler.batches_per_epoch(), self.cfg.train.grad_accum)
         self.clock = RunClock(total, self.progress.global_step)  # the progress line's whole-run ETA
+        self.callbacks.insert(0, RunEstimate(self._say))  # a long run's estimate, once (samfx.engine.train.estimate)
         if self.progress.finished:
             self._say(f"{self.run_dir}: run already finished; nothing to do")
         stages = self.cfg.train.stages
@@ -249,7 +251,7 @@ class Trainer:
                        self.clock, lambda: p.global_step) as advance:
             values = StepValues()
             read_back = partial(self._read_back, run, values, advance)
-            for batch in loader:
+            for batch in start_workers(loader):
                 last_in_group = self._micro_batch(run, batch, values, epoch)
                 advance()
                 if last_in_group and self._optimizer_step(run, values, epoch, read_back):
