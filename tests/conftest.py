@@ -1,4 +1,5 @@
-"""Shared test set-up: few threads (CI has 2 cores), a private samfx cache per session."""
+"""Shared test set-up: few threads (CI has 2 cores), a private samfx cache per session, and the toy
+plugins, a one-step toy run and an in-process CLI for modules that do not define their own."""
 from __future__ import annotations
 
 import os
@@ -43,3 +44,32 @@ def run_samfx(*args: str, env: dict | None = None, cwd: Path | None = None, time
 @pytest.fixture
 def samfx_cli():
     return run_samfx
+
+
+@pytest.fixture(scope="module")
+def plugins():
+    """samfx.engine.testing's toy plugins (with the installed ones)."""
+    from samfx.engine.testing import toy_plugins
+
+    return toy_plugins()
+
+
+@pytest.fixture(scope="module")
+def toy_run(plugins, tmp_path_factory):
+    """A toy run trained for one step (tests/toy_runs.py), once per module."""
+    from tests.toy_runs import train_toy
+
+    return train_toy(tmp_path_factory.mktemp("toy") / "run", plugins,
+                     "train.stages.0.max_steps=1", "train.stages.0.epochs=1")
+
+
+@pytest.fixture
+def cli(plugins, monkeypatch):
+    """``cli(*args)``: samfx's CLI in-process (typer's runner) with the toy plugins loaded."""
+    from typer.testing import CliRunner
+
+    from samfx.cli.main import app
+    from samfx.contracts import plugins as pluginmanager
+
+    monkeypatch.setattr(pluginmanager, "_CACHE", plugins)
+    return lambda *args: CliRunner().invoke(app, [str(a) for a in args])

@@ -8,33 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
 from samfx.data.importers.dicom import import_dicom
 from samfx.engine.eval.clinical import analyze_clip
-from samfx.engine.testing import toy_plugins
 from tests.dicom_us import echo_frames, gray, us_dataset, write
-from tests.toy_runs import train_toy
-
-
-@pytest.fixture(scope="module")
-def plugins():
-    return toy_plugins()
-
-
-@pytest.fixture(scope="module")
-def toy_run(plugins, tmp_path_factory):
-    return train_toy(tmp_path_factory.mktemp("toy") / "run", plugins,
-                     "train.stages.0.max_steps=1", "train.stages.0.epochs=1")
-
-
-@pytest.fixture
-def cli(plugins, monkeypatch):
-    from samfx.cli.main import app
-    from samfx.contracts import plugins as pluginmanager
-
-    monkeypatch.setattr(pluginmanager, "_CACHE", plugins)
-    return lambda *args: CliRunner().invoke(app, [str(a) for a in args])
 
 
 @pytest.fixture(scope="module")

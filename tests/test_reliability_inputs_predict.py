@@ -13,32 +13,8 @@ from PIL import Image
 
 from tests.dicom_us import echo_frames, gray, us_dataset, write
 from tests.test_data_video import T, write_video
-from tests.test_reliability_predict import ellipses, mock
-from tests.toy_runs import train_toy
-
-
-@pytest.fixture(scope="module")
-def plugins():
-    from samfx.engine.testing import toy_plugins
-
-    return toy_plugins()
-
-
-@pytest.fixture(scope="module")
-def toy_run(plugins, tmp_path_factory):
-    return train_toy(tmp_path_factory.mktemp("toy") / "run", plugins,
-                     "train.stages.0.max_steps=1", "train.stages.0.epochs=1")
-
-
-@pytest.fixture
-def cli(plugins, monkeypatch):
-    from typer.testing import CliRunner
-
-    from samfx.cli.main import app
-    from samfx.contracts import plugins as pluginmanager
-
-    monkeypatch.setattr(pluginmanager, "_CACHE", plugins)
-    return lambda *args: CliRunner().invoke(app, [str(a) for a in args])
+from tests.test_reliability_predict import mock
+from tests.toy_runs import ellipses
 
 
 def one_line(r, *parts: str) -> str:

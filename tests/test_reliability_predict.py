@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
 from samfx.contracts.errors import DataError
 from samfx.data.images import read_png
@@ -18,20 +17,8 @@ from samfx.data.importers.dicom_read import read_dicom
 from samfx.engine.eval.clinical import MAX_EDGE_FRAMES, MIN_CYCLE, edge_frames, withhold_reasons
 from samfx.engine.run import checkpoints as ckpt
 from samfx.engine.run import rundir
-from samfx.engine.testing import toy_plugins
 from tests.dicom_us import echo_frames, gray, us_dataset, write
-from tests.toy_runs import train_toy
-
-
-@pytest.fixture(scope="module")
-def plugins():
-    return toy_plugins()
-
-
-@pytest.fixture(scope="module")
-def toy_run(plugins, tmp_path_factory):
-    return train_toy(tmp_path_factory.mktemp("toy") / "run", plugins,
-                     "train.stages.0.max_steps=1", "train.stages.0.epochs=1")
+from tests.toy_runs import ellipses
 
 
 @pytest.fixture(scope="module")
@@ -42,22 +29,6 @@ def synthetic_ckpt(toy_run, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("syn") / "synthetic.pt"
     ckpt.save(obj, path)
     return path
-
-
-@pytest.fixture
-def cli(plugins, monkeypatch):
-    from samfx.cli.main import app
-    from samfx.contracts import plugins as pluginmanager
-
-    monkeypatch.setattr(pluginmanager, "_CACHE", plugins)
-    return lambda *args: CliRunner().invoke(app, [str(a) for a in args])
-
-
-def ellipses(t: int, h: int, w: int, scale=(1.0, 0.8, 0.6, 0.8, 1.0, 0.9)) -> np.ndarray:
-    """LV label maps (t,h,w): an ellipse in the middle whose width follows `scale`."""
-    rows, cols = np.mgrid[:h, :w]
-    return np.stack([(((rows - h / 2) / (0.35 * h)) ** 2 + ((cols - w / 2) / (0.2 * w * s)) ** 2 < 1)
-                     for s in scale[:t]]).astype(np.uint8)
 
 
 def mock(monkeypatch, fn) -> None:

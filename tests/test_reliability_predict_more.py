@@ -12,7 +12,6 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
 
 from samfx.data import files
 from samfx.deploy import predict as P
@@ -20,37 +19,10 @@ from samfx.engine.eval.clinical import MAX_ABSENT_FRAMES, MIN_IOU, confidence_su
 from samfx.engine.eval.inference import QueryConfidence
 from samfx.engine.run import checkpoints as ckpt
 from samfx.engine.run import rundir
-from samfx.engine.testing import toy_plugins
 from tests.dicom_us import echo_frames, gray, us_dataset, write
-from tests.toy_runs import train_toy
+from tests.toy_runs import ellipses
 
 BEAT = [100.0, 80.0, 60.0, 80.0, 100.0]
-
-
-@pytest.fixture(scope="module")
-def plugins():
-    return toy_plugins()
-
-
-@pytest.fixture(scope="module")
-def toy_run(plugins, tmp_path_factory):
-    return train_toy(tmp_path_factory.mktemp("toy") / "run", plugins,
-                     "train.stages.0.max_steps=1", "train.stages.0.epochs=1")
-
-
-@pytest.fixture
-def cli(plugins, monkeypatch):
-    from samfx.cli.main import app
-    from samfx.contracts import plugins as pluginmanager
-
-    monkeypatch.setattr(pluginmanager, "_CACHE", plugins)
-    return lambda *args: CliRunner().invoke(app, [str(a) for a in args])
-
-
-def ellipses(t: int, h: int, w: int, scale=(1.0, 0.8, 0.6, 0.8, 1.0, 0.9)) -> np.ndarray:
-    rows, cols = np.mgrid[:h, :w]
-    return np.stack([(((rows - h / 2) / (0.35 * h)) ** 2 + ((cols - w / 2) / (0.2 * w * s)) ** 2 < 1)
-                     for s in scale[:t]]).astype(np.uint8)
 
 
 def mock(monkeypatch, confidence) -> None:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from samfx.contracts.plugins import Plugins
 
 TOY = Path(__file__).resolve().parent / "recipes" / "toy.yaml"
@@ -15,3 +17,10 @@ def train_toy(run: Path, plugins: Plugins, *overrides: str) -> Path:
 
     Trainer(load_recipe(TOY, list(overrides), plugins.registry), run, registry=plugins.registry, quiet=True).fit()
     return run
+
+
+def ellipses(t: int, h: int, w: int, scale=(1.0, 0.8, 0.6, 0.8, 1.0, 0.9)) -> np.ndarray:
+    """LV label maps (t,h,w): an ellipse in the middle whose width follows `scale`."""
+    rows, cols = np.mgrid[:h, :w]
+    return np.stack([(((rows - h / 2) / (0.35 * h)) ** 2 + ((cols - w / 2) / (0.2 * w * s)) ** 2 < 1)
+                     for s in scale[:t]]).astype(np.uint8)
