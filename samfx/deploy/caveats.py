@@ -13,6 +13,7 @@ import numpy as np
 
 from samfx.contracts.errors import SamfxError
 from samfx.data.files import write_text
+from samfx.data.sector import sector_mask
 from samfx.engine.eval.clinical import analyze_clip, edge_frames, withhold_reasons
 
 EF_METHOD = "single-plane area-length"
@@ -104,8 +105,6 @@ def sector_warnings(frames: np.ndarray, fraction: float | None = None) -> list[s
     """Warnings about the scan sector of gray frames (T,H,W) uint8: none found
     (:func:`samfx.data.sector.sector_mask` finds none), or one covering under :data:`MIN_SECTOR` of the
     image. `fraction`: the sector's share when the reader measured it already (a DICOM's)."""
-    from samfx.data.sector import sector_mask
-
     if fraction is None:
         mask = sector_mask(np.asarray(frames))
         if mask is None:
