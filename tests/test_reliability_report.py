@@ -9,16 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from samfx.engine.testing import toy_plugins
 from tests.cli_inprocess import cli, one_line
 from tests.toy_runs import train_toy
 
 NO_SPACE = OSError(errno.ENOSPC, "No space left on device")
-
-
-@pytest.fixture(scope="module")
-def plugins():
-    return toy_plugins()
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import torch
 
 from samfx.contracts.errors import PluginFailure
 from samfx.contracts.plugins import load_plugins
-from samfx.engine.testing import ToyPlugin, toy_plugins
+from samfx.engine.testing import ToyPlugin
 from tests.toy_runs import train_toy
 
 FLAKY = """
@@ -36,11 +36,6 @@ def build(config, context):
 def samfx_register(registry):
     registry.add("prompt_generator", "flaky", build)
 """
-
-
-@pytest.fixture(scope="module")
-def plugins():
-    return toy_plugins()
 
 
 @pytest.fixture(scope="module")

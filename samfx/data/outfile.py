@@ -17,10 +17,12 @@ FORMAT_VERSION = 1
 
 
 def reason(exc: OSError) -> str:
-    """The OS's short reason for `exc` ('No such file or directory'), else its first line."""
-    if exc.errno:
-        return os.strerror(exc.errno)
-    return first_line(exc)
+    """The OS's short reason for `exc` ('No such file or directory'), else its first line. A bare
+    ``OSError(errno.ENOSPC)`` carries its code only in ``args``: that code counts too."""
+    code = exc.errno if exc.errno is not None else next((a for a in exc.args if isinstance(a, int)), None)
+    if code:
+        return os.strerror(code)
+    return first_line(exc) or type(exc).__name__
 
 
 def is_store(path: Path) -> bool:

@@ -2,11 +2,12 @@
 contours (and prompt points as yellow dots when given)."""
 from __future__ import annotations
 
-import errno
-import os
 from pathlib import Path
 
 import numpy as np
+
+from samfx.data.files import FULL, out_of_space
+from samfx.data.outfile import reason
 
 PALETTE = np.array([[0, 0, 0], [230, 60, 60], [60, 200, 90], [70, 120, 240], [240, 180, 40],
                     [200, 80, 220], [60, 210, 220], [250, 130, 80]], dtype=np.float32)
@@ -66,18 +67,13 @@ def save_overlay(path: str | Path, image: np.ndarray, pred: np.ndarray, gt: np.n
     return path
 
 
-NO_SPACE = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
-
-
 def write_error(exc: OSError, path: str | Path, what: str,
                 elsewhere: str = "the run folder must be writable: evaluate a copy of the run in a writable folder",
                 *, own_name: bool = True) -> str:
     """One line for an OSError `exc` raised while writing `path`: the file (the error's own when `own_name`
     and it has one, else `path`), that `what` failed, the reason (strerror, else the errno's text) and
     what to do: free space for a full disk or quota, else `elsewhere`."""
-    code = exc.errno if exc.errno is not None else next((a for a in exc.args if isinstance(a, int)), None)
-    reason = exc.strerror or (os.strerror(code) if code is not None else str(exc) or type(exc).__name__)
     where = (exc.filename if own_name else None) or path
-    if code in NO_SPACE:
-        return f"{where}: {what} ({reason}); free disk space (or quota) and run again"
-    return f"{where}: {what} ({reason}); {elsewhere}"
+    if out_of_space(exc) is not None or next((a for a in exc.args if isinstance(a, int)), None) in FULL:
+        return f"{where}: {what} ({reason(exc)}); free disk space (or quota) and run again"
+    return f"{where}: {what} ({reason(exc)}); {elsewhere}"
