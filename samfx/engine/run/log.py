@@ -110,7 +110,7 @@ class RunLog:
 
 def stage_steps(epochs: int, max_steps: int | None, per_epoch: int, accum: int) -> int:
     """A stage's optimizer steps: `epochs` epochs of `per_epoch` micro-batches in groups of `accum`, or
-    `max_steps` when smaller (or when `epochs` is 0); the same count as samfx.engine.train.stage's plan."""
+    `max_steps` when smaller (or when `epochs` is 0); the stage plan's total and the run clock's."""
     steps_per_epoch = math.ceil(per_epoch / accum)
     total = epochs * steps_per_epoch
     if max_steps:

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from samfx.config.recipe import Recipe
 from samfx.config.schema import StageSection
 from samfx.contracts.errors import RecipeError, SamfxError
+from samfx.engine.run.log import stage_steps
 from samfx.engine.train.optim import build_optimizer, build_scheduler
 from samfx.model.build import build_extra
 from samfx.model.trainable import apply_stage
@@ -67,9 +68,7 @@ def plan_stage(model: SegmentationModel, recipe: Recipe, registry: Registry, ind
     opt = build_optimizer(params, st.optimizer, f"{where}.optimizer")
     accum = train.grad_accum
     steps_per_epoch = math.ceil(per_epoch / accum)
-    total = st.epochs * steps_per_epoch
-    if st.max_steps:
-        total = min(total, st.max_steps) if st.epochs >= 1 else st.max_steps
+    total = stage_steps(st.epochs, st.max_steps, per_epoch, accum)
     epochs = max(1, st.epochs) if not st.max_steps else max(st.epochs, math.ceil(total / steps_per_epoch))
     sched = build_scheduler(opt, st.schedule, total, f"{where}.schedule")
     scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
