@@ -6,6 +6,9 @@ arm: ``--trainable`` (entries an arm lacks are dropped), Adam at ``--lr``, ``--l
 
 - ``perframe``: ``--recipe`` (SAMUS + MSFF + APG + stm) with ``model.temporal=null``, from ``--init``;
 - ``stm``: ``--recipe`` as written (the space-time memory), from ``--init``;
+- ``prev_mask``: the per-frame model tracking by prompting: frame 0 by the protocol's prompt, every later
+  frame by the previous frame's mask logits (the ``prev_mask`` generator; semi protocols only);
+- ``stm_prev_mask``: ``stm`` with the same prompting;
 - ``sam2_perframe``: ``--sam2-recipe`` (SAM2.1 hiera tiny + APG + sam2_memory) with ``model.temporal=null``
   and the encoder in image mode, from ``--sam2-init``;
 - ``sam2_memory``: ``--sam2-recipe`` as written (SAM2's memory), from ``--sam2-init`` (the loader gives its
@@ -43,7 +46,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = {1: "LV", 2: "MYO", 3: "LA"}
 ALIASES = {"memory": "stm", "nomemory": "perframe"}
-ARMS = ("perframe", "stm", "sam2_perframe", "sam2_memory")
+ARMS = ("perframe", "stm", "prev_mask", "stm_prev_mask", "sam2_perframe", "sam2_memory")
+TRACKING = ("prev_mask", "stm_prev_mask")   # frame 0 by the protocol's prompt, later frames by prev_mask
 PROTOCOLS = ("auto", "semi", "semi_mask", "sparse")
 SEMI = {"semi": {"name": "clicks", "positive": 1}, "semi_mask": {"name": "masks"}}  # their frame-0 prompt
 
@@ -54,7 +58,7 @@ def arm_overrides(args: argparse.Namespace, arm: str) -> tuple[str, list[str]]:
     recipe, init = (args.sam2_recipe, args.sam2_init) if sam2 else (args.recipe, args.init)
     extra = [f"model.image_encoder.image_size={args.image_size}"]
     extra += list(args.sam2_override) if sam2 else [f"model.image_encoder.size={args.size}", *args.override]
-    if arm in ("perframe", "sam2_perframe"):
+    if arm in ("perframe", "sam2_perframe", "prev_mask"):
         extra.append("model.temporal=null")
     if arm == "sam2_perframe":
         extra.append("model.image_encoder.no_memory_embed=true")
@@ -65,12 +69,17 @@ def arm_overrides(args: argparse.Namespace, arm: str) -> tuple[str, list[str]]:
 
 def stage_and_data(args: argparse.Namespace, arm: str, protocol: str, seed: int) -> list[str]:
     """The overrides every arm of `protocol` shares: one clip stage, the synthetic sequences, the seed."""
-    trainable = [e for e in args.trainable if arm in ("stm", "sam2_memory") or e != "temporal"]
+    trainable = [e for e in args.trainable if arm in ("stm", "stm_prev_mask", "sam2_memory") or e != "temporal"]
     stage = {"name": protocol, "trainable": trainable, "epochs": 100000, "max_steps": args.steps,
              "optimizer": {"name": "adam", "lr": args.lr}, "loss": {"name": args.loss},
              "area_change_weight": args.area_change_weight, "select_metric": "train/loss"}
-    if protocol in SEMI:
+    if protocol in SEMI and arm in TRACKING:
+        first = dict(SEMI[protocol])
+        stage["prompt"] = {"name": "prev_mask", "first": first.pop("name"), **first}
+    elif protocol in SEMI:
         stage["prompt"] = dict(SEMI[protocol])
+    elif arm in TRACKING:
+        raise SystemExit(f"arm {arm} tracks from frame 0's prompt: use it with --protocol semi or semi_mask")
     elif args.prompt:
         stage["prompt"] = {"name": args.prompt}
     source = {"name": "synthetic_echo", "patients": args.patients, "seed": 0, "frames": args.frames,
@@ -126,7 +135,7 @@ def run_one(args: argparse.Namespace, seed: int, arm: str, protocol: str, out_di
     res["summary"].update(seed=seed, arm=arm, protocol=protocol, train_s=round(train_s, 1), steps=steps,
                           trainable_params=sum(p.numel() for p in model.parameters() if p.requires_grad),
                           last_train_loss=last_loss, run=str(run_dir))
-    if arm in ("stm", "sam2_memory") and args.memory_check:
+    if arm in ("stm", "stm_prev_mask", "sam2_memory") and args.memory_check:
         res["summary"]["memory_check"] = memory_check(model, test, args, device, prompt)
     return res
 

@@ -175,7 +175,8 @@ def load_run(target: str | Path, *, prompt: str | None = None, device: str = "au
              registry: Registry | None = None) -> Run:
     """Rebuild the model of a run folder (best.pt, else last.pt) or checkpoint from its stored recipe and
     load its weights. `prompt`: an automatic prompt generator (default: eval.prompt, else the last
-    stage's; clicks and boxes need ground truth and are refused)."""
+    stage's; clicks and boxes need ground truth and are refused). It becomes the model's active prompt, so
+    ``run.model.forward`` and ``run.model.forward_clip`` use it too."""
 
     reg = _registry(registry)
     path = rundir.find_checkpoint(target)
@@ -183,6 +184,7 @@ def load_run(target: str | Path, *, prompt: str | None = None, device: str = "au
     model, recipe, _ = ckpt.load_model(path, reg, dev)
     cfg = recipe.typed
     key = choose_prompt(model, recipe, prompt, reg, False, "load_run(prompt=)")
+    model.use_prompt(key)  # also the default of model.forward / forward_clip
     return Run(model=model, recipe=recipe, checkpoint=path, classes=list(cfg.data.classes),
                class_names=list(cfg.data.class_names), prompt=key,
                precision=resolve_precision(cfg.train.precision, dev))

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from samfx.contracts.bounds import bounded
+
 
 @dataclass
 class ClicksConfig:
@@ -25,3 +27,13 @@ class MasksConfig:
 @dataclass
 class NoPromptConfig:
     pass
+
+
+@dataclass
+class PreviousConfig:
+    first: str = "clicks"      # how a clip's first frame (no previous output) is prompted: clicks | boxes | masks
+    positive: int = bounded(1, ge=1)    # first: clicks: foreground clicks per query
+    negative: int = bounded(0, ge=0)    # first: clicks: background clicks per query
+    first_jitter: float | None = None   # first: boxes: training jitter of the box (null: the boxes default, 0.1)
+    min_iou: float | None = None        # re-anchoring: no prompt where the previous predicted IoU is lower
+    min_object_score: float | None = None  # re-anchoring: ... or the previous object-score logit (SAM2); null: unused

@@ -54,6 +54,23 @@ def deepest_pixel(mask: Tensor) -> Tensor:
     return torch.where(empty[:, None], centre, xy)
 
 
+def mask_boxes(mask: Tensor) -> tuple[Tensor, Tensor]:
+    """(boxes (B,4) float xyxy pixels, empty (B,) bool) of masks (B,H,W) bool: each mask's bounding box,
+    a zero-size box at the image centre for an empty mask."""
+    b, h, w = mask.shape
+    rows, cols = mask.any(2), mask.any(1)
+    idx_r = torch.arange(h, device=mask.device)
+    idx_c = torch.arange(w, device=mask.device)
+    y0 = torch.where(rows, idx_r, h).min(1).values
+    y1 = torch.where(rows, idx_r, -1).max(1).values
+    x0 = torch.where(cols, idx_c, w).min(1).values
+    x1 = torch.where(cols, idx_c, -1).max(1).values
+    box = torch.stack([x0, y0, x1, y1], 1).float()
+    empty = ~mask.flatten(1).any(1)
+    box[empty] = torch.tensor([w / 2, h / 2, w / 2, h / 2], device=box.device)
+    return box, empty
+
+
 class Clicks(PromptGenerator):
     needs_targets = True
 
@@ -94,16 +111,7 @@ class Boxes(PromptGenerator):
     def forward(self, ctx: PromptContext) -> Prompts:
         mask = _need_targets(ctx, "boxes")
         b, h, w = mask.shape
-        rows, cols = mask.any(2), mask.any(1)
-        idx_r = torch.arange(h, device=mask.device)
-        idx_c = torch.arange(w, device=mask.device)
-        y0 = torch.where(rows, idx_r, h).min(1).values
-        y1 = torch.where(rows, idx_r, -1).max(1).values
-        x0 = torch.where(cols, idx_c, w).min(1).values
-        x1 = torch.where(cols, idx_c, -1).max(1).values
-        box = torch.stack([x0, y0, x1, y1], 1).float()
-        empty = ~mask.flatten(1).any(1)
-        box[empty] = torch.tensor([w / 2, h / 2, w / 2, h / 2], device=box.device)
+        box, _ = mask_boxes(mask)
         if self.training and self.jitter > 0:
             size = torch.stack([box[:, 2] - box[:, 0], box[:, 3] - box[:, 1]] * 2, 1)
             limit = (size * self.jitter).clamp(max=self.max_jitter_px)
@@ -111,7 +119,7 @@ class Boxes(PromptGenerator):
             box[:, 0::2] = box[:, 0::2].clamp(0, w - 1)
             box[:, 1::2] = box[:, 1::2].clamp(0, h - 1)
         box = box.to(ctx.class_ids.device)
-        return Prompts(*ctx.prompt_encoder.encode(b, boxes=box))
+        return Prompts(*ctx.prompt_encoder.encode(b, boxes=box), boxes=box)
 
 
 class Masks(PromptGenerator):

@@ -84,6 +84,8 @@ def show(recipe: str = typer.Argument(..., help="Recipe YAML file."),
         steps = f", at most {st['max_steps']} steps" if st["max_steps"] is not None else ""
         console.print(f"stage [b]{st['name']}[/]: {st['params']['trainable']:,} trainable parameters, "
                       f"{st['epochs']} epoch(s){steps}")
+    console.print("prompt schedules (clip frames each prompt prompts): "
+                  + ", ".join(f"{k} {v}" for k, v in report["prompt_schedules"].items()))
 
 
 @app.command()

@@ -22,13 +22,15 @@ from omegaconf.errors import OmegaConfBaseException
 
 from samfx.config.overrides import CLI, deep_merge, override_tree, parse_override, set_path
 from samfx.config.paths import at_pattern, get_path, put_path
+from samfx.config.schedule import check_schedule
 from samfx.config.schema import CLIP_LABELS, COMPONENT_SLOTS, RANGES, SELECT_METRICS, RecipeSchema
 from samfx.config.yaml_io import read_yaml
 from samfx.contracts.bounds import Range, field_ranges
 from samfx.contracts.errors import RecipeError, RegistryError, did_you_mean
 from samfx.contracts.registry import Registry
 
-RESERVED = {"name", "site"}  # keys every component ref may carry besides its schema's
+RESERVED = {"name", "site", "schedule"}  # keys a component ref may carry besides its schema's
+RESERVED_FOR = {"site": "adapter", "schedule": "prompt_generator"}  # ... and the kind that takes each
 
 
 @dataclass
@@ -229,6 +231,12 @@ class _Validator:
             return dict(data)
         comp = self.registry.get(kind, data["name"], where=f"{path}.name ({self.source_of(path + '.name')})")
         ignore = {k for k in RESERVED if k in data}
+        for key in ignore - {"name"}:
+            if RESERVED_FOR[key] != kind:
+                raise self.fail(f"{path}.{key}", f"unknown key; only a {RESERVED_FOR[key]} takes '{key}'")
+        if "schedule" in ignore:
+            data = {**data, "schedule": check_schedule(data["schedule"], f"{path}.schedule "
+                                                                           f"({self.source_of(path + '.schedule')})")}
         if comp.schema is None:
             extra = [k for k in data if k not in RESERVED]
             if extra:

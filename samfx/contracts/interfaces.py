@@ -98,6 +98,17 @@ class ImageFeatures:
 
 
 @dataclass
+class FrameInfo:
+    """Where a temporal module is in a clip. ``prompted``: this frame's prompts come from the prompt
+    generator (a per-frame schedule; unprompted frames get the no-prompt embedding and the memory)."""
+
+    t: int
+    num_frames: int
+    prompted: bool
+    queries_per_image: int = 1        # K: the state holds B*K queries, image-major
+
+
+@dataclass
 class DecoderInput:
     """One mask-decoder call over Q queries of B images, image-major: query q belongs to image
     ``q // queries_per_image`` (K classes per image without copying the features K times, as SAM2's
@@ -109,6 +120,11 @@ class DecoderInput:
     dense: Tensor                     # (Q,C,h,w) dense prompt embeddings
     queries_per_image: int = 1
     multimask: bool = False           # SAM's three-mask output instead of the single mask
+    # The clip frame being decoded (None: an image), and the points given to the prompt encoder per
+    # query (clicks, and a box as its 2 corners, as SAM2 counts them; 0 on an unprompted frame): for
+    # decoders whose output policy differs on tracked frames (SAM2.1's multimask tracking).
+    frame: FrameInfo | None = None
+    num_points: int = 0
 
     @property
     def num_queries(self) -> int:
@@ -139,17 +155,6 @@ class DecoderOutput:
     iou: Tensor                       # (Q,M) predicted IoU
     mask_tokens: Tensor | None = None  # (Q,M,C) the decoder's output mask tokens (SAM2's object pointers)
     object_score: Tensor | None = None  # (Q,1) logit that the object is visible (SAM2); None: always
-
-
-@dataclass
-class FrameInfo:
-    """Where a temporal module is in a clip. ``prompted``: this frame's prompts come from the prompt
-    generator (a per-frame schedule; unprompted frames get the no-prompt embedding and the memory)."""
-
-    t: int
-    num_frames: int
-    prompted: bool
-    queries_per_image: int = 1        # K: the state holds B*K queries, image-major
 
 
 @dataclass
@@ -249,7 +254,12 @@ class MaskDecoderBase(ForeignKeys, nn.Module):
 
 @dataclass
 class PromptContext:
-    """What a prompt generator may look at to produce prompts for Q = B*K queries (image-major)."""
+    """What a prompt generator may look at to produce prompts for Q = B*K queries (image-major).
+
+    ``frame`` and ``previous`` are set on the frames of a clip (``forward_clip``) and None on images:
+    where the frame is, and the decoder's output on the previous frame for the same queries (low-res
+    logits (Q,1,h',w'), predicted IoU (Q,1), object score (Q,1) or None), None on a clip's first frame.
+    ``targets`` is set only for generators with ``needs_targets`` (docs/plugins.md has the table)."""
 
     features: ImageFeatures           # per image (batch B)
     image_pe: Tensor                  # (1,C,h,w)
@@ -259,6 +269,8 @@ class PromptContext:
     class_ids: Tensor                 # (Q,) long, 1-based class of each query
     targets: Tensor | None = None     # (Q,1,S,S) binary, present in training / simulated-prompt eval
     queries_per_image: int = 1        # K
+    frame: FrameInfo | None = None    # the clip frame being prompted; None: an image
+    previous: DecoderOutput | None = None  # frame t-1's decoder output for these queries; None: none
 
     @property
     def num_queries(self) -> int:
@@ -281,6 +293,7 @@ class Prompts:
     features: ImageFeatures | None = None
     points: Tensor | None = None      # (Q,N,2) pixel coords of simulated clicks, for overlays
     point_labels: Tensor | None = None
+    boxes: Tensor | None = None       # (Q,4) xyxy pixel boxes given to the prompt encoder, for overlays
     aux_losses: dict[str, Tensor] = field(default_factory=dict)
     mask: Tensor | None = None        # (Q,1,S,S) a given mask: the output of these queries
 
@@ -295,12 +308,22 @@ def given_mask_logits(mask: Tensor, size: tuple[int, int]) -> Tensor:
 
 
 class PromptGenerator(ForeignKeys, nn.Module):
-    """``forward(PromptContext) -> Prompts``. ``needs_targets`` is True for simulated clicks/boxes/masks;
-    ``gives_mask`` is True when its prompts carry the answer (``Prompts.mask``): it then prompts only the
-    first frame(s) of a sequence (semi-supervised), never an image, and those frames are not scored."""
+    """``forward(PromptContext) -> Prompts``.
+
+    Attributes (class defaults; docs/plugins.md has the reference):
+    ``needs_targets``: it reads ``ctx.targets`` (simulated clicks / boxes / masks), so the frames it
+    prompts must be labeled; with ``uses_previous``, only those it prompts without a previous output.
+    ``gives_mask``: its prompts carry the answer (``Prompts.mask``): it prompts frames of a sequence
+    (semi-supervised), never an image, and the frames it gives are not scored.
+    ``uses_previous``: it prompts from ``ctx.previous`` when there is one (tracking by prompting).
+    ``default_schedule``: which frames of a clip it prompts unless the recipe's ``schedule`` key says
+    otherwise: ``first``, ``every``, ``ed_es`` or a list of frame indices (samfx.config.schedule); None:
+    ``first`` when it needs targets (a simulated user clicks once), else ``every``."""
 
     needs_targets: bool = False
     gives_mask: bool = False
+    uses_previous: bool = False
+    default_schedule: str | None = None
 
     def forward(self, ctx: PromptContext) -> Prompts:  # pragma: no cover - interface
         raise NotImplementedError

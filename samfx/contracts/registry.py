@@ -52,7 +52,7 @@ class Component:
         except Exception as exc:  # a broken plugin must name itself
             raise RegistryError(
                 f"{self.kind} '{self.qualname}': cannot import factory '{self.factory}': "
-                f"{type(exc).__name__}: {exc}; run `samfx doctor` for the traceback"
+                f"{type(exc).__name__}: {exc}; set SAMFX_DEBUG=1 for the traceback"
             ) from exc
 
     def default_config(self) -> Any:

@@ -153,8 +153,9 @@ class ClipDataset(_StoreDataset):
     shorter than the clip is padded by repeating its last frame (padding frames are unlabeled).
     ``labels``: "all" keeps every labeled frame, "ed_es" only a sequence's ED and ES frames (the sparse
     labels of CAMUS's full sequences; a sequence without known ED/ES then has none).
-    Item: frames (T,3,S,S), labels (T,S,S) int64, labeled (T,) bool, spacing, index, id, patient,
-    view; one augmentation draw for the whole clip.
+    Item: frames (T,3,S,S), labels (T,S,S) int64, labeled (T,) bool, key_frames (T,) bool (the sequence's
+    ED and ES frames, for the ``ed_es`` prompt schedule), spacing, index, id, patient, view,
+    frame_index; one augmentation draw for the whole clip.
     """
 
     def __init__(self, path: str | Path, split: str | None, image_size: int, clip_length: int,
@@ -198,13 +199,15 @@ class ClipDataset(_StoreDataset):
         pick = [i - idx[0] for i in idx]
         frames, labels = frames[pick], labels[pick]
         labeled = torch.tensor([self.labeled[index][i] for i in idx], dtype=torch.bool)
-        labeled[1:] &= torch.tensor([a != b for a, b in zip(idx[1:], idx[:-1])], dtype=torch.bool)
+        repeated = torch.tensor([False, *(a == b for a, b in zip(idx[1:], idx[:-1]))], dtype=torch.bool)
+        labeled &= ~repeated
+        key_frames = torch.tensor([i in (it.ed, it.es) for i in idx], dtype=torch.bool) & ~repeated
         img, lab = aug.resize(frames, labels, self.image_size)
         p = aug.draw_params(self.augment, self.seed, self.epoch, index)
         img, lab = aug.apply(img, lab, p)
         return {"frames": self._rgb(img), "labels": lab, "labeled": labeled, "spacing": self._spacing(it, p),
                 "index": index, "id": it.id, "patient": it.patient, "view": it.view,
-                "frame_index": torch.tensor(idx, dtype=torch.long)}
+                "frame_index": torch.tensor(idx, dtype=torch.long), "key_frames": key_frames}
 
 
 class SequenceDataset(_StoreDataset):

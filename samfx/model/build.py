@@ -50,6 +50,13 @@ def build_extra(model: SegmentationModel | None, kind: str, cfg: dict[str, Any],
     return build_component(registry or get_registry(), kind, cfg, ctx, where)
 
 
+def stage_losses(model: SegmentationModel, recipe: Recipe, registry: Registry | None = None) -> list[Any]:
+    """Every stage's loss built against `model`: what training builds stage by stage, built at once so that a
+    bad loss option fails before a run folder is written (and in ``samfx show``)."""
+    return [build_extra(model, "loss", st.loss, f"train.stages.{i}.loss", registry)
+            for i, st in enumerate(recipe.typed.train.stages)]
+
+
 def prompt_configs(recipe: Recipe) -> tuple[dict[str, dict[str, Any]], str]:
     """Every prompt generator the recipe uses (model, stages, eval) keyed by a stable name,
     and the key of ``model.prompt``."""
@@ -125,6 +132,7 @@ def build_model(recipe: Recipe, registry: Registry | None = None, load_checkpoin
     if m.temporal:
         temporal = build_component(registry, "temporal_module", m.temporal, ctx, "model.temporal")
     model = SegmentationModel(encoder, prompt_encoder, mask_decoder, prompts, main, adapters, temporal, ctx)
+    model.schedules = {key: cfg["schedule"] for key, cfg in found.items() if "schedule" in cfg}
     if load_checkpoint:
         load_recipe_weights(model, m)
     return model

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from samfx.config.schedule import Schedule
 from samfx.contracts.errors import SamfxError
 from samfx.contracts.interfaces import (
     GIVEN_MASK_LOGIT,
@@ -23,6 +24,7 @@ from samfx.contracts.interfaces import (
     BuildContext,
     DecoderInput,
     DecoderOutput,
+    FrameInfo,
     ImageEncoder,
     ImageFeatures,
     MaskDecoderBase,
@@ -34,7 +36,7 @@ from samfx.contracts.interfaces import (
     TemporalModule,
     given_mask_logits,
 )
-from samfx.model.clips import run_clip
+from samfx.model.clips import ClipRequest, run_clip
 from samfx.model.outputs import ClipOutput, SegOutput, class_targets
 from samfx.model.roles import component_modules
 
@@ -84,6 +86,7 @@ class SegmentationModel(nn.Module):
             site_module.register_forward_hook(partial(_run_adapter, adapter))
         self.temporal = temporal
         self.active_prompt = active_prompt
+        self.schedules: dict[str, Schedule] = {}  # prompt key -> the recipe's schedule (build_model)
         self.image_size = image_encoder.image_size
         if context is None:                  # assembled by hand (tests): the encoder's geometry
             context = BuildContext()
@@ -110,15 +113,21 @@ class SegmentationModel(nn.Module):
         return cast(ImageFeatures, self.image_encoder(images))
 
     def decode(self, features: ImageFeatures, class_ids: Tensor, targets: Tensor | None = None,
-               readout: MemoryReadout | None = None, prompt: str | None = None) -> SegOutput:
+               readout: MemoryReadout | None = None, prompt: str | None = None, frame: FrameInfo | None = None,
+               previous: DecoderOutput | None = None) -> SegOutput:
         """Prompts, then the decoder, for Q = len(class_ids) queries of ``features``' images
-        (image-major, Q / B per image); a memory readout's features and dense prompt join in."""
+        (image-major, Q / B per image); a memory readout's features and dense prompt join in.
+        ``frame`` / ``previous``: the clip frame and the previous frame's output (PromptContext). The
+        generator gets `targets` when it ``needs_targets``, or in training mode (auxiliary losses), never
+        else: an automatic prompt never sees labels in evaluation."""
         gen = self.prompt_generators[prompt or self.active_prompt]
+        if not (gen.needs_targets or self.training):   # automatic prompts see labels in training only (aux losses)
+            targets = None
         features, k = self.features_for(features, class_ids.shape[0], readout)
         image_pe = self.prompt_encoder.get_dense_pe()
         ctx = PromptContext(features, image_pe, self.prompt_encoder, self.mask_decoder, self.image_size,
-                            class_ids, targets, k)
-        return self.decode_prompts(features, k, image_pe, gen(ctx), readout)
+                            class_ids, targets, k, frame, previous)
+        return self.decode_prompts(features, k, image_pe, gen(ctx), readout, frame)
 
     def features_for(self, features: ImageFeatures, queries: int,
                      readout: MemoryReadout | None) -> tuple[ImageFeatures, int]:
@@ -130,15 +139,19 @@ class SegmentationModel(nn.Module):
         return features, queries // features.batch_size
 
     def decode_prompts(self, features: ImageFeatures, k: int, image_pe: Tensor, prompts: Prompts,
-                       readout: MemoryReadout | None) -> SegOutput:
+                       readout: MemoryReadout | None, frame: FrameInfo | None = None) -> SegOutput:
         """The decoder on given prompts: `k` queries per image of ``features`` (1 when the prompts or the
-        readout bring per-query features), plus the readout's dense prompt; full-size logits."""
+        readout bring per-query features), plus the readout's dense prompt; full-size logits. ``frame``:
+        the clip frame (None: an image), passed on to the decoder with the prompts' point count."""
         if prompts.features is not None:
             _check_per_query(prompts.features, prompts.sparse.shape[0], "the prompt generator's Prompts")
             features, k = prompts.features, 1
         extra = readout.dense if readout is not None else None
         dense = prompts.dense if extra is None else prompts.dense + extra
-        decoded = self.mask_decoder(DecoderInput(features, image_pe, prompts.sparse, dense, k))
+        points = (prompts.points.shape[1] if prompts.points is not None else 0) + \
+            (2 if prompts.boxes is not None else 0)
+        decoded = self.mask_decoder(DecoderInput(features, image_pe, prompts.sparse, dense, k, frame=frame,
+                                                 num_points=points))
         if prompts.mask is not None:
             return given_mask_output(prompts.mask, decoded, prompts)
         logits = F.interpolate(decoded.low_res, size=(self.image_size, self.image_size), mode="bilinear",
@@ -177,7 +190,19 @@ class SegmentationModel(nn.Module):
 
     def forward_clip(self, frames: Tensor, classes: list[int], labels: Tensor | None = None,
                      labeled: Tensor | None = None, prompt: str | None = None,
-                     on_frame: Any = None, prompt_frames: Sequence[int] | None = None) -> ClipOutput:
-        """Segment clips frame by frame through the temporal module (docs/temporal.md); see
-        :mod:`samfx.model.clips`."""
-        return run_clip(self, frames, classes, labels, labeled, prompt, on_frame, prompt_frames)
+                     on_frame: Any = None, prompt_frames: Sequence[int] | None = None,
+                     key_frames: Tensor | None = None) -> ClipOutput:
+        """Segment clips frame by frame through the temporal module (docs/temporal.md): frames
+        (B,T,3,S,S), labels (B,T,S,S), labeled and key_frames (the ED/ES frames) (B,T) bool; see
+        :func:`samfx.model.clips.run_clip`."""
+        return run_clip(self, ClipRequest(frames, classes, labels, labeled, key_frames), prompt, on_frame,
+                        prompt_frames)
+
+    def prompt_schedule(self, name: str | None = None) -> Schedule:
+        """Which frames of a clip prompt `name` (default: the active one) prompts: the recipe's
+        ``schedule`` key, else the generator's ``default_schedule`` (samfx.config.schedule)."""
+        key = name or self.active_prompt
+        if key in self.schedules:
+            return self.schedules[key]
+        gen = cast(PromptGenerator, self.prompt_generators[key])
+        return gen.default_schedule or ("first" if gen.needs_targets else "every")

@@ -6,7 +6,7 @@ from typing import Any
 
 from samfx.config.recipe import load_recipe
 from samfx.contracts.plugins import get_registry
-from samfx.model.build import build_model
+from samfx.model.build import build_model, stage_losses
 from samfx.model.forward_check import check_forward
 from samfx.model.trainable import apply_stage, count_params
 
@@ -16,7 +16,8 @@ def summarize(recipe_path: str, overrides: list[str], check: bool = True) -> dic
 
     registry = get_registry()
     recipe = load_recipe(recipe_path, overrides, registry)
-    model = build_model(recipe, registry, load_checkpoint=False)
+    model = build_model(recipe, registry, load_checkpoint=False)   # with every prompt, eval's too
+    stage_losses(model, recipe, registry)   # each stage's loss, as training builds it
     if check:
         check_forward(model, list(recipe.typed.data.classes), torch.device("cpu"), "show")
     stages = []
@@ -30,9 +31,10 @@ def summarize(recipe_path: str, overrides: list[str], check: bool = True) -> dic
     for name, module in model.component_modules().items():
         t, tr = count_params(module)
         by_component[name] = {"total": t, "trainable": tr}
+    schedules = {key: model.prompt_schedule(key) for key in model.prompt_generators}
     return {"recipe": recipe.config, "params": {"total": total, "trainable": trainable,
                                                 "by_component": by_component}, "stages": stages,
-            "sites": site_rows(model)}
+            "sites": site_rows(model), "prompt_schedules": schedules}
 
 
 def site_rows(model: Any) -> list[dict[str, Any]]:

@@ -10,6 +10,7 @@ split with different prompts never overwrite each other.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -240,8 +241,24 @@ def _sequences(model, store, split, classes, names, run: _Run) -> dict[str, Any]
     lv = next((c for c, n in names.items() if n == "LV"), classes[0])
     out = evaluate_sequences(model, ds, classes, run.dev, prompt=run.key, precision=run.precision, limit=run.limit,
                              scoring=SequenceScoring(lv_label=lv))
+    return by_class_name(out, names)
+
+
+PER_CLASS = ("dice", "dice_edes", "hd95", "hd95_edes", "hd95_inf", "hd95_inf_frames")
+
+
+def by_class_name(out: dict[str, Any], names: dict[int, str]) -> dict[str, Any]:
+    """evaluate_sequences' result with every per-class value keyed by class name: each row's ``dice``,
+    ``hd95``... mappings, and the summary's ``dice_<id>``... keys as ``dice_<name>``."""
     for row in out["sequences"]:
-        row["dice"] = {names[c]: v for c, v in row["dice"].items()}
+        for key in PER_CLASS:
+            if key in row:
+                row[key] = {names[c]: v for c, v in row[key].items()}
+    summary = {}
+    for key, value in out["summary"].items():
+        head, _, tail = key.rpartition("_")
+        summary[f"{head}_{names[int(tail)]}" if head in PER_CLASS and tail.isdigit() else key] = value
+    out["summary"] = summary
     return out
 
 
@@ -284,7 +301,37 @@ def print_table(report: dict[str, Any]) -> None:
         table.add_row(*row)
     console = Console()
     Console(width=max(console.width, 120)).print(table)  # a pipe or CI log gets 80 columns otherwise
+    if (report.get("sequences") or {}).get("sequences"):
+        print_sequence_table(report)
     infs = sum(per[m].get("n_inf", 0) for per in report["per_image"].values() for m in ("hd", "hd95"))
     if infs:
         Console().print(f"[yellow]{infs} HD/HD95 values are infinite (one mask empty, the other not); they are "
                         f"counted above and excluded from the means (docs/metrics.md)[/]")
+
+
+def print_sequence_table(report: dict[str, Any]) -> None:
+    """A temporal model's whole sequences: per class Dice / HD95 on all labeled frames and at ED/ES, then
+    the LV-area jitter and the EF error (docs/temporal.md, "Clinical output")."""
+    from rich.console import Console
+    from rich.table import Table
+
+    seq = report["sequences"]
+    summary, rows = seq["summary"], seq["sequences"]
+    names = list(rows[0]["dice"])
+    table = Table(title=f"{summary['n']} sequences, every frame (prompt {report['prompt']})")
+    for c in ("class", "Dice %", "Dice ED/ES %", "HD95", "HD95 ED/ES"):
+        table.add_column(c, justify="left" if c == "class" else "right", no_wrap=True)
+    for n in names:
+        table.add_row(n, *(_num(summary.get(f"{k}_{n}"), 100 if k.startswith("dice") else 1)
+                           for k in ("dice", "dice_edes", "hd95", "hd95_edes")))
+    Console(width=max(Console().width, 120)).print(table)
+    if "jitter_mm2" in summary:
+        gain = _num(summary['lv_area_gain'], 1, 2)
+        Console().print(f"LV-area jitter {_num(summary['jitter_mm2'], 1)} mm² (gain {gain}), "
+                        f"EF error vs the truth's masks {_num(summary['ef_mae_vs_gt_masks'], 1)} points, "
+                        f"{summary['ef_undefined']} sequence(s) with an undefined EF; "
+                        f"{_num(summary['ms_per_frame'], 1)} ms/frame")
+
+
+def _num(value: Any, scale: float = 1.0, digits: int = 1) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{value * scale:.{digits}f}"

@@ -15,10 +15,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from samfx.config.schedule import prompted_frames
 from samfx.engine.eval.clinical import analyze_clip, area_jitter, area_tracking, lv_areas
 from samfx.engine.eval.inference import autocast, labels_from_logits
 from samfx.engine.eval.metrics import dice, hd95
-from samfx.model.clips import prompt_schedule
+from samfx.model.clips import truth_frames
 
 if TYPE_CHECKING:
     from samfx.contracts.interfaces import PromptGenerator
@@ -27,8 +28,9 @@ if TYPE_CHECKING:
 
 @torch.no_grad()
 def segment_sequence(model: SegmentationModel, frames: Tensor, classes: list[int], labels: Tensor | None = None,
-                     prompt: str | None = None, precision: str = "fp32") -> Tensor:
-    """Label maps (T,S,S) uint8 of one sequence (frames (T,3,S,S)), streamed frame by frame."""
+                     prompt: str | None = None, precision: str = "fp32", key_frames: Tensor | None = None) -> Tensor:
+    """Label maps (T,S,S) uint8 of one sequence (frames (T,3,S,S)), streamed frame by frame;
+    ``key_frames`` (T,) bool: its ED and ES frames (the ``ed_es`` prompt schedule)."""
 
     maps: list[Tensor] = []
 
@@ -37,8 +39,18 @@ def segment_sequence(model: SegmentationModel, frames: Tensor, classes: list[int
 
     with autocast(precision, frames.device):
         model.forward_clip(frames[None], classes, None if labels is None else labels[None], prompt=prompt,
-                           on_frame=keep)
+                           on_frame=keep, key_frames=None if key_frames is None else key_frames[None])
     return torch.stack(maps)
+
+
+def key_frames(num_frames: int, item: dict[str, Any]) -> Tensor:
+    """(T,) bool: a sequence item's ED and ES frames (its ``ed`` / ``es``, -1 or absent: unknown)."""
+    keys = torch.zeros(num_frames, dtype=torch.bool)
+    for name in ("ed", "es"):
+        t = int(item.get(name, -1))
+        if 0 <= t < num_frames:
+            keys[t] = True
+    return keys
 
 
 @dataclass(frozen=True)
@@ -72,14 +84,16 @@ def evaluate_sequences(model: SegmentationModel, dataset: Any, classes: list[int
         item = dataset[i]
         frames, labels = item["frames"].to(device).float(), item["labels"].long()
         labeled = item["labeled"].bool()
+        keys = key_frames(len(frames), item)
         start = time.perf_counter()
         pred = segment_sequence(model, frames, classes, labels.to(device) if gen.needs_targets else None, prompt,
-                                precision)
+                                precision, keys.to(device))
         seconds = time.perf_counter() - start
         spacing = item["spacing"].double().reshape(-1).numpy()
         scored = labeled.numpy().copy()
-        if gen.gives_mask:
-            scored &= ~np.array(prompt_schedule(len(pred), gen.needs_targets, None))
+        if gen.gives_mask:  # the frames it gives are the truth
+            schedule = prompted_frames(model.prompt_schedule(prompt), len(pred), torch.nonzero(keys).flatten().tolist())
+            scored[truth_frames(gen, schedule)] = False
         row: dict[str, Any] = {"id": item.get("id"), "frames": int(len(pred)), "seconds": seconds,
                                "scored_frames": int(scored.sum()),
                                **_frame_scores(pred.numpy(), labels.numpy(), scored, spacing, classes,

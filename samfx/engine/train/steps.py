@@ -53,15 +53,17 @@ class ImageStep(nn.Module):
         return loss, out.logits, {name: value.detach() for name, value in aux.items()}
 
 
-def clip_batch_to_device(batch: dict[str, Any], device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
-    """(frames float, labels long, labeled bool) of a ClipDataset batch on `device`."""
+def clip_batch_to_device(batch: dict[str, Any], device: torch.device) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+    """(frames float, labels long, labeled bool, key_frames bool or None) of a ClipDataset batch on `device`."""
     for key in ("frames", "labels", "labeled"):
         if key not in batch:
             raise SamfxError(f"clip batch has no '{key}': temporal training needs a ClipDataset "
                              f"(set data.clip_length > 0)")
+    keys = batch.get("key_frames")
     return (batch["frames"].to(device, non_blocking=True).float(),
             batch["labels"].to(device, non_blocking=True).long(),
-            batch["labeled"].to(device, non_blocking=True).bool())
+            batch["labeled"].to(device, non_blocking=True).bool(),
+            None if keys is None else keys.to(device, non_blocking=True).bool())
 
 
 def clip_loss(out: Any, loss_fn: nn.Module) -> Tensor:
@@ -106,9 +108,9 @@ class ClipStep(nn.Module):
         self.area_change_weight = float(area_change_weight)
         self.object_score_weight = float(object_score_weight)
 
-    def forward(self, frames: Tensor, labels: Tensor, labeled: Tensor
+    def forward(self, frames: Tensor, labels: Tensor, labeled: Tensor, key_frames: Tensor | None = None
                 ) -> tuple[Tensor, Tensor | None, dict[str, Tensor]]:
-        out = self.model.forward_clip(frames, self.classes, labels, labeled)
+        out = self.model.forward_clip(frames, self.classes, labels, labeled, key_frames=key_frames)
         loss = clip_loss(out, self.loss_fn)
         if self.area_change_weight:
             loss = loss + self.area_change_weight * area_change_loss(out)

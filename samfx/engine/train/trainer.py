@@ -48,7 +48,7 @@ from samfx.engine.train.stage import StageRun, apply_gradients, nonfinite_error,
 from samfx.engine.train.stage import TrainingError as TrainingError  # re-exported: what fit() raises on NaN
 from samfx.engine.train.steps import build_step, clip_batch_to_device
 from samfx.engine.train.stepvalues import StepValues
-from samfx.model.build import build_model
+from samfx.model.build import build_model, stage_losses
 from samfx.model.forward_check import check_forward
 
 if TYPE_CHECKING:
@@ -104,6 +104,7 @@ class Trainer:
         seed_everything(train.seed)
         set_deterministic(train.deterministic)
         self.model = build_model(self.recipe, self.registry).to(self.device)
+        stage_losses(self.model, self.recipe, self.registry)  # a bad loss option fails before the folder is written
         if self.device.type == "cuda":
             # every batch has the same S x S shape; autotuning may pick different kernels run to run
             torch.backends.cudnn.benchmark = not train.deterministic
