@@ -251,3 +251,13 @@ def test_automatic_prompts_see_labels_in_training_only(mine):
         model.eval().forward_classes(frames[:, 0], [1], labels[:, 0], prompt="recorder")
         model.train().forward_classes(frames[:, 0], [1], labels[:, 0], prompt="recorder")
     assert [c[2] for c in rec.calls] == [False, True]
+
+
+def test_show_checks_an_ed_es_schedule_on_a_temporal_model(mine, monkeypatch):
+    from samfx.contracts import plugins as pluginmanager
+    from samfx.model.summary import summarize
+
+    monkeypatch.setattr(pluginmanager, "_CACHE", mine)
+    report = summarize(str(TINY_SAM), ["model.temporal={name: stm, key_dim: 8, value_dim: 8, mask_channels: 4}",
+                                       "model.prompt={name: clicks, schedule: ed_es}"])
+    assert report["prompt_schedules"]["clicks"] == "ed_es"

@@ -58,6 +58,6 @@ def check_forward(model: SegmentationModel, classes: list[int], device: torch.de
             with running(what):
                 if model.temporal is not None or model.prompt_generators[key].gives_mask:  # a sequence prompt
                     model.forward_clip(torch.stack([images, images], 1), classes, torch.stack([label, label], 1),
-                                       prompt=key)
+                                       prompt=key, key_frames=torch.ones(1, 2, dtype=torch.bool, device=device))
                 else:
                     model.forward_classes(images, classes, label, prompt=key)
