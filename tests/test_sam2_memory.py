@@ -15,11 +15,17 @@ from samfx_plugins.sam2.memory_config import Sam2MemoryConfig
 
 S, H, C = 64, 4, 256          # image side, embedding side (S/16), SAM2's width
 MEMORY_PARAMS = 7_522_033     # SAM2.1 (every size): memory attention, memory encoder, pointers, embeddings
+GATE_PARAMS = C               # samfx's per-channel gate (memory_gate), which no SAM2 file has
 
 
-def memory(**kw) -> Sam2Memory:
+def memory(gate: float | None = 1.0, **kw) -> Sam2Memory:
+    """A seeded memory; `gate`: its gate's value (1: open, SAM2's readout; None: as built, 0)."""
     torch.manual_seed(0)
-    return build_sam2_memory(Sam2MemoryConfig(**kw), BuildContext(image_size=S, embed_dim=C, embed_size=(H, H)))
+    mem = build_sam2_memory(Sam2MemoryConfig(**kw), BuildContext(image_size=S, embed_dim=C, embed_size=(H, H)))
+    if gate is not None:
+        with torch.no_grad():
+            mem.memory_gate.fill_(gate)
+    return mem
 
 
 def features(b: int, seed: int) -> ImageFeatures:
@@ -56,12 +62,12 @@ def test_parameters_are_the_packages_memory():
     from samfx_plugins.sam2.memory import _package_config
 
     mem = memory()
-    assert sum(p.numel() for p in mem.parameters()) == MEMORY_PARAMS
+    assert sum(p.numel() for p in mem.parameters()) == MEMORY_PARAMS + GATE_PARAMS
     cfg = _package_config()
     cfg.image_size = S
     base = instantiate(cfg, _recursive_=True)
     theirs = {k: v.shape for k, v in base.state_dict().items() if is_memory_key(k)}
-    assert {k: v.shape for k, v in mem.state_dict().items()} == theirs
+    assert {k: v.shape for k, v in mem.state_dict().items() if k != "memory_gate"} == theirs
 
 
 def _sam2_base(mem: Sam2Memory):
@@ -73,7 +79,8 @@ def _sam2_base(mem: Sam2Memory):
     cfg.image_size = S
     cfg.max_cond_frames_in_attn = mem.max_cond_frames
     base = instantiate(cfg, _recursive_=True).eval()
-    missing, unexpected = base.load_state_dict(mem.state_dict(), strict=False)
+    missing, unexpected = base.load_state_dict(mem.export_foreign_state("sam2", mem.state_dict(), ""),
+                                               strict=False)
     assert not unexpected and all(not is_memory_key(k) for k in missing)
     return base
 
@@ -173,12 +180,13 @@ def test_memory_changes_the_features_and_gradients_flow():
 
 
 def test_checkpoint_keys_round_trip():
-    mem = memory()
-    official = {**{k: v.clone() for k, v in mem.state_dict().items()},
+    mem = memory(gate=None)
+    official = {**{k: v.clone() for k, v in mem.state_dict().items() if k != "memory_gate"},
                 "sam_mask_decoder.iou_token.weight": torch.zeros(1, C), "image_encoder.neck.x": torch.zeros(1)}
     renamed = mem.import_foreign_state(official, "temporal.")
     assert "temporal.memory_attention.layers.0.self_attn.q_proj.weight" in renamed
     assert "temporal.no_mem_embed" in renamed and "temporal.no_obj_ptr" in renamed
+    assert torch.equal(renamed["temporal.memory_gate"], torch.ones(C))    # a SAM2 file: SAM2's readout
     assert "sam_mask_decoder.iou_token.weight" in renamed and "image_encoder.neck.x" in renamed
     assert mem.export_foreign_state("sam2", renamed, "temporal.").keys() == official.keys()
     assert mem.export_foreign_state("sam", renamed, "temporal.") is renamed
@@ -236,6 +244,9 @@ def test_video_recipes_train_a_clip(name, stage, prompt):
     rec = load_recipe(f"recipes/{name}.yaml", ["model.image_encoder.image_size=128"])
     model = build_model(rec)
     assert isinstance(model.temporal, Sam2Memory) and model.image_encoder.no_mem_embed is None
+    assert torch.equal(model.temporal.memory_gate, torch.zeros(C))   # no file: the per-frame start
+    with torch.no_grad():
+        model.temporal.memory_gate.fill_(0.5)     # half open, so every memory part takes part
     chosen = apply_stage(model, rec, stage)
     assert any(n.startswith("temporal.") for n in chosen)
     torch.manual_seed(0)
@@ -266,6 +277,52 @@ def test_an_image_mode_run_starts_the_video_recipe(tmp_path):
     video = build_model(load_recipe("recipes/autosam2_video_quick.yaml",
                                     [*small, f"model.checkpoint={tmp_path / 'image.pt'}"])).state_dict()
     assert torch.equal(video["temporal.no_mem_embed"], image["image_encoder.no_mem_embed"])
+    assert torch.equal(video["temporal.memory_gate"], torch.zeros(C))    # fresh memory: closed, per-frame start
     assert "image_encoder.no_mem_embed" not in video
     shared = [k for k in image if k in video]
     assert len(shared) == len(image) - 1 and all(torch.equal(image[k], video[k]) for k in shared)
+
+
+def test_a_fresh_memory_reads_back_the_per_frame_features():
+    """Gate 0 (as built): every frame's readout is the features + no_mem_embed (image mode's), exactly,
+    though memories and pointers are written; half open, the memory moves the features."""
+    mem = memory(gate=None)
+    assert torch.equal(mem.memory_gate, torch.zeros(C))
+    _, readouts, _ = run(mem, 6, {0}, b=2, k=2)
+    for t, out in enumerate(readouts):
+        want = features(2, t).per_query(2).embedding + mem.no_mem_embed.view(1, -1, 1, 1)
+        assert torch.equal(out.embedding, want), t
+    _, half, _ = run(memory(gate=0.5), 6, {0}, b=2, k=2)
+    assert torch.equal(half[0].embedding, readouts[0].embedding)      # no memory yet: gate irrelevant
+    assert (half[5].embedding - readouts[5].embedding).abs().max() > 0.1
+
+
+def test_a_closed_gate_gets_a_gradient():
+    """At gate 0 the loss reaches the gate (so the memory can open), and nothing behind it yet."""
+    mem = memory(gate=None)
+    state = mem.init_state(1, torch.device("cpu"))
+    mem.write(state, features(1, 0), decoded(1, 0), FrameInfo(0, 3, True))
+    out = mem.read(state, features(1, 1), FrameInfo(1, 3, False)).features.embedding
+    out.square().mean().backward()
+    assert mem.memory_gate.grad is not None and mem.memory_gate.grad.abs().min() > 0
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for n, p in mem.named_parameters()
+               if n.startswith(("memory_attention.", "memory_encoder.")))
+
+
+def test_the_gate_follows_the_file():
+    """A file with the memory attention but no gate (official SAM2 / SAM2.1) loads it open; a samfx file's
+    gate is kept; a file without memory attention (a per-frame run) leaves it as built. --to sam2 drops an
+    open gate and refuses any other."""
+    mem = memory(gate=None)
+    sd = mem.state_dict()
+    official = {k: v for k, v in sd.items() if k != "memory_gate"}
+    assert torch.equal(mem.import_foreign_state(official, "temporal.")["temporal.memory_gate"], torch.ones(C))
+    trained = {"temporal." + k: v for k, v in sd.items()}
+    trained["temporal.memory_gate"] = torch.full((C,), 0.3)
+    assert torch.equal(mem.import_foreign_state(trained, "temporal.")["temporal.memory_gate"], torch.full((C,), 0.3))
+    per_frame = {"temporal.no_mem_embed": sd["no_mem_embed"], "mask_decoder.x": torch.zeros(1)}
+    assert "temporal.memory_gate" not in mem.import_foreign_state(per_frame, "temporal.")
+    opened = dict(trained, **{"temporal.memory_gate": torch.ones(C)})
+    assert mem.export_foreign_state("sam2", opened, "temporal.").keys() == official.keys()
+    with pytest.raises(CheckpointError, match=r"temporal.memory_gate .* not fully open \(min 0.3, max 0.3\)"):
+        mem.export_foreign_state("sam2", trained, "temporal.")

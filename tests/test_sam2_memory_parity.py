@@ -1,7 +1,9 @@
 """sam2_memory end to end against the sam2 package: the same random SAM2.1 tiny weights, saved in the
 official layout and loaded through recipes/sam2_video_quick.yaml's model.checkpoint; a clip of 8 frames
 at 256², one click on frame 0 (prompt_frames=[0]), propagated; every frame's low-res logits vs
-SAM2Base.track_step driven as SAM2VideoPredictor drives it (fp32 CPU, memories kept in fp32)."""
+SAM2Base.track_step driven as SAM2VideoPredictor drives it (fp32 CPU, memories kept in fp32). The file has
+no gate, so sam2_memory's gate loads open: SAM2's readout. tests/test_sam2_tracking_parity.py drives
+SAM2VideoPredictor itself, with weights whose single mask is stable."""
 from __future__ import annotations
 
 import pytest
@@ -21,7 +23,8 @@ MEAN, STD = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), torch.tensor([
 def pair(tmp_path_factory):
     pkg = package_model("tiny", S)
     path = save_official(pkg, tmp_path_factory.mktemp("sam2v") / "sam2.1_hiera_tiny_random.pt")
-    recipe = load_recipe("recipes/sam2_video_quick.yaml", [f"model.checkpoint={path}"])
+    recipe = load_recipe("recipes/sam2_video_quick.yaml", [f"model.checkpoint={path}",
+                                                            "model.temporal.bf16_memory=false"])  # as track_step
     return pkg, build_model(recipe).eval()
 
 
@@ -77,12 +80,16 @@ def per_frame_diff(pkg, model, seed: int = 0) -> list[float]:
 
 @pytest.mark.slow
 def test_clip_matches_sam2_track_step(pair):
-    """multimask_output_in_sam off in the package: samfx's clip path decodes one mask (with SAM2's
-    stability fallback), as track_step does then. Unprompted frames get SAM2's no-prompt tokens."""
+    """multimask_output_in_sam off in the package and multimask_tracking off in samfx: both decode one mask
+    (with SAM2's stability fallback) on every frame. Unprompted frames get SAM2's no-prompt tokens."""
     pkg, model = pair
     assert model.prompt_encoder.encode(1)[0].shape[1] == 2      # empty point (label -1) + pad point
     pkg.multimask_output_in_sam = False
-    diffs = per_frame_diff(pkg, model)
+    model.mask_decoder.multimask_tracking = False
+    try:
+        diffs = per_frame_diff(pkg, model)
+    finally:
+        model.mask_decoder.multimask_tracking = True
     print("max abs diff per frame:", " ".join(f"{d:.2e}" for d in diffs))
     assert max(diffs) <= 1e-4
 
@@ -90,11 +97,10 @@ def test_clip_matches_sam2_track_step(pair):
 @pytest.mark.slow
 def test_clip_matches_sam2_default_multimask(pair):
     """Against the package's SAM2.1 default (three masks on the click and on tracked frames, the best by
-    predicted IoU): the masks agree through the decoder's stability fallback (random weights), but SAM2
-    takes the object pointer from the best multimask token where samfx's clip path has token 0;
-    measured 5e-5..7e-5."""
+    predicted IoU, its token the object pointer): samfx's default multimask_tracking does the same."""
     pkg, model = pair
     pkg.multimask_output_in_sam = True
+    assert model.mask_decoder.multimask_tracking
     diffs = per_frame_diff(pkg, model)
     print("multimask max abs diff per frame:", " ".join(f"{d:.2e}" for d in diffs))
     assert max(diffs) <= 1e-4
@@ -106,8 +112,11 @@ def test_video_model_counts_and_round_trip(pair):
     from samfx.deploy.convert import export_state
 
     pkg, model = pair
-    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in pkg.parameters()) == 38_962_498
-    assert sum(p.numel() for p in model.temporal.parameters()) == 7_522_033
+    gate = model.temporal.memory_gate                       # samfx's gate: a SAM2 file loads it open
+    assert torch.equal(gate, torch.ones(256))
+    assert sum(p.numel() for p in pkg.parameters()) == 38_962_498
+    assert sum(p.numel() for p in model.parameters()) == 38_962_498 + gate.numel()
+    assert sum(p.numel() for p in model.temporal.parameters()) == 7_522_033 + gate.numel()
     back = export_state(model, "sam2")
     theirs = pkg.state_dict()
     assert back.keys() == theirs.keys()

@@ -199,8 +199,8 @@ def test_clicks_without_frame0_labels_is_a_clear_error():
     frames, labels = clip_batch(2, 3)
     labeled = torch.ones(2, 3, dtype=torch.bool)
     labeled[1, 0] = False
-    with pytest.raises(SamfxError, match=r"prompt 'clicks' needs the labels of every frame it prompts from the truth \(\[0\]\), "
-                                         r"but clip\(s\) \[1\] lack labels there; use an automatic prompt"):
+    with pytest.raises(SamfxError, match=r"prompt 'clicks' needs the labels of every frame it prompts from the "
+                                         r"truth \(\[0\]\), but clip\(s\) \[1\] lack labels there"):
         model.forward_clip(frames, [1], labels, labeled)
     with pytest.raises(SamfxError, match="but no labels were given"):
         model.forward_clip(frames, [1])

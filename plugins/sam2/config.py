@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from samfx.contracts.bounds import bounded
+
 # Hiera trunks of the SAM2.1 configs (sam2/configs/sam2.1/sam2.1_hiera_{t,s,b+,l}.yaml). Every size has
 # the FPN neck with d_model 256 over the four stages (nearest top-down on levels 2, 3) and scalp 1.
 HIERA: dict[str, dict] = {
@@ -60,3 +62,12 @@ class Sam2MaskDecoderConfig:
     # SAM2Base does when tracking (the video recipes turn it on). Training never gates: the mask would
     # get no gradient there and samfx has no object-score loss.
     gate_by_object_score: bool = False
+    # SAM2.1's multimask tracking (SAM2Base._use_multimask with multimask_output_for_tracking): a clip frame
+    # whose queries were given between multimask_min_points and multimask_max_points points (clicks; a box
+    # counts 2; an unprompted frame 0) is decoded as three masks and the one with the best predicted IoU is
+    # kept, with its token as the object pointer; the output is still one mask. Images (and false) keep the
+    # single-mask output with the stability fallback above. Training: the loss sees the chosen mask (SAM2's
+    # own training takes the smallest loss over the three instead).
+    multimask_tracking: bool = True   # clip frames: SAM2.1's best of three masks by predicted IoU
+    multimask_min_points: int = bounded(0, ge=0, note="SAM2.1: 0")  # fewest points per query for it
+    multimask_max_points: int = bounded(1, ge=0, note="SAM2.1: 1")  # most points per query (a box counts 2)

@@ -7,6 +7,11 @@ per image share the image's features without copies (SAM2's ``repeat_image``). O
 SAM2's: the multimask tokens 1..3, or token 0, which in eval falls back to the best multimask output
 when its stability score is low (``dynamic_multimask_via_stability``, build_sam2's default); the mask
 tokens returned (object pointers) are the three multimask tokens with ``multimask``, else token 0.
+On a clip frame (``DecoderInput.frame`` set) with ``multimask_tracking`` and a point count in
+[multimask_min_points, multimask_max_points] (SAM2.1: 0..1, so every unprompted frame and a single click),
+the three multimask outputs are decoded and the one with the best predicted IoU is returned as the single
+mask (Q,1,...), with its IoU and its token (the object pointer), as SAM2Base._forward_sam_heads does.
+Images (``frame`` None) are never affected.
 """
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from samfx.contracts.errors import SamfxError
+from samfx.contracts.errors import RecipeError, SamfxError
 from samfx.contracts.interfaces import (
     BuildContext,
     DecoderInput,
@@ -94,6 +99,9 @@ class Sam2MaskDecoder(MaskDecoder, MaskDecoderBase):
     dynamic_multimask_via_stability: bool
     _dynamic_multimask_via_stability: Any
     gate_by_object_score: bool = False
+    multimask_tracking: bool = False     # set by build_mask_decoder (Sam2MaskDecoderConfig)
+    multimask_min_points: int = 0
+    multimask_max_points: int = 1
 
     def output_tokens(self) -> Tensor:
         """(object-score token,) IoU token and the four mask tokens, in SAM2's order."""
@@ -101,6 +109,12 @@ class Sam2MaskDecoder(MaskDecoder, MaskDecoderBase):
         if self.pred_obj_scores:
             tokens.insert(0, self.obj_score_token.weight)
         return torch.cat(tokens, dim=0)
+
+    def tracks_multimask(self, inp: DecoderInput) -> bool:
+        """SAM2Base._use_multimask on a clip frame (multimask_output_for_tracking): three masks, the best
+        kept, when the frame's point count per query is in [multimask_min_points, multimask_max_points]."""
+        return (inp.frame is not None and not inp.multimask and self.multimask_tracking
+                and self.multimask_min_points <= inp.num_points <= self.multimask_max_points)
 
     def forward(self, inp: DecoderInput) -> DecoderOutput:
         inp.check("sam2")
@@ -121,22 +135,14 @@ class Sam2MaskDecoder(MaskDecoder, MaskDecoderBase):
         hr0, hr1 = inp.features.high_res
         up = act1(ln1(add_per_image(dc1(src.transpose(1, 2).reshape(q, c, h, w)), self.conv_s1(hr1), k)))
         up = act2(add_per_image(dc2(up), self.conv_s0(hr0), k))
-        dynamic = not inp.multimask and self.dynamic_multimask_via_stability and not self.training
-        picked = range(1, self.num_mask_tokens) if inp.multimask else range(self.num_mask_tokens if dynamic else 1)
-        hyper = torch.stack([self.output_hypernetworks_mlps[i](mask_out[:, i]) for i in picked], dim=1)
-        _, c8, uh, uw = up.shape
-        masks = (hyper @ up.reshape(q, c8, uh * uw)).reshape(q, len(picked), uh, uw)
-        iou = self.iou_prediction_head(iou_out)
-        if inp.multimask:
-            iou = iou[:, 1:]
-        elif dynamic:
-            masks, iou = self._dynamic_multimask_via_stability(masks, iou)
-        else:
-            iou = iou[:, 0:1]
-        if inp.multimask and self.use_multimask_token_for_obj_ptr:
-            tokens_out = mask_out[:, 1:]
-        else:
-            tokens_out = mask_out[:, 0:1]
+        tracking = self.tracks_multimask(inp)
+        multimask = inp.multimask or tracking
+        masks, iou, tokens_out = self._select(up, iou_out, mask_out, multimask)
+        if tracking:  # SAM2Base._forward_sam_heads: the mask (and token) with the best predicted IoU
+            best = iou.argmax(-1)
+            rows = torch.arange(q, device=best.device)
+            masks, iou = masks[rows, best].unsqueeze(1), iou[rows, best].unsqueeze(1)
+            tokens_out = tokens_out[rows, best].unsqueeze(1) if tokens_out.shape[1] > 1 else tokens_out
         if self.pred_obj_scores:
             score = self.pred_obj_score_head(hs[:, 0])
         else:
@@ -144,6 +150,25 @@ class Sam2MaskDecoder(MaskDecoder, MaskDecoderBase):
         if self.gate_by_object_score and not self.training:
             masks = torch.where(score[:, :, None, None] > 0, masks, NO_OBJ_SCORE)
         return DecoderOutput(masks, iou, mask_tokens=tokens_out, object_score=score)
+
+    def _select(self, up: Tensor, iou_out: Tensor, mask_out: Tensor, multimask: bool) -> tuple[Tensor, Tensor, Tensor]:
+        """SAM2's MaskDecoder output selection: (masks, iou, mask tokens) of tokens 1..3 (multimask), or of
+        token 0, which in eval falls back to the best multimask output when it is unstable."""
+        q, c8, uh, uw = up.shape
+        dynamic = not multimask and self.dynamic_multimask_via_stability and not self.training
+        picked = range(1, self.num_mask_tokens) if multimask else range(self.num_mask_tokens if dynamic else 1)
+        hyper = torch.stack([self.output_hypernetworks_mlps[i](mask_out[:, i]) for i in picked], dim=1)
+        masks = (hyper @ up.reshape(q, c8, uh * uw)).reshape(q, len(picked), uh, uw)
+        iou = self.iou_prediction_head(iou_out)
+        if multimask:
+            iou = iou[:, 1:]
+        elif dynamic:
+            masks, iou = self._dynamic_multimask_via_stability(masks, iou)
+        else:
+            iou = iou[:, 0:1]
+        if multimask and self.use_multimask_token_for_obj_ptr:
+            return masks, iou, mask_out[:, 1:]
+        return masks, iou, mask_out[:, 0:1]
 
     def import_foreign_state(self, state: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
         """An official SAM2 file's ``sam_mask_decoder.*`` keys are this component's."""
@@ -172,4 +197,9 @@ def build_mask_decoder(cfg: Sam2MaskDecoderConfig, ctx: BuildContext) -> Sam2Mas
         dynamic_multimask_stability_delta=cfg.stability_delta,
         dynamic_multimask_stability_thresh=cfg.stability_thresh)
     decoder.gate_by_object_score = cfg.gate_by_object_score
+    if cfg.multimask_min_points > cfg.multimask_max_points:
+        raise RecipeError(f"model.mask_decoder.multimask_min_points ({cfg.multimask_min_points}) is above "
+                          f"multimask_max_points ({cfg.multimask_max_points}); SAM2.1 uses 0 and 1")
+    decoder.multimask_tracking = cfg.multimask_tracking
+    decoder.multimask_min_points, decoder.multimask_max_points = cfg.multimask_min_points, cfg.multimask_max_points
     return decoder

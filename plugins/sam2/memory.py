@@ -10,13 +10,18 @@ Per frame t (Q = B*K queries, image-major), as ``SAM2Base.track_step`` does it:
   otherwise the memory attention of the current features (with the encoder's positional encoding)
   over [memories of the kept conditioning frames (t_pos 0) and of the last ``num_maskmem-1`` frames
   (t_pos by distance), + ``maskmem_tpos_enc``] and the object pointers (conditioning frames' + the last
-  ``max_obj_ptrs-1`` frames', split into C/64 tokens, sine temporal encoding through ``obj_ptr_tpos_proj``).
+  ``max_obj_ptrs-1`` frames', split into C/64 tokens, sine temporal encoding through ``obj_ptr_tpos_proj``),
+  mixed into the per-frame features (the stride-16 features + ``no_mem_embed``, as in image mode) by the
+  learned per-channel gate ``memory_gate``: ``lerp(per-frame, attention, gate)``. Gate 0 is the per-frame
+  model exactly (a memory that was not loaded from a file starts so); gate 1 is SAM2's readout exactly
+  (an official SAM2 / SAM2.1 file, which has no gate, loads it open).
 - ``write``: the memory encoder on the raw features and the frame's mask (low-res logits upsampled to
   S, sigmoid x20 - 10; binarized on prompted frames in eval when asked), + ``no_obj_embed_spatial`` where
   the object score says absent; the object pointer = ``obj_ptr_proj(mask token)``, or ``no_obj_ptr``
   where absent. Prompted frames are SAM2's conditioning frames, kept apart (the most recent
   ``max_cond_frames``); older ones fall back to ordinary recent frames, as SAM2's unselected ones.
 The state is bounded: <= max_cond_frames + num_maskmem - 1 memories and <= max_obj_ptrs pointers.
+In eval with ``bf16_memory`` the spatial memories are stored in bf16, as SAM2VideoPredictor stores them.
 """
 from __future__ import annotations
 
@@ -41,6 +46,7 @@ from samfx_plugins.sam2.deps import require_sam2
 from samfx_plugins.sam2.keys import is_memory_key
 
 MEM_CONFIG = "configs/sam2.1/sam2.1_hiera_t.yaml"  # the memory part is the same in every SAM2.1 size
+GATE = "memory_gate"  # samfx's own parameter (no SAM2 file has it)
 # SAM2Base's fixed settings of the SAM2.1 configs
 SIGMOID_SCALE, SIGMOID_BIAS = 20.0, -10.0
 
@@ -111,6 +117,7 @@ class Sam2Memory(TemporalModule[Sam2MemoryState]):
         self.embed_dim, self.embed_size, self.image_size = embed_dim, tuple(embed_size), image_size
         self.num_maskmem, self.max_obj_ptrs, self.max_cond_frames = num_maskmem, max_obj_ptrs, max_cond_frames
         self.binarize_prompted_masks, self.use_obj_ptrs = binarize_prompted_masks, use_obj_ptrs
+        self.bf16_memory = False  # eval: store the spatial memories in bf16 (set by build_sam2_memory)
         self.memory_attention = instantiate(cfg.memory_attention, _recursive_=True)
         self.memory_encoder = instantiate(cfg.memory_encoder, _recursive_=True)
         c = embed_dim
@@ -127,6 +134,8 @@ class Sam2Memory(TemporalModule[Sam2MemoryState]):
             trunc_normal_(p, std=0.02)
         self.obj_ptr_proj = MLP(c, c, c, 3)
         self.obj_ptr_tpos_proj = nn.Linear(c, self.mem_dim)
+        # samfx's gate (per channel): 0 = the per-frame features (identity start), 1 = SAM2's readout
+        self.memory_gate = nn.Parameter(torch.zeros(c))
 
     # -- helpers ------------------------------------------------------------------------------
     def _check(self, state: Sam2MemoryState, features: ImageFeatures, k: int, what: str) -> None:
@@ -164,7 +173,7 @@ class Sam2Memory(TemporalModule[Sam2MemoryState]):
             if m is None or m.features is None:
                 continue
             assert state.pos is not None
-            mems.append(m.features.flatten(2).permute(2, 0, 1))
+            mems.append(m.features.float().flatten(2).permute(2, 0, 1))  # bf16-stored: back to fp32 as SAM2
             pos = state.pos.flatten(2).permute(2, 0, 1)
             poss.append(pos + self.maskmem_tpos_enc[self.num_maskmem - t_pos - 1])
         n_ptr = 0
@@ -221,16 +230,20 @@ class Sam2Memory(TemporalModule[Sam2MemoryState]):
         self._check(state, features, k, "read")
         per_query = features.per_query(k)
         emb = per_query.embedding
-        if state.empty:  # initial conditioning frame: SAM2's directly_add_no_mem_embed
-            fused = emb + self.no_mem_embed.view(1, -1, 1, 1).to(emb.dtype)
-            return MemoryReadout(ImageFeatures(fused, per_query.high_res, per_query.pos))
+        # the per-frame features: SAM2's directly_add_no_mem_embed (a frame with no memory yet, and image mode)
+        per_frame = emb + self.no_mem_embed.view(1, -1, 1, 1).to(emb.dtype)
+        if state.empty:
+            return MemoryReadout(ImageFeatures(per_frame, per_query.high_res, per_query.pos))
         q, c, h, w = emb.shape
         memory, memory_pos, n_ptr = self._memory_tokens(state, frame, q)
         assert per_query.pos is not None
         pos = per_query.pos.expand(q, -1, -1, -1)
         out = self.memory_attention(curr=[emb.flatten(2).permute(2, 0, 1)], curr_pos=[pos.flatten(2).permute(2, 0, 1)],
                                     memory=memory, memory_pos=memory_pos, num_obj_ptr_tokens=n_ptr)
-        fused = out.permute(1, 2, 0).reshape(q, c, h, w)
+        attended = out.permute(1, 2, 0).reshape(q, c, h, w).to(emb.dtype)
+        # lerp is exact at both ends: gate 0 -> per_frame, gate 1 -> attended (SAM2)
+        gate = self.memory_gate.view(1, -1, 1, 1).to(emb.dtype).expand_as(emb)
+        fused = torch.lerp(per_frame, attended, gate)
         return MemoryReadout(ImageFeatures(fused, per_query.high_res, per_query.pos))
 
     def write(self, state: Sam2MemoryState, features: ImageFeatures, decoded: DecoderOutput,
@@ -258,6 +271,8 @@ class Sam2Memory(TemporalModule[Sam2MemoryState]):
         mem = out["vision_features"]
         mem = mem + (1 - appearing[..., None, None]) * self.no_obj_embed_spatial[..., None, None].expand(*mem.shape)
         state.pos = out["vision_pos_enc"][-1]
+        if self.bf16_memory and not self.training:  # SAM2VideoPredictor's storage (read back as fp32)
+            mem = mem.to(torch.bfloat16)
         entry = FrameMemory(mem, self._object_pointer(decoded, appearing, q))
         (state.cond if frame.prompted else state.recent)[frame.t] = entry
         self._prune(state, frame.t)
@@ -280,18 +295,35 @@ class Sam2Memory(TemporalModule[Sam2MemoryState]):
 
     # -- checkpoints --------------------------------------------------------------------------
     def import_foreign_state(self, state: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
-        """SAM2's top-level memory keys (memory_attention.*, memory_encoder.*, no_mem_embed, ...) -> temporal.*"""
+        """SAM2's top-level memory keys (memory_attention.*, memory_encoder.*, no_mem_embed, ...) -> temporal.*.
+
+        The gate follows the memory attention: a file whose memory attention is there but whose gate is
+        not (an official SAM2 / SAM2.1 file, or a samfx run from before the gate) gets the gate open (1),
+        i.e. SAM2's readout exactly; a file with a gate keeps it; a file without memory attention (none, or
+        a per-frame run, whose no_mem_embed the image encoder hands over) leaves the gate as built (0), so
+        a memory that starts from fresh weights starts as the per-frame model."""
         out = {(prefix + k if is_memory_key(k) else k): v for k, v in state.items()}
         tpos = out.get(prefix + "maskmem_tpos_enc")
         if tpos is not None and tuple(tpos.shape) != tuple(self.maskmem_tpos_enc.shape):
             raise CheckpointError(f"its maskmem_tpos_enc holds {tpos.shape[0]} memory frames; set "
                                   f"model.temporal.num_maskmem: {tpos.shape[0]}")
+        if prefix + GATE not in out and any(k.startswith(prefix + "memory_attention.") for k in out):
+            out[prefix + GATE] = torch.ones(tuple(self.memory_gate.shape))
         return out
 
     def export_foreign_state(self, fmt: str, state: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
+        """SAM2's layout: ``temporal.*`` back at the top level; the gate, which SAM2 has no place for, is
+        dropped when fully open (SAM2's readout) and refused otherwise (a one-line CheckpointError)."""
         if fmt != "sam2":
             return state
-        return {(k[len(prefix):] if k.startswith(prefix) else k): v for k, v in state.items()}
+        gate = state.get(prefix + GATE)
+        if gate is not None and not bool((gate == 1).all()):
+            raise CheckpointError(
+                f"{prefix}{GATE} (the sam2_memory gate between per-frame and memory features) is not fully "
+                f"open (min {gate.min().item():.3g}, max {gate.max().item():.3g}), and SAM2's layout has no "
+                f"gate, so --to sam2 cannot write this memory; keep the samfx checkpoint (--to samfx), or train "
+                f"from an official SAM2 file (which loads the gate open) with {prefix}{GATE} frozen")
+        return {(k[len(prefix):] if k.startswith(prefix) else k): v for k, v in state.items() if k != prefix + GATE}
 
 
 def build_sam2_memory(cfg: Any, ctx: BuildContext) -> Sam2Memory:
@@ -303,5 +335,7 @@ def build_sam2_memory(cfg: Any, ctx: BuildContext) -> Sam2Memory:
                               f"embedding, the model's is {ctx.embed_dim}")
     if ctx.image_size % 16:
         raise Sam2MemoryError(f"{where}: image size {ctx.image_size} is not divisible by 16")
-    return Sam2Memory(ctx.embed_dim, ctx.embed_size, ctx.image_size, cfg.num_maskmem, cfg.max_obj_ptrs,
-                      cfg.max_cond_frames, cfg.binarize_prompted_masks, cfg.use_obj_ptrs)
+    mem = Sam2Memory(ctx.embed_dim, ctx.embed_size, ctx.image_size, cfg.num_maskmem, cfg.max_obj_ptrs,
+                     cfg.max_cond_frames, cfg.binarize_prompted_masks, cfg.use_obj_ptrs)
+    mem.bf16_memory = cfg.bf16_memory
+    return mem

@@ -16,13 +16,15 @@ def samfx_register(registry):
     registry.add("mask_decoder", "sam2", "samfx_plugins.sam2.decoder:build_mask_decoder",
                  schema=Sam2MaskDecoderConfig,
                  description="SAM2's mask decoder: high-res features (conv_s0/conv_s1), object-score head, "
-                             "multimask with SAM2's stability fallback, K queries per image.")
+                             "multimask with SAM2's stability fallback, SAM2.1's best-of-three on tracked "
+                             "clip frames (multimask_tracking), K queries per image.")
     # -- temporal module `sam2_memory` (plugins/sam2/memory*.py) registers below this line --
     registry.add("temporal_module", "sam2_memory", "samfx_plugins.sam2.memory:build_sam2_memory",
                  schema=Sam2MemoryConfig,
                  description="SAM2's memory: memory encoder + memory attention over the conditioning "
                              "(prompted) frames and the last num_maskmem-1 frames, object pointers; "
-                             "bounded state.")
+                             "bounded state; a learned gate starts it as the per-frame model unless its "
+                             "weights come from a file.")
 
 
 @hookimpl

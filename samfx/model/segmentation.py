@@ -150,8 +150,9 @@ class SegmentationModel(nn.Module):
         dense = prompts.dense if extra is None else prompts.dense + extra
         points = (prompts.points.shape[1] if prompts.points is not None else 0) + \
             (2 if prompts.boxes is not None else 0)
-        decoded = self.mask_decoder(DecoderInput(features, image_pe, prompts.sparse, dense, k, frame=frame,
-                                                 num_points=points))
+        # a given mask is decoded as SAM2 decodes one (its _use_mask_as_output): as on an image, one mask
+        decoded = self.mask_decoder(DecoderInput(features, image_pe, prompts.sparse, dense, k,
+                                                 frame=frame if prompts.mask is None else None, num_points=points))
         if prompts.mask is not None:
             return given_mask_output(prompts.mask, decoded, prompts)
         logits = F.interpolate(decoded.low_res, size=(self.image_size, self.image_size), mode="bilinear",
