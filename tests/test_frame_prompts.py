@@ -261,3 +261,20 @@ def test_show_checks_an_ed_es_schedule_on_a_temporal_model(mine, monkeypatch):
     report = summarize(str(TINY_SAM), ["model.temporal={name: stm, key_dim: 8, value_dim: 8, mask_channels: 4}",
                                        "model.prompt={name: clicks, schedule: ed_es}"])
     assert report["prompt_schedules"]["clicks"] == "ed_es"
+
+
+def test_clip_training_with_an_ed_es_schedule_gets_each_clips_key_frames(mine, tmp_path):
+    from samfx.data.datasets import ClipDataset
+    from samfx.engine.run.loaders import store_path
+    from samfx.engine.train.trainer import Trainer
+
+    recipe = load_recipe(TINY_SAM, ["model.prompt={name: clicks, schedule: ed_es}", "data.clip_length=3",
+                                    "train.stages.0.max_steps=1", "train.val_every=100",
+                                    "train.stages.0.select_metric=train/loss", "eval.overlays=0"], mine.registry)
+    ds = ClipDataset(store_path(recipe.config["data"]["source"], mine.registry), "train", 64, 3)
+    item = ds[0]
+    seq = ds.sequences[0]
+    assert item["key_frames"].tolist() == [int(i) in (seq.ed, seq.es) for i in item["frame_index"]]
+    assert any(bool(ds[i]["key_frames"].any()) for i in range(len(ds)))     # some clips hold ED or ES
+    result = Trainer(recipe, tmp_path / "run", registry=mine.registry, quiet=True).fit()
+    assert result["global_step"] == 1 and math.isfinite(result["last"]["train/loss"])
