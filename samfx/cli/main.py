@@ -7,6 +7,7 @@ import sys
 import typer
 
 from samfx.cli import (  # noqa: F401  (each module registers its commands on `app` / `data_app`)
+    annotate_cmds,
     bench_cmds,
     byod_cmds,
     ckpt_cmds,
