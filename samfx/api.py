@@ -14,11 +14,11 @@ from samfx.config.recipe import Recipe
 from samfx.config.recipe import load_recipe as load
 from samfx.contracts.errors import SamfxError
 from samfx.contracts.plugins import get_plugins, get_registry
+from samfx.deploy.precision import for_inference
 from samfx.deploy.predict import predict as run_predict
 from samfx.deploy.predict import segment_frames
 from samfx.engine.eval.evaluate import choose_prompt
 from samfx.engine.eval.evaluate import evaluate as run_eval
-from samfx.engine.eval.inference import resolve_precision
 from samfx.engine.run import checkpoints as ckpt
 from samfx.engine.run import rundir
 from samfx.engine.run.distributed import DistInfo, resolve_device
@@ -116,7 +116,7 @@ def evaluate(target: str | Path, *, split: str | None = None, data: str | None =
 def predict(checkpoint: str | Path, inputs: Sequence[str | Path], out_dir: str | Path, *,  # noqa: PLR0913  (mirrors samfx predict's options)
             prompt: str | None = None, device: str = "auto", registry: Registry | None = None,
             engine: str | None = None, first_mask: str | Path | None = None,
-            any_modality: bool = False, skip_bad: bool = False) -> dict[str, Any]:
+            any_modality: bool = False, skip_bad: bool = False, precision: str | None = None) -> dict[str, Any]:
     """Segment image / NIfTI / .h5 / DICOM / MP4-AVI files into `out_dir` (label maps, overlays, LV area curves
     and EF for sequences, predictions.json); returns predictions.json's content. `engine`: ``"torch"`` (a run
     folder or checkpoint) or ``"onnx"`` (a file from ``samfx export``, run by onnxruntime); None: onnx
@@ -126,11 +126,13 @@ def predict(checkpoint: str | Path, inputs: Sequence[str | Path], out_dir: str |
     file is an error, or with `skip_bad` left out and reported in ``skipped``. EF, volumes and ED/ES are None
     with a ``withheld`` reason when the sequence fails the plausibility rules (docs/temporal.md); ``model`` is
     the model's provenance; each result's ``warnings`` flag a doubtful input (e.g. a scan sector under 5 %
-    of the image)."""
+    of the image). `precision`: ``"fp32"``, ``"bf16"``, ``"int8"`` / ``"int8-bf16"`` (CPU) or ``"auto"`` (per
+    device and CPU flags), refused in one line when it misses its accuracy gate on this model (docs/performance.md);
+    None: the recipe's ``train.precision`` as before."""
 
     return run_predict(checkpoint, [str(p) for p in inputs], out_dir, prompt=prompt, device=device,
                        registry=registry, engine=engine, first_mask=first_mask, any_modality=any_modality,
-                       skip_bad=skip_bad)
+                       skip_bad=skip_bad, precision=precision)
 
 
 def report(run_dir: str | Path, *, split: str | None = None, out: str | Path | None = None,
@@ -155,7 +157,7 @@ class Run:
     classes: list[int]             # label-map values, in the order of `class_names`
     class_names: list[str]
     prompt: str                    # prompt generator used by segment(): an automatic one
-    precision: str
+    precision: str                 # fp32 | bf16 (autocast) | int8 | int8-bf16 (`model`: quantised copy)
 
     def segment(self, images: np.ndarray, *, sequence: bool = False) -> np.ndarray:
         """Gray images (H,W) or (N,H,W), uint8 0..255 -> label maps of the same shape (uint8 class
@@ -172,11 +174,13 @@ class Run:
 
 
 def load_run(target: str | Path, *, prompt: str | None = None, device: str = "auto",
-             registry: Registry | None = None) -> Run:
+             registry: Registry | None = None, precision: str | None = None) -> Run:
     """Rebuild the model of a run folder (best.pt, else last.pt) or checkpoint from its stored recipe and
     load its weights. `prompt`: an automatic prompt generator (default: eval.prompt, else the last
     stage's; clicks and boxes need ground truth and are refused). It becomes the model's active prompt, so
-    ``run.model.forward`` and ``run.model.forward_clip`` use it too."""
+    ``run.model.forward`` and ``run.model.forward_clip`` use it too. `precision`: as :func:`predict`'s
+    (int8, int8-bf16: ``run.model`` is the quantised copy; a precision missing its gate raises
+    :class:`samfx.deploy.precision.PrecisionRefused`)."""
 
     reg = _registry(registry)
     path = rundir.find_checkpoint(target)
@@ -185,9 +189,10 @@ def load_run(target: str | Path, *, prompt: str | None = None, device: str = "au
     cfg = recipe.typed
     key = choose_prompt(model, recipe, prompt, reg, False, "load_run(prompt=)")
     model.use_prompt(key)  # also the default of model.forward / forward_clip
+    model, chosen = for_inference(model, cfg.train.precision, precision, dev, list(cfg.data.classes), key,
+                                  what=str(path))
     return Run(model=model, recipe=recipe, checkpoint=path, classes=list(cfg.data.classes),
-               class_names=list(cfg.data.class_names), prompt=key,
-               precision=resolve_precision(cfg.train.precision, dev))
+               class_names=list(cfg.data.class_names), prompt=key, precision=chosen)
 
 
 def predict_arrays(run: Run | str | Path, images: np.ndarray, *, sequence: bool = False,

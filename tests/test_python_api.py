@@ -31,9 +31,9 @@ SIGNATURES = {
     "predict": "(checkpoint: 'str | Path', inputs: 'Sequence[str | Path]', out_dir: 'str | Path', *, "
                "prompt: 'str | None' = None, device: 'str' = 'auto', registry: 'Registry | None' = None, "
                "engine: 'str | None' = None, first_mask: 'str | Path | None' = None, any_modality: 'bool' = False, "
-               "skip_bad: 'bool' = False) -> 'dict[str, Any]'",
+               "skip_bad: 'bool' = False, precision: 'str | None' = None) -> 'dict[str, Any]'",
     "load_run": "(target: 'str | Path', *, prompt: 'str | None' = None, device: 'str' = 'auto', "
-                "registry: 'Registry | None' = None) -> 'Run'",
+                "registry: 'Registry | None' = None, precision: 'str | None' = None) -> 'Run'",
     "predict_arrays": "(run: 'Run | str | Path', images: 'np.ndarray', *, sequence: 'bool' = False, "
                       "prompt: 'str | None' = None, device: 'str' = 'auto') -> 'np.ndarray'",
     "report": "(run_dir: 'str | Path', *, split: 'str | None' = None, out: 'str | Path | None' = None, "

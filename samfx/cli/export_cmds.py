@@ -18,6 +18,9 @@ def export(target: str = typer.Argument(..., help="Run folder (uses best.pt, els
                                     "prompted (click) model, the decoder with SAM-style point inputs."),
            prompt: Optional[str] = typer.Option(None, "--prompt", help="Prompt generator to build in (default: "
                                                 "the checkpoint's)."),
+           quantize: Optional[str] = typer.Option(None, "--quantize", help="int8: MatMul weights quantised to "
+                                                  "int8 by onnxruntime (CPU), refused when the graph misses the "
+                                                  "accuracy gate against fp32 (docs/deploying.md)."),
            as_json: bool = typer.Option(False, "--json", help="Print what was written as JSON.")) -> None:
     """Export a trained model to ONNX (opset 18, dynamic batch, metadata for onnxruntime)."""
     try:
@@ -25,7 +28,7 @@ def export(target: str = typer.Argument(..., help="Run folder (uses best.pt, els
             raise SamfxError(f"--format: unknown format '{fmt}'; only onnx is supported")
         from samfx.deploy.export_onnx import export_onnx
 
-        result = export_onnx(target, out, part=part, prompt=prompt)
+        result = export_onnx(target, out, part=part, prompt=prompt, quantize=quantize)
     except SamfxError as exc:
         fail(exc)
     if as_json:
@@ -34,4 +37,4 @@ def export(target: str = typer.Argument(..., help="Run folder (uses best.pt, els
         return
     meta = result.metadata
     typer.echo(f"wrote {result.path} (part {result.part}, opset {result.opset}, classes {meta['classes']}, "
-               f"image size {meta['image_size']})")
+               f"image size {meta['image_size']}{', int8' if meta.get('precision') == 'int8' else ''})")

@@ -136,6 +136,10 @@ def predict(checkpoint: str = typer.Argument(..., help="Run folder, checkpoint f
                                               "is not US (refused by default)."),
             skip_bad: bool = typer.Option(False, "--skip-bad", help="Report a bad input file in one line and "
                                           "predict the rest (default: the first bad file stops the command)."),
+            precision: Optional[str] = typer.Option(None, "--precision", help="fp32 | bf16 | int8 | int8-bf16 (CPU) | "
+                                                    "auto (per device and CPU flags); refused when it misses its "
+                                                    "accuracy gate on the model; default: the recipe's "
+                                                    "train.precision (fp32 on CPU)."),
             as_json: bool = typer.Option(False, "--json", help="Print predictions.json.")) -> None:
     """Label maps + overlays per image; per-frame masks, the LV area curve, ED/ES and an EF estimate per sequence
     (withheld when the sequence fails the plausibility rules of docs/temporal.md)."""
@@ -144,7 +148,8 @@ def predict(checkpoint: str = typer.Argument(..., help="Run folder, checkpoint f
 
     try:
         report = api.predict(checkpoint, inputs, out, prompt=prompt, device=device, engine=engine,
-                             first_mask=first_mask, any_modality=any_modality, skip_bad=skip_bad)
+                             first_mask=first_mask, any_modality=any_modality, skip_bad=skip_bad,
+                             precision=precision)
     except SamfxError as exc:
         fail(exc)
     if as_json:

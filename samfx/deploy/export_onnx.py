@@ -218,8 +218,9 @@ def _stamp(path: Path, metadata: dict[str, str]) -> None:
 
 
 def export_onnx(target: str | Path, out: str | Path, *, part: str = "all", prompt: str | None = None,
-                registry: Any = None) -> ExportResult:
-    """Export a run folder (best.pt, else last.pt) or checkpoint to `out` (.onnx); see the module doc."""
+                registry: Any = None, quantize: str | None = None) -> ExportResult:
+    """Export a run folder (best.pt, else last.pt) or checkpoint to `out` (.onnx); see the module doc.
+    `quantize` "int8": the graph's MatMul weights quantised and gate-checked (samfx.deploy.quantize)."""
     try:
         import onnx  # noqa: F401
         import onnxscript  # noqa: F401
@@ -232,8 +233,12 @@ def export_onnx(target: str | Path, out: str | Path, *, part: str = "all", promp
     out = Path(out).expanduser()
     if out.is_dir():
         raise SamfxError(f"--out {out}: is a folder; give the .onnx file to write")
+    if quantize is not None and quantize != "int8":
+        raise SamfxError(f"--quantize: unknown '{quantize}'; use int8 (or leave it out for fp32)")
     path = rundir.find_checkpoint(target)
     model, recipe, _ = ckpt.load_model(path, reg, "cpu")
+    if quantize is not None:
+        return export_quantized(model, recipe, out, part=part, prompt=prompt, source=path.name)
     return export_model(model, recipe, out, part=part, prompt=prompt, source=path.name)
 
 
@@ -308,3 +313,25 @@ def _graph_module(model: Any, part: str, classes: list[int],
     labels = torch.tensor([[1.0, 2.0, 3.0], [0.0, 1.0, -1.0]])
     return (DecoderPart(model).eval(), (emb, coords, labels), ["image_embeddings", "point_coords", "point_labels"],
             ["masks", "iou_predictions"])
+
+
+def export_quantized(model: Any, recipe: Any, out: str | Path, *, part: str = "all",
+                     prompt: str | None = None, source: str = "") -> ExportResult:
+    """Export `model` in fp32 to a temporary graph, quantise it into `out` and gate it against the fp32
+    graph (``part`` all only: the gate compares label maps); a graph that misses the gate is deleted and
+    refused in one line. Returns the :class:`ExportResult` of `out`."""
+    from samfx.deploy.quantize import check_onnx_gate, quantize_onnx
+
+    if part != "all":
+        raise SamfxError(f"--quantize int8: only the end-to-end automatic model (--part all) is quantised, not "
+                         f"--part {part}; leave --quantize out")
+    out = Path(out).expanduser()
+    with tempfile.TemporaryDirectory(prefix="samfx_quantize_") as folder:
+        fp32 = export_model(model, recipe, Path(folder) / "fp32.onnx", part=part, prompt=prompt, source=source)
+        quantize_onnx(fp32.path, out)
+        try:
+            check_onnx_gate(fp32.path, out, what=source or "the model")
+        except SamfxError:
+            out.unlink(missing_ok=True)
+            raise
+    return ExportResult(out, part, fp32.opset, {**fp32.metadata, "precision": "int8"}, fp32.exporter)

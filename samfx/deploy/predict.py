@@ -58,6 +58,7 @@ from samfx.deploy.caveats import (
 from samfx.deploy.first_mask import check_first_mask, first_frame_labels, first_mask_prompt, read_first_mask
 from samfx.deploy.inputs import Input, read_inputs
 from samfx.deploy.onnx_runtime import OnnxModel, is_onnx
+from samfx.deploy.precision import autocast_of, for_inference
 from samfx.engine.eval.clinical import confidence_summary
 from samfx.engine.eval.evaluate import choose_prompt
 from samfx.engine.eval.inference import (
@@ -65,7 +66,6 @@ from samfx.engine.eval.inference import (
     autocast,
     labels_from_logits,
     predict_classes,
-    resolve_precision,
 )
 from samfx.engine.eval.overlays import save_overlay
 from samfx.engine.run import checkpoints as ckpt
@@ -93,7 +93,7 @@ class Predictor:
 
     def __init__(self, checkpoint: str | Path, out_dir: str | Path, *, prompt: str | None = None,
                  device: str = "auto", registry=None, engine: str | None = None,
-                 first_mask: np.ndarray | None = None):
+                 first_mask: np.ndarray | None = None, precision: str | None = None):
         _out_folder(out_dir, create=False)  # before the slow part
         self.confidence: dict[str, float | None] | None = None
         self.engine = check_engine(engine, checkpoint)
@@ -105,9 +105,13 @@ class Predictor:
         if self.engine == "onnx":
             if prompt is not None:
                 raise SamfxError("--prompt: an exported ONNX model has its prompt built in; leave --prompt out")
+            if precision not in (None, "auto", "fp32"):
+                raise SamfxError(f"--precision {precision}: an exported ONNX model's precision is set at export; "
+                                 f"use `samfx export RUN --quantize int8` for an int8 graph, or --engine torch")
             self.onnx = OnnxModel.load(checkpoint)
             self.path, self.classes, self.names = self.onnx.path, self.onnx.classes, self.onnx.class_names
-            self.prompt, self.precision, self.provenance = self.onnx.prompt, "fp32", provenance(None)
+            self.prompt, self.provenance = self.onnx.prompt, provenance(None)
+            self.precision = self.onnx.metadata.get("precision", "fp32")
             self.out = _out_folder(out_dir, create=True)
             self.lv = self.classes[self.names.index("LV")] if "LV" in self.names else self.classes[0]
             return
@@ -121,11 +125,15 @@ class Predictor:
         cfg = self.recipe.typed
         self.classes = list(cfg.data.classes)
         self.names = list(cfg.data.class_names)
+        if first_mask is not None and precision is not None:
+            raise SamfxError(f"--precision {precision} with --first-mask: the precision gate runs an automatic "
+                             f"prompt, not the first-mask path; leave --precision out there")
         if first_mask is None:
             self.prompt = choose_prompt(self.model, self.recipe, prompt, self.registry, False, "--prompt")
         else:
             self.prompt = first_mask_prompt(self.model, self.recipe, prompt, self.registry)
-        self.precision = resolve_precision(cfg.train.precision, self.device)
+        self.model, self.precision = for_inference(self.model, cfg.train.precision, precision, self.device,
+                                                   self.classes, self.prompt, what=str(self.path))
         self.out = _out_folder(out_dir, create=True)
         self.lv = self.classes[self.names.index("LV")] if "LV" in self.names else self.classes[0]
 
@@ -242,13 +250,15 @@ def check_engine(engine: str | None, target: str | Path) -> str:
 def predict(checkpoint: str | Path, inputs: list[str], out_dir: str | Path, *, prompt: str | None = None,  # noqa: PLR0913  (the command's options)
             device: str = "auto", registry=None, engine: str | None = None,
             first_mask: str | Path | None = None, any_modality: bool = False,
-            skip_bad: bool = False) -> dict[str, Any]:
+            skip_bad: bool = False, precision: str | None = None) -> dict[str, Any]:
     """Segment every input; write files and predictions.json; return its content. `engine`: torch (a run
     folder or checkpoint) or onnx (an exported .onnx file, run with onnxruntime); None: from the path.
     `first_mask`: frame 0's label map of the one sequence input (semi-supervised, temporal models).
-    `any_modality`: also DICOMs whose Modality is not US. `skip_bad`: a bad input file is left out, its
-    one-line error in the report's ``skipped`` (all bad: an error). Output names are unique per input
-    (samfx.deploy.caveats.unique_names); the report's ``model`` is the model's provenance."""
+    `any_modality`: also DICOMs whose Modality is not US. `precision`: fp32 | bf16 | int8 | auto
+    (samfx.deploy.precision; gate-checked; None: the recipe's train.precision as before). `skip_bad`: a
+    bad input file is left out, its one-line error in the report's ``skipped`` (all bad: an error). Output
+    names are unique per input (samfx.deploy.caveats.unique_names); the report's ``model`` is the model's
+    provenance and ``precision`` the one it ran at."""
     if not inputs:
         raise SamfxError("predict: no inputs; pass image, NIfTI or .h5 files")
     check_engine(engine, checkpoint)
@@ -266,9 +276,10 @@ def predict(checkpoint: str | Path, inputs: list[str], out_dir: str | Path, *, p
         raise SamfxError(f"--first-mask: the mask is frame 0 of one sequence, but the inputs hold {len(items)} "
                          f"images/sequences; run one sequence per call")
     predictor = Predictor(checkpoint, out_dir, prompt=prompt, device=device, registry=registry, engine=engine,
-                          first_mask=mask)
+                          first_mask=mask, precision=precision)
     results = [predictor.run(it) for it in items]
     report = {"checkpoint": str(predictor.path), "engine": predictor.engine, "prompt": predictor.prompt,
+              "precision": predictor.precision,
               "first_mask": None if first_mask is None else str(first_mask), "out": str(predictor.out),
               "classes": dict(zip(predictor.names, predictor.classes)), "model": predictor.provenance,
               "results": results, "skipped": skipped}
@@ -295,8 +306,10 @@ def segment_frames(model: Any, frames: np.ndarray, classes: list[int], *, prompt
     """Gray frames (T,H,W) uint8 -> label maps (T,H,W) uint8 at their own resolution, on the model's
     device; ``sequence`` sends them through ``forward_clip`` as one clip (temporal models), with
     ``first_mask`` (H,W) class ids as frame 0's labels for a prompt that gives masks. `confidence`
-    collects, per frame, the predicted IoU / object score of its query; the label maps do not change."""
+    collects, per frame, the predicted IoU / object score of its query; the label maps do not change.
+    `precision` int8: `model` is already quantised (samfx.deploy.precision) and runs without autocast."""
     device = next(model.parameters()).device
+    precision = autocast_of(precision)
     hw = (int(frames.shape[1]), int(frames.shape[2]))
     x = model_input(frames, model.image_size, device)
 

@@ -32,6 +32,7 @@ from samfx.config.schema import OptimizerSection, StageSection
 from samfx.contracts.errors import SamfxError
 from samfx.contracts.plugins import get_registry
 from samfx.data.files import write_text
+from samfx.engine.bench.cpu import cpu_info
 from samfx.engine.bench.measure import Memory, profile_steps, sync, timed
 from samfx.engine.run.distributed import resolve_device
 from samfx.engine.train.optim import build_optimizer
@@ -233,7 +234,7 @@ def _info(model: SegmentationModel, recipe: Recipe, recipe_path: str, overrides:
         stage_info[stage_cfgs[i].name] = {"trainable": count_params(model)[1], "prompt": model.active_prompt}
     return {"device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else
             f"cpu ({platform.processor() or platform.machine()}), {torch.get_num_threads()} threads",
-            "device_type": dev.type, "torch": torch.__version__, "cuda": torch.version.cuda,
+            "device_type": dev.type, "cpu": cpu_info(), "torch": torch.__version__, "cuda": torch.version.cuda,
             "threads": torch.get_num_threads(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
             "load_avg_start": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
             "recipe": recipe_path, "overrides": list(overrides), "image_size": model.image_size,
