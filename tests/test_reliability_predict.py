@@ -54,7 +54,8 @@ def test_ef_line_names_method_and_provenance(cli, toy_run, tmp_path, monkeypatch
     mock(monkeypatch, ellipses)
     steps = ckpt.load(rundir.find_checkpoint(toy_run))["progress"]["global_step"]
     r, report = run_json(cli, toy_run, loop(tmp_path / "a.dcm"), "--out", tmp_path / "o")
-    assert report["model"] == {"trained_on": "toy/toy_data", "optimizer_steps": steps, "clinical_use": None}
+    assert report["model"] == {"trained_on": "toy/toy_data", "optimizer_steps": steps, "synthetic_only": False,
+                               "clinical_use": None}
     assert r.stdout.splitlines()[0] == f"model: trained on toy/toy_data, {steps} optimizer steps"
     rec = report["results"][0]
     assert rec["ef_method"] == "single-plane area-length" and rec["ef_estimate"] is not None
@@ -210,3 +211,12 @@ def test_same_file_name_from_two_folders_writes_both(cli, toy_run, tmp_path, mon
     assert [x["name"] for x in again["results"]] == names           # deterministic
     from samfx.deploy.caveats import unique_names
     assert unique_names(["e", "e", "f"], ["d/e.png", "d/e.png", "g/f.png"]) == ["d-e", "d-e-2", "f"]
+
+
+def test_a_qualified_synthetic_source_still_warns():
+    from samfx.deploy.caveats import NOT_CLINICAL, provenance
+
+    for name in ("synthetic_echo", "datasets/synthetic_echo"):
+        prov = provenance({"recipe": {"data": {"source": {"name": name}}}})
+        assert prov["clinical_use"] == NOT_CLINICAL and prov["synthetic_only"] is True
+    assert provenance({"recipe": {"data": {"source": {"name": "datasets/camus"}}}})["clinical_use"] is None

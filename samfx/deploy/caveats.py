@@ -32,16 +32,19 @@ def _source_names(source: Any) -> list[str]:
 def provenance(checkpoint: dict[str, Any] | None) -> dict[str, Any]:
     """The model's provenance from a checkpoint object (its stored recipe and progress): ``trained_on``
     (the ``data.source`` name(s), comma-joined), ``optimizer_steps`` (progress.global_step) and
-    ``clinical_use`` (:data:`NOT_CLINICAL` when every source is ``synthetic_echo``, else None). Without a
+    ``synthetic_only`` and ``clinical_use`` (:data:`NOT_CLINICAL` when every source is ``synthetic_echo``,
+    plugin-qualified or not, else None). Without a
     checkpoint (an exported ONNX model) everything is unknown (None)."""
     if checkpoint is None:
-        return {"trained_on": None, "optimizer_steps": None, "clinical_use": "provenance unknown (exported model)"}
+        return {"trained_on": None, "optimizer_steps": None, "synthetic_only": None,
+                "clinical_use": "provenance unknown (exported model)"}
     data = (checkpoint.get("recipe") or {}).get("data") or {}
     names = _source_names(data.get("source", {"name": SYNTHETIC}))
     steps = (checkpoint.get("progress") or {}).get("global_step")
-    synthetic = bool(names) and all(n in (SYNTHETIC, f"samfx/{SYNTHETIC}") for n in names)
+    # a stored recipe names the source by its qualified name ('datasets/synthetic_echo')
+    synthetic = bool(names) and all(n.rsplit("/", 1)[-1] == SYNTHETIC for n in names)
     return {"trained_on": ", ".join(names) or None, "optimizer_steps": None if steps is None else int(steps),
-            "clinical_use": NOT_CLINICAL if synthetic else None}
+            "synthetic_only": synthetic, "clinical_use": NOT_CLINICAL if synthetic else None}
 
 
 def provenance_line(prov: dict[str, Any]) -> str:

@@ -20,7 +20,7 @@ from samfx.deploy.annotate.features import FeatureCache, Precompute, nbytes
 from samfx.deploy.annotate.history import History, Step
 from samfx.deploy.annotate.loops import Loop
 from samfx.deploy.annotate.modelops import Clicks, ModelOps
-from samfx.deploy.caveats import EF_METHOD, NOT_CLINICAL, SYNTHETIC, clinical_readout, provenance
+from samfx.deploy.caveats import EF_METHOD, NOT_CLINICAL, clinical_readout, provenance
 
 OPS = ("click", "box", "clear", "automatic", "propagate", "brush", "undo", "redo")
 MAX_BRUSH_POINTS = 10000
@@ -239,9 +239,7 @@ class AnnotationSession:
         sp = self.loop.spacing
         areas = px * sp[0] * sp[1] if sp else px
         prov = provenance({"recipe": self.ops.run.recipe.config})
-        names = [n.strip() for n in (prov["trained_on"] or "").split(",") if n.strip()]
-        # a source name may be qualified by its plugin ('datasets/synthetic_echo')
-        synthetic = bool(names) and all(n.rsplit("/", 1)[-1] == SYNTHETIC for n in names)
+        synthetic = bool(prov["synthetic_only"])
         out: dict[str, Any] = {"lv_class": lv, "areas": areas.tolist(), "unit": "mm²" if sp else "px²",
                                "ef_method": EF_METHOD, "trained_on": prov["trained_on"],
                                "synthetic_only": synthetic, "clinical_use": NOT_CLINICAL if synthetic else None,
