@@ -141,6 +141,7 @@ def test_click_model_is_refused_end_to_end_and_exports_as_two_parts(samus_run, t
 
 
 # -- tiny SAM + APG ------------------------------------------------------------------------------------
+@pytest.mark.slow  # 20-60 s of ONNX export; the quick model's parity runs in make test
 def test_sam_with_apg_exports_with_parity(tmp_path):
     rec = api.load_recipe(ROOT / "recipes" / "apg_on_sam.yaml", SAMUS_TINY + ["model.image_encoder.out_dim=64"])
     torch.manual_seed(0)
@@ -152,6 +153,7 @@ def test_sam_with_apg_exports_with_parity(tmp_path):
     check_parity(model, out, [1, 2, 3])
 
 
+@pytest.mark.slow  # 20-60 s of ONNX export; the quick model's parity runs in make test
 def test_sam2_with_apg_exports_with_parity(tmp_path):
     """SAM2's Hiera encoder (+ FPN levels through its decoder) under the APG: 4.0e-7 measured at 128²."""
     pytest.importorskip("sam2")
