@@ -15,7 +15,7 @@ from samfx import api
 from samfx.deploy import precision as P
 from samfx.engine.bench.cpu import auto_precision, cpu_flags, cpu_info
 from samfx.engine.eval.inference import predict_classes
-from samfx.engine.run import checkpoints as ckpt
+from tests.toy_runs import random_quick_run
 
 ROOT = Path(__file__).resolve().parents[1]
 OFFERED = ("bf16", "int8", "int8-bf16")  # what --precision offers besides fp32 (auto resolves to one of them)
@@ -94,13 +94,7 @@ def test_a_precision_missing_its_gate_is_refused_in_one_line(monkeypatch):
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     """A run folder holding the quick preset's model at random weights."""
-    rec = api.load_recipe(ROOT / "recipes" / "autosamus_msff_quick.yaml")
-    torch.manual_seed(0)
-    model = api.build_model(rec, load_checkpoint=False)
-    folder = tmp_path_factory.mktemp("quick") / "run"
-    folder.mkdir()
-    ckpt.save(ckpt.make(model, rec), folder / "best.pt")
-    return folder
+    return random_quick_run(tmp_path_factory.mktemp("quick") / "run")
 
 
 def _image(path: Path) -> str:

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from samfx import api
 from samfx.deploy.onnx_runtime import OnnxModel
 from samfx.deploy.precision import GATE_CORR, compare, probe_images
 from samfx.engine.eval.inference import predict_classes
 from samfx.engine.run import checkpoints as ckpt
+from tests.toy_runs import random_quick_run
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
@@ -22,13 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
-    rec = api.load_recipe(ROOT / "recipes" / "autosamus_msff_quick.yaml")
-    torch.manual_seed(0)
-    model = api.build_model(rec, load_checkpoint=False)
-    folder = tmp_path_factory.mktemp("quick") / "run"
-    folder.mkdir()
-    ckpt.save(ckpt.make(model, rec), folder / "best.pt")
-    return folder
+    """A run folder holding the quick preset's model at random weights."""
+    return random_quick_run(tmp_path_factory.mktemp("quick") / "run")
 
 
 def test_int8_graph_passes_the_gate_and_predicts(quick_run, tmp_path, cli):
