@@ -18,12 +18,14 @@ from samfx.data.datasets import SequenceDataset
 from samfx.deploy.annotate.loops import open_loop
 from samfx.deploy.annotate.modelops import ModelOps
 from samfx.deploy.annotate.session import AnnotationSession
+from samfx.engine.eval.metrics import dice
 from samfx.engine.run.loaders import store_path
 from samfx_plugins.prompts.simulated import deepest_pixel
 
 
-def dice(pred: np.ndarray, truth: np.ndarray) -> float:
-    return float(2 * (pred & truth).sum() / max(1, pred.sum() + truth.sum()))
+def flat(masks: np.ndarray) -> np.ndarray:
+    """A loop's masks (T,H,W) as one 2-D mask (T*H,W): its Dice is the Dice over every frame's pixels."""
+    return masks.reshape(-1, masks.shape[-1])
 
 
 def main(run_dir: str) -> None:
@@ -42,11 +44,11 @@ def main(run_dir: str) -> None:
             s.apply({"op": "click", "t": 0, "cls": c, "x": float(x), "y": float(y)})
         s.apply({"op": "propagate", "t": 0, "direction": "forward"})
         for c in run.classes:
-            scores["click+propagate"][c].append(dice(s.labels == c, truth == c))
+            scores["click+propagate"][c].append(dice(flat(s.labels == c), flat(truth == c)))
             scores["frame 0 click"][c].append(dice(s.labels[0] == c, truth[0] == c))
         s.apply({"op": "automatic"})
         for c in run.classes:
-            scores["automatic all"][c].append(dice(s.labels == c, truth == c))
+            scores["automatic all"][c].append(dice(flat(s.labels == c), flat(truth == c)))
         s.close()
     print(f"{len(seqs)} test sequences of {store}; Dice % (mean ± std over sequences)")
     for c, name in zip(run.classes, run.class_names):

@@ -29,10 +29,12 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from samfx.contracts.errors import SamfxError
 from samfx.engine.bench.cpu import auto_precision, cpu_flags
+from samfx.engine.eval.metrics import dice
 
 PRECISIONS = ("auto", "fp32", "bf16", "int8", "int8-bf16")
 INT8 = ("int8", "int8-bf16")
@@ -192,13 +194,11 @@ def dice_per_class(pred: Any, label: Any, classes: list[int]) -> dict[int, float
     """Mean over images of each class's Dice (x100) between label maps (N,H,W); images where the class is
     absent from both are left out of its mean (nan when it is absent everywhere)."""
 
+    pred, label = pred.cpu().numpy(), label.cpu().numpy()
     out: dict[int, float] = {}
     for c in classes:
-        p, t = (pred == c).flatten(1).double(), (label == c).flatten(1).double()
-        denom = p.sum(1) + t.sum(1)
-        keep = denom > 0
-        dice = 2 * (p * t).sum(1)[keep] / denom[keep]
-        out[c] = float(dice.mean() * 100) if keep.any() else float("nan")
+        scores = [dice(p == c, t == c) for p, t in zip(pred, label) if (p == c).any() or (t == c).any()]
+        out[c] = 100 * float(np.mean(scores)) if scores else float("nan")
     return out
 
 
@@ -220,8 +220,7 @@ def gate_table(model: Any, images: Any, labels: Any, classes: list[int], prompt:
         if ref_logits is None:
             ref_logits, ref_labels = logits, pred
         res = compare(ref_logits, logits, ref_labels, pred, p)
-        dice = dice_per_class(pred, labels, classes)
-        rows[p] = {"corr": res.corr, "agree": res.agree, "dice": dice}
+        rows[p] = {"corr": res.corr, "agree": res.agree, "dice": dice_per_class(pred, labels, classes)}
     for p in precisions:
         rows[p]["dice_delta"] = max(abs(rows[p]["dice"][c] - rows["fp32"]["dice"][c]) for c in classes)
     return rows
