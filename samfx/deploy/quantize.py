@@ -5,11 +5,11 @@ onnxruntime 1.32 fail at run time on the exported graph's MatMulInteger nodes), 
 on the probe images of :func:`samfx.deploy.precision.probe_images` (docs/deploying.md)."""
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 
 from samfx.contracts.errors import SamfxError, first_line
+from samfx.data.files import atomic_write
 from samfx.deploy.precision import GATE_CORR, GateResult, PrecisionRefused, compare, probe_images
 
 QUANTIZE = ("int8",)
@@ -29,19 +29,16 @@ def quantize_onnx(src: str | Path, dst: str | Path) -> Path:
         dst.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise SamfxError(f"--out {dst}: cannot create its folder ({first_line(exc)}); choose a writable path") from None
-    fd, name = tempfile.mkstemp(suffix=".onnx", dir=dst.parent)
-    os.close(fd)
-    tmp = Path(name)
     try:
-        quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8, per_channel=False,
-                         op_types_to_quantize=["MatMul", "Gemm"])
-        meta = {p.key: p.value for p in onnx.load(str(src), load_external_data=False).metadata_props}
-        graph = onnx.load(str(tmp))
+        with tempfile.TemporaryDirectory(dir=dst.parent) as work:   # quantize_dynamic writes to a path
+            tmp = Path(work) / "int8.onnx"
+            quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8, per_channel=False,
+                             op_types_to_quantize=["MatMul", "Gemm"])
+            meta = {p.key: p.value for p in onnx.load(str(src), load_external_data=False).metadata_props}
+            graph = onnx.load(str(tmp))
         onnx.helper.set_model_props(graph, {**meta, "precision": "int8"})
-        onnx.save(graph, str(tmp))
-        tmp.replace(dst)
+        atomic_write(dst, lambda fh: fh.write(graph.SerializeToString()))
     except Exception as exc:
-        tmp.unlink(missing_ok=True)
         if isinstance(exc, SamfxError):
             raise
         raise SamfxError(f"--quantize int8: onnxruntime could not quantise {src} ({first_line(exc)[:200]}); "
